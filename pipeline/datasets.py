@@ -1,0 +1,91 @@
+"""Where datasets live and how to get them: the data dir, known sources, sha256-checked download.
+
+Not a stage: this is I/O around the `data` stage, which only parses a file it is given.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.cache import file_sha256
+from schemas.runtime import Runtime
+
+
+class DatasetError(Exception):
+    """A dataset cannot be found, fetched or verified; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    local: tuple[str, ...]   # files under <data_dir> to use, first found wins
+    fetch_to: str            # where `fetch` saves the download (under <data_dir>)
+    url: str
+    sha256: str
+
+
+S3REC = "https://raw.githubusercontent.com/RUCAIBox/CIKM2020-S3Rec/2a81540ae18615d88ef88227b0c066e5b74781e5/data"
+SASREC = "https://raw.githubusercontent.com/kang205/SASRec/e3738967fddab206d6eeb4fda433e7a7034dd8b1/data"
+
+KNOWN: dict[str, Source] = {
+    "beauty": Source("beauty", ("beauty/Beauty.txt",), "beauty/Beauty.txt", f"{S3REC}/Beauty.txt",
+                     "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8"),
+    "yelp": Source("yelp", ("yelp/Yelp.txt",), "yelp/Yelp.txt", f"{S3REC}/Yelp.txt",
+                   "724b219106b81dd2349027da997334ddb6da9fe2f152ad6e0d97a93170f7caed"),
+    # The one-line-per-user ml-1m.txt has no public URL with all 6,040 users; SASRec's pair file does.
+    "ml-1m": Source("ml-1m", ("ml-1m/ml-1m.txt", "ml-1m/ml-1m.sasrec-pairs.txt"), "ml-1m/ml-1m.sasrec-pairs.txt",
+                    f"{SASREC}/ml-1m.txt", "b725f3acb3986fe3130bffd1e77a74d182a1f51799567a236dbd60270f95b0a2"),
+}
+EXTENSIONS = (".txt", ".inter", ".csv", ".tsv")
+
+
+def local_path(name: str, data_dir: Path) -> Path | None:
+    """The file for dataset `name` under data_dir, or None. Unknown names: <name>/<name>.<ext>."""
+    candidates = KNOWN[name].local if name in KNOWN else tuple(f"{name}/{name}{ext}" for ext in EXTENSIONS)
+    for rel in candidates:
+        if (data_dir / rel).is_file():
+            return data_dir / rel
+    return None
+
+
+def locate(name: str, rt: Runtime) -> Path:
+    """Find dataset `name`, generating the synthetic one or fetching a known one if missing."""
+    path = local_path(name, rt.data_dir)
+    if path is not None:
+        return path
+    if name == "synthetic":
+        from stages.synthetic import SyntheticConfig, write_synthetic
+
+        return write_synthetic(SyntheticConfig(), rt.data_dir / "synthetic" / "synthetic.txt")
+    if name not in KNOWN:
+        raise DatasetError(
+            f"unknown dataset {name!r}: no {name}/{name}.txt (or .inter) under {rt.data_dir}; "
+            f"known: {', '.join(KNOWN)}, synthetic; add your own with `tslrec data import FILE --name {name}`")
+    if rt.offline:
+        src = KNOWN[name]
+        raise DatasetError(f"dataset {name!r} not found and offline: put {src.url.rsplit('/', 1)[-1]} "
+                           f"(sha256 {src.sha256[:12]}...) at {rt.data_dir / src.fetch_to}")
+    return fetch(KNOWN[name], rt.data_dir)
+
+
+def fetch(src: Source, data_dir: Path, *, timeout: float = 60.0) -> Path:
+    """Download src.url to data_dir/src.fetch_to, verifying sha256 before the file appears."""
+    dest = data_dir / src.fetch_to
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(src.url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, tmp)
+        except Exception as e:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise DatasetError(f"cannot download {src.name} from {src.url} ({e}); "
+                               f"put the file at {dest} by hand (sha256 {src.sha256})") from e
+    got = file_sha256(Path(tmp.name))
+    if got != src.sha256:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise DatasetError(f"sha256 mismatch for {src.url}: got {got}, expected {src.sha256}")
+    Path(tmp.name).replace(dest)
+    return dest

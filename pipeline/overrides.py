@@ -1,0 +1,85 @@
+"""Pipeline config from defaults, a TOML file and `--set stage.field=value` overrides."""
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.pipeline import PipelineConfig
+
+
+class ConfigError(ValueError):
+    """Bad config; the message names the field. A usage error (exit 2)."""
+
+
+def parse_value(text: str) -> Any:
+    """JSON where it parses (numbers, true/false, null, lists), else the raw string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_set(expr: str) -> tuple[list[str], Any]:
+    if "=" not in expr:
+        raise ConfigError(f"--set {expr!r}: expected stage.field=value")
+    path, value = expr.split("=", 1)
+    keys = [k.strip().replace("-", "_") for k in path.split(".")]
+    if not all(keys):
+        raise ConfigError(f"--set {expr!r}: empty field name")
+    return keys, parse_value(value.strip())
+
+
+def deep_set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
+    for k in keys[:-1]:
+        node = tree.get(k)
+        if not isinstance(node, dict):
+            node = tree[k] = {} if node is None else _not_a_section(keys, k)
+        tree = node
+    tree[keys[-1]] = value
+
+
+def _not_a_section(keys: list[str], k: str) -> dict:
+    raise ConfigError(f"--set {'.'.join(keys)}: {k!r} is a value, not a section")
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_config(base: dict[str, Any] | None = None, config_file: Path | None = None,
+                 sets: list[str] | None = None, presets: dict[str, Any] | None = None) -> PipelineConfig:
+    """defaults < base (e.g. an upstream run's config) < presets < file < --set."""
+    tree: dict[str, Any] = PipelineConfig().model_dump(mode="json")
+    if base:
+        tree = deep_merge(tree, base)
+    for dotted, value in (presets or {}).items():
+        deep_set(tree, dotted.split("."), value)
+    if config_file is not None:
+        try:
+            tree = deep_merge(tree, tomllib.loads(Path(config_file).read_text()))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"--config {config_file}: {e}") from e
+    for expr in sets or []:
+        keys, value = parse_set(expr)
+        deep_set(tree, keys, value)
+    try:
+        return PipelineConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(format_validation(e)) from e
+
+
+def format_validation(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        field = ".".join(str(p) for p in err["loc"])
+        got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{field}: {msg}{got}")
+    return "invalid config: " + "; ".join(lines)

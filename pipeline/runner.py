@@ -1,0 +1,138 @@
+"""The runner: the only caller of the cache. Resolves upstream stages, computes keys, runs stages.
+
+A stage is a pure function run(cfg, inp, rt) -> out. The runner turns upstream manifests into
+typed inputs, hashes {stage, version, code, config, input digests, env} into a key, and either
+returns the cached manifest (after verifying its objects) or runs the stage and stores the result.
+"""
+from __future__ import annotations
+
+import platform
+import time
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import torch
+
+from pipeline.cache import Cache, CorruptObject, cache_key, code_digest, file_sha256
+from pipeline.console import debug, log
+from pipeline.datasets import locate
+from pipeline.registry import STAGES
+from schemas.common import RunRecord
+from schemas.pipeline import PipelineConfig
+from schemas.runtime import Runtime
+
+ENV_PACKAGES = ["torch", "transformers", "peft", "scikit-learn"]
+
+
+class MissingUpstream(Exception):
+    """An upstream result is not cached and the caller asked not to compute it."""
+
+
+def env_versions() -> dict[str, str]:
+    """major.minor of python and the libraries whose numerics feed the artifacts."""
+    out = {"python": ".".join(platform.python_version_tuple()[:2])}
+    for pkg in ENV_PACKAGES:
+        try:
+            out[pkg] = ".".join(version(pkg).split(".")[:2])
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+class Runner:
+    def __init__(self, rt: Runtime, *, compute_upstream: bool = True, force: bool = False):
+        self.rt = rt
+        self.cache = Cache(rt.cache_dir)
+        self.compute_upstream = compute_upstream
+        self.force = force            # recompute the requested stage even on a hit
+        self._loaded: dict[str, dict[str, torch.Tensor]] = {}   # digest -> tensors, per process
+        self._done: dict[str, RunRecord] = {}                   # key -> record, per process
+
+    # -- public ----------------------------------------------------------------------------
+    def run(self, stage: str, cfg: PipelineConfig, *, top: bool = True) -> RunRecord:
+        spec = STAGES[stage]
+        upstream = [self.run(dep, cfg, top=False) for dep in spec.deps(cfg)]
+        refs = self._input_refs(spec.inputs.model_fields, upstream)
+        if stage == "data":
+            path = locate(cfg.data.dataset, self.rt)
+            input_digests = {"raw": file_sha256(path)}
+        else:
+            input_digests = {name: ref.digest for name, ref in refs.items()}
+        module = spec.load()
+        stage_cfg = spec.config(cfg)
+        parts = {
+            "stage": stage,
+            "stage_version": module.VERSION,
+            "code_digest": code_digest(module.MODULES),
+            "config": stage_cfg.model_dump(mode="json"),
+            "input_digests": input_digests,
+            "env": env_versions(),
+        }
+        key = cache_key(parts)
+        if key in self._done:
+            return self._done[key]
+        hit = None if (self.force and top) else self._verified_hit(key)
+        if hit is not None:
+            log(f"[green]cache hit[/green]  {stage:<8} {key[:12]}")
+            self._done[key] = hit
+            return hit
+        if not top and not self.compute_upstream:
+            raise MissingUpstream(f"{stage} result {key[:12]} is not in the cache (run `tslrec run {stage}` first)")
+        log(f"[yellow]computing[/yellow] {stage:<8} {key[:12]}")
+        if stage == "data":
+            inp = spec.inputs(path=path)
+        else:
+            inp = spec.inputs(**{name: self._load(ref) for name, ref in refs.items()})
+        if self.rt.threads:
+            torch.set_num_threads(self.rt.threads)
+        t0 = time.perf_counter()
+        out = module.run(stage_cfg, inp, self.rt)
+        wall = time.perf_counter() - t0
+        outputs = {}
+        for kind, tensors in out.artifacts.items():
+            outputs[kind] = self.cache.put(kind, tensors)
+            self._loaded[outputs[kind].digest] = tensors
+        record = RunRecord(
+            stage=stage, key=key, stage_version=parts["stage_version"], code_digest=parts["code_digest"],
+            config=parts["config"], inputs=input_digests, env=parts["env"],
+            pipeline=cfg.model_dump(mode="json"), outputs=outputs,
+            result=out.result.model_dump(mode="json"), wall_s=round(wall, 3),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        self.cache.put_run(record)
+        log(f"[blue]stored[/blue]    {stage:<8} {key[:12]} in {wall:.1f}s")
+        self._done[key] = record
+        return record
+
+    def load(self, record: RunRecord, kind: str) -> dict[str, torch.Tensor]:
+        return self._load(record.outputs[kind])
+
+    # -- internals -------------------------------------------------------------------------
+    @staticmethod
+    def _input_refs(fields: dict[str, Any], upstream: list[RunRecord]) -> dict[str, Any]:
+        refs = {}
+        for name in fields:
+            for rec in reversed(upstream):   # nearest upstream wins
+                if name in rec.outputs:
+                    refs[name] = rec.outputs[name]
+                    break
+        return refs
+
+    def _verified_hit(self, key: str) -> RunRecord | None:
+        rec = self.cache.get_run(key)
+        if rec is None:
+            return None
+        try:
+            for ref in rec.outputs.values():
+                self._load(ref)
+        except CorruptObject as e:
+            log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
+            return None
+        return rec.model_copy(update={"cached": True})
+
+    def _load(self, ref: Any) -> dict[str, torch.Tensor]:
+        if ref.digest not in self._loaded:
+            debug(f"loading {ref.kind} {ref.digest[:12]}")
+            self._loaded[ref.digest] = self.cache.get(ref)
+        return self._loaded[ref.digest]

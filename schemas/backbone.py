@@ -1,0 +1,39 @@
+"""Contracts shared by `pretrain` and `train`: backbone architecture, trainer, evaluation."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.common import Frozen
+
+BackboneName = Literal["sasrec", "gru4rec", "caser", "fmlprec"]
+
+
+class BackboneConfig(Frozen):
+    name: BackboneName = Field(default="sasrec", description="ID-based sequential recommender.")
+    dim: int = Field(default=64, ge=1, description="Item embedding / hidden size d.")
+    layers: int = Field(default=2, ge=1, description="Number of blocks (attention, GRU or filter layers).")
+    heads: int = Field(default=1, ge=1, description="Attention heads (SASRec).")
+    dropout: float = Field(default=0.5, ge=0.0, lt=1.0, description="Dropout on embeddings and hidden states.")
+    max_len: int = Field(default=50, ge=2, description="Most recent items a sequence keeps.")
+
+
+class TrainerConfig(Frozen):
+    lr: float = Field(default=1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(default=0.0, ge=0, description="Adam weight decay.")
+    batch_size: int = Field(default=256, ge=1, description="Training sequences per step.")
+    epochs: int = Field(default=200, ge=1, description="Maximum epochs.")
+    patience: int = Field(default=10, ge=1, description="Stop after this many evaluations without a better validation NDCG@10.")
+    eval_batch_size: int = Field(default=1024, ge=1, description="Users per evaluation batch.")
+    seed: int = Field(default=42, description="Seed for init, shuffling and dropout.")
+    mask_history: bool = Field(default=False, description="Exclude the user's history items from ranking (RecBole's sequential full-sort does not).")
+
+
+class Metrics(Frozen):
+    hr5: float = Field(description="HR@5 averaged over users.")
+    hr10: float = Field(description="HR@10 averaged over users.")
+    ndcg5: float = Field(description="NDCG@5 averaged over users.")
+    ndcg10: float = Field(description="NDCG@10 averaged over users.")
+    n_users: int = Field(description="Users evaluated.")
+    mask_history: bool = Field(description="Whether history items were excluded from ranking.")

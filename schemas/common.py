@@ -1,0 +1,46 @@
+"""Base models shared by every stage: frozen configs, artifact references, run manifests."""
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    """Immutable, strict model: unknown fields are an error, never silently dropped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TensorModel(BaseModel):
+    """Frozen model that may hold torch tensors (stage inputs and outputs in memory)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+
+# An artifact in memory: tensor name -> tensor. On disk: one safetensors object.
+Tensors = dict[str, Any]
+
+
+class ArtifactRef(Frozen):
+    kind: str = Field(description="What the artifact is, e.g. 'item_embeddings'.")
+    digest: str = Field(description="sha256 over tensor names, dtypes, shapes and bytes.")
+    path: str = Field(description="Absolute path of the safetensors object in the cache.")
+
+
+class RunRecord(Frozen):
+    """What a stage run prints with --json and what the cache stores as its manifest."""
+
+    stage: str = Field(description="Stage name.")
+    key: str = Field(description="Content-addressed cache key of this run.")
+    stage_version: int = Field(description="Stage's own version number (bumped on semantic change).")
+    code_digest: str = Field(description="sha256 of the AST of the stage's modules.")
+    config: dict[str, Any] = Field(description="The stage's own config, as hashed.")
+    inputs: dict[str, str] = Field(description="Input name -> digest, as hashed.")
+    env: dict[str, str] = Field(description="major.minor of python and key libraries, as hashed.")
+    pipeline: dict[str, Any] = Field(description="Full pipeline config this run was resolved from.")
+    outputs: dict[str, ArtifactRef] = Field(description="Artifacts written by the run.")
+    result: dict[str, Any] = Field(description="The stage's typed result (metrics, timings).")
+    wall_s: float = Field(description="Seconds the stage itself took when computed.")
+    created: str = Field(description="UTC time the run was computed (ISO 8601).")
+    cached: bool = Field(default=False, description="True when this invocation was a cache hit.")

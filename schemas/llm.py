@@ -1,0 +1,72 @@
+"""Contracts of `sft` (information reconstruction) and `augment` (information augmentation)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schemas.common import Frozen, TensorModel, Tensors
+
+
+class SftConfig(Frozen):
+    model: str = Field(default="minilm-l6", description="Packaged name (minilm-l6, smollm2-135m), a local HF model dir, a .gguf file, or a hub id.")
+    task: Literal["group", "next_item"] = Field(default="group", description="'group': user-level preference reconstruction (TSLRec); 'next_item': instance-level next-item SFT (E4SRec).")
+    num_layers: int | None = Field(default=None, ge=1, description="Keep only the first n transformer layers (None keeps all).")
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA alpha.")
+    lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    target_modules: list[str] | None = Field(default=None, description="LoRA target modules; None picks attention projections per architecture.")
+    lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate.")
+    epochs: int = Field(default=1, ge=1, description="Passes over the training users.")
+    batch_size: int = Field(default=32, ge=1, description="Users per step.")
+    max_items: int = Field(default=50, ge=1, description="Most recent training items per user in the prompt.")
+    valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out users for validation MSE.")
+    seed: int = Field(default=42, description="Seed for init, split and shuffling.")
+
+
+class SftIn(TensorModel):
+    sequences: Tensors = Field(description="From `data`.")
+    item_embeddings: Tensors = Field(description="From `pretrain`.")
+    groups: Tensors = Field(description="From `group`: user_pref.")
+
+
+class SftResult(Frozen):
+    model: str = Field(description="Resolved model name.")
+    hidden_size: int = Field(description="LLM hidden size H.")
+    trainable_params: int = Field(description="Parameters trained (LoRA + projection + head).")
+    train_loss: float = Field(description="Mean training loss of the last epoch.")
+    valid_mse: float = Field(description="Validation MSE (Eq. 3 averaged per user).")
+    valid_mse_mean_baseline: float = Field(description="Validation MSE of always predicting the mean training distribution.")
+    seconds_per_epoch: float = Field(description="Median SFT seconds per epoch.")
+    tokens_per_second: float = Field(description="Prompt positions processed per second in training.")
+    instances_per_epoch: int = Field(description="LLM instances per epoch (users for 'group').")
+
+
+class SftOut(TensorModel):
+    result: SftResult
+    artifacts: dict[str, Tensors] = Field(description="'adapter': LoRA tensors (peft names); 'heads': linear_proj.* and group_head.* / item_head.*.")
+
+
+class AugmentConfig(Frozen):
+    batch_size: int = Field(default=256, ge=1, description="Items per forward batch.")
+
+
+class AugmentIn(TensorModel):
+    sequences: Tensors = Field(description="From `data`.")
+    item_embeddings: Tensors = Field(description="From `pretrain`.")
+    groups: Tensors = Field(description="From `group`: cluster_map.")
+    adapter: Tensors = Field(description="From `sft`.")
+    heads: Tensors = Field(description="From `sft`.")
+
+
+class AugmentResult(Frozen):
+    hidden_size: int = Field(description="H of the enhanced embeddings.")
+    c1: float = Field(description="Fraction of items whose top-1 category equals the pre-group.")
+    c2: float = Field(description="Fraction with the pre-group in the top 3 but not top 1.")
+    c3: float = Field(description="Fraction of the rest.")
+    seconds: float = Field(description="Wall seconds of the augmentation pass.")
+
+
+class AugmentOut(TensorModel):
+    result: AugmentResult
+    artifacts: dict[str, Tensors] = Field(description="'enhanced': embeddings [N+1, H], category_probs [N+1, K].")

@@ -1,0 +1,37 @@
+"""Runtime: how to run (device, threads, dirs, progress), never what to compute. Never hashed."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from schemas.common import Frozen
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("TSLREC_CACHE_DIR") or Path.home() / ".cache" / "tslrec")
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("TSLREC_DATA_DIR")
+    return Path(env) if env else default_cache_dir() / "datasets"
+
+
+class Runtime(Frozen):
+    device: str = Field(default="cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
+    threads: int | None = Field(default=None, description="torch intra-op threads; None keeps torch's default.")
+    progress: bool = Field(default=True, description="Show rich progress bars on stderr.")
+    data_dir: Path = Field(default_factory=default_data_dir, description="Where datasets live.")
+    cache_dir: Path = Field(default_factory=default_cache_dir, description="Content-addressed cache root.")
+    offline: bool = Field(default=False, description="Never download; say which file to put where.")
+    log_level: Literal["quiet", "info", "debug"] = Field(default="info", description="stderr verbosity.")
+
+    def track(self, description: str, total: int | None) -> Any:
+        """A progress handle for long loops: `with rt.track("epoch", n) as t: t.advance(1, loss=...)`.
+
+        Stages call this instead of printing; the bar goes to stderr (or nowhere)."""
+        from pipeline.progress import make_tracker
+
+        return make_tracker(self, description, total)

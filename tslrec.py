@@ -1,0 +1,154 @@
+"""tslrec: LLM-enhanced item embeddings for sequential recommendation (TSLRec), as a CLI.
+
+    tslrec run all --dataset beauty            # the whole pipeline, ends with a table
+    tslrec run pretrain --dataset beauty --json | tslrec run group --from - --json
+    tslrec data stats --dataset ml-1m --json
+    tslrec cache ls
+
+stdout carries results only (one JSON object with --json); progress, logs and tables go to
+stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+import typer
+
+from pipeline.cli_cache import cache_app
+from pipeline.cli_common import CONTEXT, apply_globals, emit, runtime
+from pipeline.cli_data import data_app
+from pipeline.console import err
+from pipeline.overrides import ConfigError, build_config
+from pipeline.registry import ORDER, STAGES
+from schemas.common import RunRecord
+
+app = typer.Typer(
+    help=__doc__.split("\n\n")[0] + "\n\nRun `tslrec COMMAND --help` for examples.",
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(data_app, name="data")
+app.add_typer(cache_app, name="cache")
+
+
+@app.callback()
+def main_options(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", envvar="TSLREC_DATA_DIR", help="Dataset folder [env TSLREC_DATA_DIR; default <cache-dir>/datasets]."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", envvar="TSLREC_CACHE_DIR", help="Cache folder [env TSLREC_CACHE_DIR; default ~/.cache/tslrec]."),
+    device: str = typer.Option("cpu", "--device", help="torch device: cpu, cuda, cuda:1."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="torch threads (default: torch's choice)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bars on stderr."),
+    offline: bool = typer.Option(False, "--offline", envvar="TSLREC_OFFLINE", help="Never download datasets."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
+    debug: bool = typer.Option(False, "--debug", help="Tracebacks and debug logs on stderr."),
+) -> None:
+    """Global options go before the command: `tslrec --cache-dir /tmp/c run data`."""
+    apply_globals(data_dir=data_dir, cache_dir=cache_dir, device=device, threads=threads,
+                  progress=progress, offline=offline, quiet=quiet, debug=debug)
+
+
+def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path], profile: Optional[str],
+                 from_: Optional[str]) -> tuple[Any, Optional[RunRecord]]:
+    base, upstream = {}, None
+    if from_ is not None:
+        text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
+        try:
+            upstream = RunRecord.model_validate_json(text)
+        except Exception as e:
+            raise ConfigError(f"--from {from_}: not a tslrec run record ({str(e).splitlines()[0]})") from e
+        base = upstream.pipeline
+        if dataset is not None and dataset != base["data"]["dataset"]:
+            raise ConfigError(f"--dataset {dataset} conflicts with the upstream run's dataset {base['data']['dataset']}")
+    presets = {}
+    if profile == "paper":
+        from stages.trainer import PAPER_PROFILE
+        presets = PAPER_PROFILE
+    elif profile is not None:
+        raise ConfigError(f"--profile {profile!r}: known profiles: paper")
+    if dataset is not None:
+        sets = [f"data.dataset={dataset}", *sets]
+    return build_config(base=base, config_file=config, sets=sets, presets=presets), upstream
+
+
+STAGE_HELP = "\n".join(f"  {n:<9} {s.doc}" for n, s in STAGES.items())
+
+
+@app.command("run", help=f"""Run one stage (computing or reusing its upstream results), or `all`.
+
+\b
+Stages:
+{STAGE_HELP}
+  all       data -> pretrain -> group -> sft -> augment -> train (base, ci, tslrec), then a table
+
+\b
+Examples:
+  tslrec run all --dataset beauty
+  tslrec run pretrain --dataset beauty --set pretrain.backbone.name=gru4rec --json
+  tslrec run pretrain --dataset beauty --json | tslrec run group --from - --json | jq .result
+  tslrec run train --dataset ml-1m --set train.variant=tslrec --config exp.toml""")
+def run_cmd(
+    stage: str = typer.Argument(..., help="Stage name or 'all'.", metavar="STAGE"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: beauty, or the upstream run's)."),
+    sets: list[str] = typer.Option([], "--set", help="Override a config field: stage.field=value (repeatable)."),
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [stage] sections of overrides."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Preset overrides: 'paper' (lr 1e-4, batch 1024, dim 256)."),
+    from_: Optional[str] = typer.Option(None, "--from", help="Upstream run record (JSON) to continue from; '-' reads stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
+    no_compute_upstream: bool = typer.Option(False, "--cached-inputs", help="Refuse to compute missing upstream stages."),
+    force: bool = typer.Option(False, "--force", help="Recompute this stage even if cached."),
+    seeds: int = typer.Option(1, "--seeds", help="(all) seeds per train variant."),
+    backbones: Optional[str] = typer.Option(None, "--backbones", help="(all) comma-separated train backbones (default: the pretrain backbone)."),
+    variants: str = typer.Option("base,ci,tslrec", "--variants", help="(all) comma-separated train variants."),
+) -> None:
+    from pipeline.runner import Runner
+
+    if stage != "all" and stage not in STAGES:
+        raise click.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
+    cfg, _ = stage_config(dataset, sets, config, profile, from_)
+    runner = Runner(runtime(), compute_upstream=not no_compute_upstream, force=force)
+    if stage == "all":
+        from pipeline.experiment import run_all
+        summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants))
+        emit(summary, as_json, plain=summary.get("table_tsv", ""))
+        return
+    record = runner.run(stage, cfg)
+    emit(record.model_dump(mode="json"), as_json, plain=record.key)
+    if not as_json:
+        err.print_json(json.dumps(record.result))
+
+
+def _split(s: Optional[str]) -> Optional[list[str]]:
+    return [x.strip() for x in s.split(",") if x.strip()] if s else None
+
+
+def main() -> None:
+    """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error."""
+    try:
+        app(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(1)
+    except click.ClickException as e:   # usage errors
+        e.show(file=sys.stderr)
+        sys.exit(2)
+    except ConfigError as e:
+        err.print(f"error: {e}", markup=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - the one place that turns errors into exit 1
+        if CONTEXT.get("debug"):
+            err.print_exception()
+        err.print(f"error: {type(e).__name__}: {e}" if not str(e) else f"error: {e}", markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
