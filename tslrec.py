@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional
 
-import click
 import typer
 
 from pipeline.cli_cache import cache_app
@@ -107,7 +106,7 @@ def run_cmd(
     from pipeline.runner import Runner
 
     if stage != "all" and stage not in STAGES:
-        raise click.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
+        raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
     cfg, _ = stage_config(dataset, sets, config, profile, from_)
     runner = Runner(runtime(), compute_upstream=not no_compute_upstream, force=force)
     if stage == "all":
@@ -128,15 +127,15 @@ def _split(s: Optional[str]) -> Optional[list[str]]:
 def main() -> None:
     """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error."""
     try:
-        app(standalone_mode=False)
-    except click.exceptions.Exit as e:
+        rc = app(standalone_mode=False)   # typer returns Exit's code instead of raising it here
+    except typer.Exit as e:
         sys.exit(e.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("aborted")
         sys.exit(1)
-    except click.ClickException as e:   # usage errors
+    except typer.TyperException as e:   # typer's (vendored click) usage errors: exit 2
         e.show(file=sys.stderr)
-        sys.exit(2)
+        sys.exit(getattr(e, "exit_code", 2))
     except ConfigError as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(2)
@@ -148,6 +147,7 @@ def main() -> None:
             err.print_exception()
         err.print(f"error: {type(e).__name__}: {e}" if not str(e) else f"error: {e}", markup=False)
         sys.exit(1)
+    sys.exit(rc if isinstance(rc, int) else 0)
 
 
 if __name__ == "__main__":

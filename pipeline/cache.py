@@ -103,6 +103,10 @@ class Cache:
             raise CorruptObject(f"object {ref.kind} {ref.digest[:12]} does not match its digest")
         return tensors
 
+    def discard(self, digest: str) -> None:
+        """Remove a bad object so the next put() writes it afresh."""
+        self.object_path(digest).unlink(missing_ok=True)
+
     # -- run manifests -------------------------------------------------------------------
     def run_path(self, key: str) -> Path:
         return self.root / "runs" / key[:2] / f"{key}.json"

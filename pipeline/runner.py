@@ -123,12 +123,13 @@ class Runner:
         rec = self.cache.get_run(key)
         if rec is None:
             return None
-        try:
-            for ref in rec.outputs.values():
+        for ref in rec.outputs.values():
+            try:
                 self._load(ref)
-        except CorruptObject as e:
-            log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
-            return None
+            except CorruptObject as e:
+                log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
+                self.cache.discard(ref.digest)
+                return None
         return rec.model_copy(update={"cached": True})
 
     def _load(self, ref: Any) -> dict[str, torch.Tensor]:
