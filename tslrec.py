@@ -120,6 +120,27 @@ def run_cmd(
         err.print_json(json.dumps(record.result))
 
 
+@app.command("report")
+def report_cmd(
+    out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for tables and figures."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated datasets (default: all saved)."),
+    experiments: list[Path] = typer.Option([], "--experiment", help="Experiment JSON(s) to use instead of the newest per dataset."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object (written files) on stdout."),
+) -> None:
+    """Table 1, Table 2 (markdown, CSV), Fig. 4 and Fig. 5 PNGs from the saved `run all` experiments.
+
+    \b
+    Example:
+      tslrec run all --dataset beauty --seeds 3 && tslrec report --out results/
+    """
+    from pipeline.report import write_report
+
+    written = write_report(runtime().cache_dir, out, _split(datasets), experiments or None)
+    for name, path in written["files"].items():
+        err.print(f"wrote {name}: {path}")
+    emit(written, as_json, plain="\n".join(written["files"].values()))
+
+
 def _split(s: Optional[str]) -> Optional[list[str]]:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 

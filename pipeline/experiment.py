@@ -1,19 +1,101 @@
-"""`tslrec run all`: the whole pipeline and the variant comparison (placeholder until train exists)."""
+"""`tslrec run all`: the pipeline once, then train[variant] for each backbone x variant x seed.
+
+Not a stage: it only asks the runner for stage results and summarizes them. The summary is also
+saved under <cache>/experiments/ so `tslrec report` can find it.
+"""
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
-from pipeline.console import log
-from pipeline.registry import ORDER
+from rich.table import Table
+
+from pipeline.cache import cache_key
+from pipeline.console import err, log
+from pipeline.overrides import deep_set
+from pipeline.stats import METRICS, significance, summarize
+from schemas.pipeline import PipelineConfig
+
+UPSTREAM_OF = {"base": [], "ci": ["pretrain", "group"], "tslrec": ["pretrain", "group", "sft", "augment"]}
 
 
-def run_all(runner: Any, cfg: Any, *, seeds: int, backbones: list[str] | None, variants: list[str] | None) -> dict[str, Any]:
-    import importlib.util
+def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], variants: list[str]) -> list[PipelineConfig]:
+    out = []
+    tree = cfg.model_dump(mode="json")
+    for backbone in backbones:
+        for variant in variants:
+            for i in range(seeds):
+                deep_set(tree, ["train", "variant"], variant)
+                deep_set(tree, ["train", "backbone", "name"], backbone)
+                deep_set(tree, ["train", "trainer", "seed"], cfg.train.trainer.seed + i)
+                out.append(PipelineConfig.model_validate(tree))
+    return out
 
-    done = {}
-    for stage in ORDER:
-        if importlib.util.find_spec(f"stages.{stage}") is None:
-            log(f"[yellow]stage {stage} is not implemented yet; stopping after {list(done)}[/yellow]")
-            break
-        done[stage] = runner.run(stage, cfg).model_dump(mode="json")
-    return {"stages": done, "stopped_before": next((s for s in ORDER if s not in done), None)}
+
+def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list[str] | None = None,
+            variants: list[str] | None = None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    backbones = backbones or [cfg.train.backbone.name]
+    variants = variants or ["base", "ci", "tslrec"]
+    for v in variants:
+        if v not in UPSTREAM_OF:
+            raise ValueError(f"unknown variant {v!r}; choose from {', '.join(UPSTREAM_OF)}")
+    needed = ["data"] + [s for s in ["pretrain", "group", "sft", "augment"] if any(s in UPSTREAM_OF[v] for v in variants)]
+    upstream = {s: runner.run(s, cfg) for s in needed}
+    runs = []
+    for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants):
+        rec = runner.run("train", tcfg)
+        r = rec.result
+        runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key,
+                     "test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"],
+                     "seconds_per_epoch": r["seconds_per_epoch"], "cached": rec.cached})
+    rows = summarize(runs)
+    summary = {
+        "dataset": cfg.data.dataset,
+        "mask_history": cfg.train.trainer.mask_history,
+        "upstream": {s: {"key": rec.key, "result": rec.result, "wall_s": rec.wall_s, "cached": rec.cached}
+                     for s, rec in upstream.items()},
+        "runs": runs, "summary": rows, "significance": significance(rows),
+        "pipeline": cfg.model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),
+    }
+    summary["experiment"] = save_experiment(runner.rt.cache_dir, summary)
+    print_table(summary)
+    summary["table_tsv"] = table_tsv(summary)
+    return summary
+
+
+def save_experiment(cache_dir: Path, summary: dict[str, Any]) -> str:
+    """Store the summary under experiments/<dataset>-<key>.json (atomic), keyed by its train runs."""
+    key = cache_key({"dataset": summary["dataset"], "runs": sorted(r["key"] for r in summary["runs"])})[:16]
+    path = Path(cache_dir) / "experiments" / f"{summary['dataset']}-{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    with os.fdopen(fd, "w") as f:
+        json.dump({k: v for k, v in summary.items() if k != "experiment"}, f, indent=1)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def print_table(summary: dict[str, Any]) -> None:
+    mask = "history masked" if summary["mask_history"] else "no history masking"
+    table = Table("backbone", "variant", "seeds", *[m.upper().replace("HR", "HR@").replace("NDCG", "NDCG@") for m in METRICS],
+                  "s/epoch", title=f"{summary['dataset']}: test metrics, mean ± std over seeds ({mask})")
+    for row in summary["summary"]:
+        cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in METRICS]
+        table.add_row(row["backbone"], row["variant"], str(row["n_seeds"]), *cells, f"{row['seconds_per_epoch']:.1f}")
+    err.print(table)
+    for s in summary["significance"]:
+        p = "n/a (needs >= 2 seeds)" if s["p"] is None else f"{s['p']:.3g}"
+        log(f"{s['backbone']} tslrec vs {s['vs']} on {s['metric']}: diff {s['diff']:+.4f}, p = {p}")
+
+
+def table_tsv(summary: dict[str, Any]) -> str:
+    lines = ["\t".join(["backbone", "variant", "seeds", *METRICS])]
+    for row in summary["summary"]:
+        lines.append("\t".join([row["backbone"], row["variant"], str(row["n_seeds"]),
+                                *[f"{row['mean'][m]:.4f}" for m in METRICS]]))
+    return "\n".join(lines)
