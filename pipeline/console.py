@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)   # one error = one line, even for long paths
 _level = {"value": "info"}
 
 

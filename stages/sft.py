@@ -1,0 +1,179 @@
+"""The `sft` stage: information reconstruction (paper, section 4.1).
+
+LoRA (peft) on the LLM, `linear_proj` (d -> H) and the task head (H -> K) trained in full.
+task="group": each training user is one instance; the prompt holds the user's most recent
+`max_items` *training* items (the sequences are cut with `train_part()` before anything else, so
+validation and test items never reach the model); ĝ^u = softmax(W h^u + b) (Eq. 2) is fitted to
+ḡ^u with Eq. 3's squared error summed over groups and averaged over the users of a batch (the sum
+over users in Eq. 3 only rescales the learning rate).
+A seeded `valid_fraction` of users is held out: their Eq. 3 error, averaged per user, is reported
+next to the error of always predicting the mean training distribution.
+Timing: `seconds_per_epoch` covers batch building, forward, backward and the optimizer step only
+(validation excluded); `tokens_per_second` counts real (non-padding) prompt positions.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from schemas.llm import SftConfig, SftIn, SftOut, SftResult
+from schemas.runtime import Runtime
+from stages.lm.load import default_lora_targets, load_lm, quiet_transformers
+from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
+from stages.lm.prompt import length_batches, recent_items
+from stages.lm.tasks import Instances, Task, get_task
+from stages.sequences import Sequences
+
+VERSION = 1
+MODULES = ["stages.sft", "stages.sequences", "stages.lm.load", "stages.lm.prompt", "stages.lm.model", "stages.lm.tasks"]
+
+
+@dataclass
+class TrainLog:
+    epoch_seconds: list[float] = field(default_factory=list)
+    epoch_losses: list[float] = field(default_factory=list)
+    batches: list[list[torch.Tensor]] = field(default_factory=list)   # per epoch: instance indices of each step
+    tokens: int = 0
+
+
+def split_instances(inst: Instances, valid_fraction: float, seed: int) -> tuple[Instances, Instances]:
+    """Seeded split of the instances by user into (train, valid)."""
+    users = torch.unique(inst.users)
+    gen = torch.Generator().manual_seed(seed)
+    perm = users[torch.randperm(users.numel(), generator=gen)]
+    n_valid = int(round(valid_fraction * users.numel()))
+    if valid_fraction > 0 and n_valid == 0 and users.numel() > 1:
+        n_valid = 1
+    is_valid = torch.zeros(int(inst.users.max()) + 1 if len(inst) else 0, dtype=torch.bool)
+    is_valid[perm[:n_valid]] = True
+    mask = is_valid[inst.users]
+    return inst.subset(torch.nonzero(~mask).flatten()), inst.subset(torch.nonzero(mask).flatten())
+
+
+def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int, rt: Runtime) -> PromptLM:
+    """Base LLM + LoRA + linear_proj + head, initialised from cfg.seed (deterministic)."""
+    from peft import LoraConfig, get_peft_model
+
+    lm, tok = load_lm(cfg.model, num_layers=cfg.num_layers, cache_dir=rt.cache_dir, offline=rt.offline)
+    targets = list(cfg.target_modules) if cfg.target_modules else default_lora_targets(lm)
+    lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=targets, bias="none")
+    with torch.random.fork_rng(devices=[]), quiet_transformers():
+        torch.manual_seed(cfg.seed)
+        peft_lm = get_peft_model(lm, lora)
+        head = task.build_head(lm.config.hidden_size, n_out)
+        model = build_prompt_lm(peft_lm, tok, item_weight, n_out, head, task.head_name)
+    return model.to(rt.device)
+
+
+def batch_inputs(items: torch.Tensor, inst: Instances, idx: torch.Tensor, max_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids (B, L), counts (B,)) of the instances `idx`."""
+    return recent_items(items, inst.starts[idx], inst.ends[idx], max_items)
+
+
+def train_step(model: PromptLM, task: Task, opt: torch.optim.Optimizer, items: torch.Tensor, inst: Instances,
+               targets: torch.Tensor, idx: torch.Tensor, max_items: int) -> tuple[float, int]:
+    """One optimisation step on instances `idx`: (loss, real prompt positions)."""
+    ids, counts = batch_inputs(items, inst, idx, max_items)
+    h, _ = model.hidden(ids, counts)
+    loss = task.loss(task.predict(model.head(h)), targets[idx.to(targets.device)])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return float(loss.detach()), int(model.template.lengths(counts).sum())
+
+
+@torch.no_grad()
+def predict(model: PromptLM, task: Task, items: torch.Tensor, inst: Instances, max_items: int,
+            batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h (n, H), prediction (n, ...)) for every instance, in instance order; eval mode."""
+    was_training = model.training
+    model.eval()
+    lengths = (inst.ends - inst.starts).clamp(max=max_items)
+    hs, preds, order = [], [], []
+    for idx in length_batches(lengths, batch_size):
+        ids, counts = batch_inputs(items, inst, idx, max_items)
+        h, _ = model.hidden(ids, counts)
+        hs.append(h.cpu())
+        preds.append(task.predict(model.head(h)).cpu())
+        order.append(idx)
+    model.train(was_training)
+    if not order:
+        return torch.zeros(0, model.lm.config.hidden_size), torch.zeros(0)
+    inv = torch.argsort(torch.cat(order))
+    return torch.cat(hs)[inv], torch.cat(preds)[inv]
+
+
+def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor]
+            ) -> tuple[Task, torch.Tensor, Instances, Instances, int]:
+    """(task, training-part CSR items, train instances, validation instances, head outputs)."""
+    task = get_task(cfg.task)
+    if item_weight.shape[0] != seqs.n_items + 1:
+        raise ValueError(f"item embeddings have {item_weight.shape[0]} rows; expected N+1 = {seqs.n_items + 1}")
+    train_seqs = seqs.train_part()          # the only view of the data from here on: no valid/test items
+    inst = task.instances(train_seqs, groups)
+    tr, va = split_instances(inst, cfg.valid_fraction, cfg.seed)
+    if len(tr) == 0:
+        raise ValueError("no training instances for sft (every user is held out or has no training items)")
+    return task, train_seqs.items, tr, va, task.n_out(train_seqs, groups)
+
+
+def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor],
+          rt: Runtime) -> tuple[PromptLM, SftResult, TrainLog]:
+    task, items, tr, va, n_out = prepare(cfg, seqs, item_weight, groups)
+    model = make_model(cfg, task, item_weight, n_out, rt)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    targets = tr.targets.to(torch.device(rt.device))
+    lengths = (tr.ends - tr.starts).clamp(max=cfg.max_items)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    log = TrainLog()
+    n_steps = -(-len(tr) // cfg.batch_size)
+    with torch.random.fork_rng(devices=[]), rt.track("sft", cfg.epochs * n_steps) as bar:
+        torch.manual_seed(cfg.seed)     # LoRA / model dropout
+        model.train()
+        for _ in range(cfg.epochs):
+            batches = length_batches(lengths, cfg.batch_size, gen)
+            log.batches.append(batches)
+            total, seen = 0.0, 0
+            t0 = time.perf_counter()
+            for idx in batches:
+                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items)
+                total += value * idx.numel()
+                seen += idx.numel()
+                log.tokens += tokens
+                bar.advance(1, loss=total / seen)
+            log.epoch_seconds.append(time.perf_counter() - t0)
+            log.epoch_losses.append(total / max(seen, 1))
+    model.eval()
+    valid_mse = baseline = None
+    if len(va):
+        _, pred = predict(model, task, items, va, cfg.max_items, cfg.batch_size)
+        valid_mse = float(task.metric(pred, va.targets).mean())
+        mean_pred = tr.targets.mean(0, keepdim=True).expand_as(va.targets)
+        baseline = float(task.metric(mean_pred, va.targets).mean())
+    result = SftResult(
+        model=cfg.model,
+        hidden_size=int(model.lm.config.hidden_size),
+        trainable_params=sum(p.numel() for p in params),
+        train_loss=log.epoch_losses[-1],
+        valid_mse=valid_mse,
+        valid_mse_mean_baseline=baseline,
+        seconds_per_epoch=statistics.median(log.epoch_seconds),
+        tokens_per_second=log.tokens / max(sum(log.epoch_seconds), 1e-9),
+        instances_per_epoch=len(tr),
+    )
+    return model, result, log
+
+
+def artifacts(model: PromptLM, cfg: SftConfig) -> dict[str, dict[str, torch.Tensor]]:
+    return {"adapter": pack_adapter(model.lm, cfg.model_dump(mode="json")), "heads": model.heads_state()}
+
+
+def run(cfg: SftConfig, inp: SftIn, rt: Runtime) -> SftOut:
+    seqs = Sequences.from_tensors(inp.sequences)
+    model, result, _ = train(cfg, seqs, inp.item_embeddings["weight"].to(torch.float32), inp.groups, rt)
+    return SftOut(result=result, artifacts=artifacts(model, cfg))
