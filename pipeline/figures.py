@@ -15,7 +15,7 @@ COLORS = {"base": "#9e9e9e", "ci": "#4c72b0", "tslrec": "#dd8452", "e4srec": "#5
 def fig4_agreement(agreement: dict[str, dict[str, float]], path: Path) -> Path:
     """Stacked bars per dataset: C1 top-1 agrees, C2 in top-3, C3 disagrees (paper Fig. 4)."""
     names = list(agreement)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names), 3.6))
+    fig, ax = plt.subplots(figsize=(2.4 + 1.4 * len(names), 3.6))
     bottom = [0.0] * len(names)
     for case, color in (("c1", "#4c72b0"), ("c2", "#dd8452"), ("c3", "#c44e52")):
         vals = [agreement[n][case] for n in names]
@@ -27,7 +27,7 @@ def fig4_agreement(agreement: dict[str, dict[str, float]], path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("fraction of items")
     ax.set_title("LLM category vs pre-group")
-    ax.legend(loc="upper right", fontsize=8, bbox_to_anchor=(1.0, 1.0))
+    ax.legend(loc="upper left", fontsize=8, bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -37,7 +37,7 @@ def fig4_agreement(agreement: dict[str, dict[str, float]], path: Path) -> Path:
 def fig5_activity(groups: dict[str, dict[str, list[float]]], labels: list[str], title: str, path: Path) -> Path:
     """groups: variant -> {"hr10": [5 values], "ndcg10": [...]}; two panels of grouped bars."""
     variants = list(groups)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
     width = 0.8 / max(len(variants), 1)
     for ax, metric in zip(axes, ("hr10", "ndcg10")):
         for j, v in enumerate(variants):
@@ -46,7 +46,7 @@ def fig5_activity(groups: dict[str, dict[str, list[float]]], labels: list[str], 
         ax.set_xticks(range(len(labels)), labels, fontsize=7)
         ax.set_xlabel("user group by training length (ascending)")
         ax.set_ylabel(metric.upper().replace("HR", "HR@").replace("NDCG", "NDCG@"))
-    axes[0].legend(fontsize=8)
+    axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -1,0 +1,66 @@
+"""`tslrec run all` end to end on synthetic data with tiny models, then `tslrec report`."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = ["--set", "pretrain.trainer.epochs=2", "--set", "train.trainer.epochs=2", "--set", "sft.model=tiny-bert",
+        "--set", "group.k=4", "--set", "pretrain.backbone.dim=16", "--set", "train.backbone.dim=16"]
+
+
+@pytest.fixture
+def synthetic_run(cli, dirs):
+    assert cli("data", "synth", "--name", "toy", "--users", "60", "--items", "30").code == 0
+    r = cli("--threads", "1", "run", "all", "--dataset", "toy", "--seeds", "2", *TINY, "--json")
+    assert r.code == 0, r.err
+    return json.loads(r.out), r
+
+
+def test_run_all_table_variants_seeds_and_second_run_is_cached(cli, synthetic_run):
+    summary, first = synthetic_run
+    assert {(row["variant"], row["n_seeds"]) for row in summary["summary"]} == {("base", 2), ("ci", 2), ("tslrec", 2)}
+    assert {s["metric"] for s in summary["significance"]} == {"hr5", "hr10", "ndcg5", "ndcg10"}
+    assert all(s["p"] is not None for s in summary["significance"])
+    assert "tslrec" in first.err and "NDCG@10" in first.err          # the table went to stderr
+    t0 = time.perf_counter()
+    again = cli("--threads", "1", "run", "all", "--dataset", "toy", "--seeds", "2", *TINY, "--json")
+    assert again.code == 0
+    assert time.perf_counter() - t0 < 10
+    assert "computing" not in again.err
+    assert all(r["cached"] for r in json.loads(again.out)["runs"])
+
+
+def test_report_renders_tables_and_pngs(cli, synthetic_run, tmp_path):
+    r = cli("report", "--out", str(tmp_path / "rep"), "--json")
+    assert r.code == 0, r.err
+    files = json.loads(r.out)["files"]
+    assert {"table2_md", "table2_csv", "table1_md", "fig4", "fig5_toy"} <= set(files)
+    md = Path(files["table2_md"]).read_text()
+    assert "| sasrec | tslrec |" in md and "toy NDCG@10" in md and "**" in md
+    for key in ("fig4", "fig5_toy"):
+        assert Path(files[key]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_variants_refuse_without_their_inputs():
+    import torch
+
+    from schemas.pretrain import TrainConfig, TrainIn
+    from schemas.runtime import Runtime
+    from stages import train
+    from stages.synthetic import SyntheticConfig, make_synthetic
+
+    seqs = make_synthetic(SyntheticConfig(users=10, items=12))
+    items = torch.tensor([i for s in seqs for i in s], dtype=torch.int32)
+    offsets = torch.tensor([0] + [len(s) for s in seqs]).cumsum(0)
+    inp = TrainIn(sequences={"items": items, "offsets": offsets, "n_items": torch.tensor(12)})
+    for variant, needs in (("ci", "group"), ("tslrec", "augment")):
+        with pytest.raises(ValueError, match=needs):
+            train.run(TrainConfig(variant=variant), inp, Runtime(progress=False))
+
+
+def test_report_without_experiments_is_a_clear_error(cli, tmp_path):
+    r = cli("report", "--out", str(tmp_path / "x"))
+    assert r.code == 1 and "run all" in r.err
