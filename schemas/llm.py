@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from schemas.backbone import Metrics
 from schemas.common import Frozen, TensorModel, Tensors
 
 
@@ -20,8 +21,10 @@ class SftConfig(Frozen):
     epochs: int = Field(default=1, ge=1, description="Passes over the training users.")
     batch_size: int = Field(default=32, ge=1, description="Users per step.")
     max_items: int = Field(default=50, ge=1, description="Most recent training items per user in the prompt.")
-    valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out users for validation MSE.")
+    valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out users for validation MSE ('group' only; 'next_item' validates on every user's validation item).")
     seed: int = Field(default=42, description="Seed for init, split and shuffling.")
+    share_prefix: bool = Field(default=True, description="Decoders: run the instruction prefix once per batch and reuse its KV cache (same results, less compute); ignored for encoders.")
+    mask_history: bool = Field(default=False, description="'next_item' ranking: exclude the user's input items (RecBole's sequential full-sort does not).")
 
 
 class SftIn(TensorModel):
@@ -39,12 +42,15 @@ class SftResult(Frozen):
     valid_mse_mean_baseline: float | None = Field(description="Validation MSE of always predicting the mean training distribution; None without validation users.")
     seconds_per_epoch: float = Field(description="Median SFT seconds per epoch.")
     tokens_per_second: float = Field(description="Prompt positions processed per second in training.")
-    instances_per_epoch: int = Field(description="LLM instances per epoch (users for 'group').")
+    instances_per_epoch: int = Field(description="LLM instances per epoch (users for 'group', training prefixes for 'next_item').")
+    shared_prefix: bool = Field(default=False, description="Whether the shared-prefix KV reuse ran (decoder and share_prefix).")
+    valid: Metrics | None = Field(default=None, description="'next_item': full ranking of every user's validation item (input: the training part).")
+    test: Metrics | None = Field(default=None, description="'next_item': full ranking of every user's test item (input: training part + validation item).")
 
 
 class SftOut(TensorModel):
     result: SftResult
-    artifacts: dict[str, Tensors] = Field(description="'adapter': LoRA tensors (peft names); 'heads': linear_proj.* and group_head.* / item_head.*.")
+    artifacts: dict[str, Tensors] = Field(description="'adapter': LoRA tensors (peft names); 'heads': linear_proj.* and group_head.* / item_head.*; 'next_item' adds 'ranks': valid, test (M,) int64 0-based per-user ranks.")
 
 
 class AugmentConfig(Frozen):

@@ -1,6 +1,6 @@
-"""The `sft` stage: information reconstruction (paper, section 4.1).
+"""The `sft` stage: information reconstruction (paper, section 4.1), and the E4SRec baseline.
 
-LoRA (peft) on the LLM, `linear_proj` (d -> H) and the task head (H -> K) trained in full.
+LoRA (peft) on the LLM, `linear_proj` (d -> H) and the task head (H -> K, or H -> N+1) trained in full.
 task="group": each training user is one instance; the prompt holds the user's most recent
 `max_items` *training* items (the sequences are cut with `train_part()` before anything else, so
 validation and test items never reach the model); ĝ^u = softmax(W h^u + b) (Eq. 2) is fitted to
@@ -8,6 +8,11 @@ validation and test items never reach the model); ĝ^u = softmax(W h^u + b) (Eq.
 over users in Eq. 3 only rescales the learning rate).
 A seeded `valid_fraction` of users is held out: their Eq. 3 error, averaged per user, is reported
 next to the error of always predicting the mean training distribution.
+task="next_item" (E4SRec, stages/lm/tasks.py): the same prompt machinery over every training
+prefix of every user, an item head and cross-entropy; no user is held out: after training every
+user is ranked once for validation and once for test (stages/lm/e4srec.py), metrics go to the
+result and per-user ranks to a 'ranks' artifact.
+Decoders run the shared instruction prefix once per batch (`share_prefix`, stages/lm/model.py).
 Timing: `seconds_per_epoch` covers batch building, forward, backward and the optimizer step only
 (validation excluded); `tokens_per_second` counts real (non-padding) prompt positions.
 """
@@ -21,6 +26,7 @@ import torch
 
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
+from stages.lm import e4srec
 from stages.lm.load import default_lora_targets, load_lm, quiet_transformers
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.prompt import length_batches, recent_items
@@ -28,7 +34,8 @@ from stages.lm.tasks import Instances, Task, get_task
 from stages.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.sequences", "stages.lm.load", "stages.lm.prompt", "stages.lm.model", "stages.lm.tasks"]
+MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
+           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec"]
 
 
 @dataclass
@@ -37,6 +44,7 @@ class TrainLog:
     epoch_losses: list[float] = field(default_factory=list)
     batches: list[list[torch.Tensor]] = field(default_factory=list)   # per epoch: instance indices of each step
     tokens: int = 0
+    ranks: dict[str, torch.Tensor] | None = None                         # next_item: "valid", "test" (M,)
 
 
 def split_instances(inst: Instances, valid_fraction: float, seed: int) -> tuple[Instances, Instances]:
@@ -65,7 +73,8 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
         torch.manual_seed(cfg.seed)
         peft_lm = get_peft_model(lm, lora)
         head = task.build_head(lm.config.hidden_size, n_out)
-        model = build_prompt_lm(peft_lm, tok, item_weight, n_out, head, task.head_name)
+        model = build_prompt_lm(peft_lm, tok, item_weight, n_out, head, task.head_name,
+                                instruction=task.instruction, share_prefix=cfg.share_prefix)
     return model.to(rt.device)
 
 
@@ -115,7 +124,7 @@ def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: 
         raise ValueError(f"item embeddings have {item_weight.shape[0]} rows; expected N+1 = {seqs.n_items + 1}")
     train_seqs = seqs.train_part()          # the only view of the data from here on: no valid/test items
     inst = task.instances(train_seqs, groups)
-    tr, va = split_instances(inst, cfg.valid_fraction, cfg.seed)
+    tr, va = split_instances(inst, cfg.valid_fraction if task.holdout_users else 0.0, cfg.seed)
     if len(tr) == 0:
         raise ValueError("no training instances for sft (every user is held out or has no training items)")
     return task, train_seqs.items, tr, va, task.n_out(train_seqs, groups)
@@ -149,7 +158,10 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             log.epoch_seconds.append(time.perf_counter() - t0)
             log.epoch_losses.append(total / max(seen, 1))
     model.eval()
-    valid_mse = baseline = None
+    valid_mse = baseline = valid = test = None
+    if not task.holdout_users:      # next_item: rank every user's validation and test item
+        valid, test, log.ranks = e4srec.evaluate(model, seqs, max_items=cfg.max_items, batch_size=cfg.batch_size,
+                                                 mask_history=cfg.mask_history)
     if len(va):
         _, pred = predict(model, task, items, va, cfg.max_items, cfg.batch_size)
         valid_mse = float(task.metric(pred, va.targets).mean())
@@ -165,15 +177,21 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
         seconds_per_epoch=statistics.median(log.epoch_seconds),
         tokens_per_second=log.tokens / max(sum(log.epoch_seconds), 1e-9),
         instances_per_epoch=len(tr),
+        shared_prefix=model.shares_prefix,
+        valid=valid,
+        test=test,
     )
     return model, result, log
 
 
-def artifacts(model: PromptLM, cfg: SftConfig) -> dict[str, dict[str, torch.Tensor]]:
-    return {"adapter": pack_adapter(model.lm, cfg.model_dump(mode="json")), "heads": model.heads_state()}
+def artifacts(model: PromptLM, cfg: SftConfig, log: TrainLog | None = None) -> dict[str, dict[str, torch.Tensor]]:
+    out = {"adapter": pack_adapter(model.lm, cfg.model_dump(mode="json")), "heads": model.heads_state()}
+    if log is not None and log.ranks is not None:
+        out["ranks"] = {k: v.contiguous() for k, v in log.ranks.items()}
+    return out
 
 
 def run(cfg: SftConfig, inp: SftIn, rt: Runtime) -> SftOut:
     seqs = Sequences.from_tensors(inp.sequences)
-    model, result, _ = train(cfg, seqs, inp.item_embeddings["weight"].to(torch.float32), inp.groups, rt)
-    return SftOut(result=result, artifacts=artifacts(model, cfg))
+    model, result, log = train(cfg, seqs, inp.item_embeddings["weight"].to(torch.float32), inp.groups, rt)
+    return SftOut(result=result, artifacts=artifacts(model, cfg, log))

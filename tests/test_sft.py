@@ -176,8 +176,6 @@ def test_sft_is_deterministic_and_rejects_next_item(tmp_path):
     b = sft.run(c, inp, rt(tmp_path)).artifacts
     for kind in a:
         assert all(torch.equal(a[kind][n], b[kind][n]) for n in a[kind])
-    with pytest.raises(NotImplementedError, match="next_item"):
-        sft.run(cfg("tiny-llama", task="next_item"), inp, rt(tmp_path))
 
 
 def test_no_validation_users(tmp_path):

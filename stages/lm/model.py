@@ -10,6 +10,7 @@ Heads artifact ('heads'): `linear_proj.weight/bias` (d -> H) and `<task head>.we
 """
 from __future__ import annotations
 
+import inspect
 import json
 import tempfile
 from pathlib import Path
@@ -19,17 +20,34 @@ import torch
 from torch import nn
 
 from stages.lm.load import is_encoder, load_lm, quiet_transformers
-from stages.lm.prompt import PromptBatch, PromptTemplate
+from stages.lm.prompt import INSTRUCTION, PromptBatch, PromptTemplate
 
 CONFIG_KEY = "__config__"
 ADAPTER_FORMAT = 1
 
 
+def cache_names(lm: nn.Module) -> tuple[str, str]:
+    """(forward kwarg, output attribute) of the KV cache: transformers 5 renamed `past_key_values`
+    to `cache` (the old kwarg is deprecated, and 4.x only knows the old one)."""
+    base = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+    name = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+    return name, name
+
+
 class PromptLM(nn.Module):
-    """LLM(p_inst; linear_proj(e_v...); p_res) -> h^u, and a task head on top."""
+    """LLM(p_inst; linear_proj(e_v...); p_res) -> h^u, and a task head on top.
+
+    Shared prefix (decoders only): every prompt starts with the same P instruction positions, and
+    under causal attention their hidden states and keys/values do not depend on what follows. So
+    the prefix runs once per batch at batch size 1 (in training too: LoRA changes every step, and
+    its gradient flows back through that single pass from all B rows), its KV cache is repeated
+    over the batch, and the model only runs positions P..T-1 of each row on top of it. Same h^u
+    up to float rounding; with lora_dropout > 0 the prefix draws one dropout mask per batch
+    instead of one per row. Encoders (bidirectional: the prefix sees the items) use the plain path.
+    """
 
     def __init__(self, lm: nn.Module, template: PromptTemplate, item_weight: torch.Tensor,
-                 linear_proj: nn.Linear, head: nn.Module, head_name: str, causal: bool):
+                 linear_proj: nn.Linear, head: nn.Module, head_name: str, causal: bool, share_prefix: bool = True):
         super().__init__()
         self.lm = lm
         self.template = template
@@ -38,20 +56,44 @@ class PromptLM(nn.Module):
         self.head_name = head_name
         self.add_module(head_name, head)
         self.causal = causal
+        self.share_prefix = share_prefix
         self._lm_kwargs = {"use_cache": False} if causal else {}
+        self._cache_kw, self._cache_out = cache_names(lm) if causal else ("", "")
 
     @property
     def head(self) -> nn.Module:
         return getattr(self, self.head_name)
 
+    @property
+    def shares_prefix(self) -> bool:
+        """True when `hidden` runs the instruction prefix once per batch (decoder + share_prefix)."""
+        return self.share_prefix and self.causal and self.template.prefix_len > 0
+
     def hidden(self, ids: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, PromptBatch]:
         """h^u (B, H) for left-aligned item ids (B, L) with counts (B,)."""
         dev = self.item_weight.device
-        items = self.linear_proj(self.item_weight[ids.to(dev)])
+        items = self.linear_proj(self.item_weight[ids.to(dev)])                 # (B, L, H)
         batch = self.template.build(items, counts.to(dev))
-        out = self.lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, **self._lm_kwargs)
-        states = out[0] if isinstance(out, tuple) else out.last_hidden_state
-        return states[torch.arange(states.shape[0], device=dev), batch.last_index], batch
+        if self.shares_prefix:
+            states, offset = self._after_shared_prefix(batch), batch.prefix_len  # (B, T-P, H)
+        else:
+            out = self.lm(inputs_embeds=batch.inputs_embeds, attention_mask=batch.attention_mask, **self._lm_kwargs)
+            states, offset = (out[0] if isinstance(out, tuple) else out.last_hidden_state), 0   # (B, T, H)
+        return states[torch.arange(states.shape[0], device=dev), batch.last_index - offset], batch
+
+    def _after_shared_prefix(self, batch: PromptBatch) -> torch.Tensor:
+        """Hidden states of positions P..T-1 (B, T-P, H), the prefix coming from one batch-1 pass."""
+        b, t, _ = batch.inputs_embeds.shape
+        p = batch.prefix_len
+        pre = self.lm(inputs_embeds=batch.inputs_embeds[:1, :p], use_cache=True)   # (1, P, H); rows agree on 0..P-1
+        cache = getattr(pre, self._cache_out)
+        cache.batch_repeat_interleave(b)        # every layer's K/V (1, kv, P, d) -> (B, kv, P, d), autograd-tracked
+        # Right padding: positions stay 0..T-1 for every row (as in the plain path, where Llama & co
+        # derive them from the cache length, not the mask); the mask covers all T positions.
+        pos = torch.arange(p, t, device=batch.inputs_embeds.device).unsqueeze(0).expand(b, -1)
+        out = self.lm(inputs_embeds=batch.inputs_embeds[:, p:], attention_mask=batch.attention_mask,
+                      position_ids=pos, use_cache=True, **{self._cache_kw: cache})
+        return out.last_hidden_state
 
     def heads_state(self) -> dict[str, torch.Tensor]:
         out = {f"linear_proj.{k}": v for k, v in self.linear_proj.state_dict().items()}
@@ -60,12 +102,13 @@ class PromptLM(nn.Module):
 
 
 def build_prompt_lm(lm: nn.Module, tokenizer: Any, item_weight: torch.Tensor, k: int, head: nn.Module,
-                    head_name: str, linear_proj: nn.Linear | None = None) -> PromptLM:
+                    head_name: str, linear_proj: nn.Linear | None = None, instruction: str = INSTRUCTION,
+                    share_prefix: bool = True) -> PromptLM:
     causal = not is_encoder(lm)
     hidden = lm.config.hidden_size
-    template = PromptTemplate.from_model(lm, tokenizer, k, causal)
+    template = PromptTemplate.from_model(lm, tokenizer, k, causal, instruction)
     proj = linear_proj if linear_proj is not None else nn.Linear(item_weight.shape[1], hidden)
-    return PromptLM(lm, template, item_weight, proj, head, head_name, causal)
+    return PromptLM(lm, template, item_weight, proj, head, head_name, causal, share_prefix)
 
 
 # -- adapter artifact -----------------------------------------------------------------------

@@ -16,10 +16,9 @@ trailing special token is dropped (it could not influence h^u under causal atten
 
 Token embeddings of the prefix and suffix are computed once (`PromptTemplate.from_model`); a batch
 is one gather from a small table, no tokenization per step. `PromptBatch.prefix_len` marks the
-shared prefix: a decoder may later run it once and reuse its KV cache for every batch (the model
-would then be fed `inputs_embeds[:, prefix_len:]` with `past_key_values` expanded to B rows and
-`position_ids` offset by prefix_len). Not implemented yet: `PromptLM.hidden` is the one place to
-change.
+shared prefix: a decoder runs it once per batch and reuses its KV cache for every row
+(`PromptLM.hidden`, see stages/lm/model.py). The instruction text is the task's (TSLRec's group
+task uses INSTRUCTION; E4SRec's next-item task its own), formatted with k.
 """
 from __future__ import annotations
 
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 INSTRUCTION = "Given the user's purchase history, predict the user's distribution among {k} purchase preferences."
+NEXT_ITEM_INSTRUCTION = "Given the user's purchase history, predict the next possible item to be purchased."   # E4SRec
 RESPONSE = " Response:"   # the leading space only matters to byte-level BPE (it reads as a new word)
 
 
@@ -50,8 +50,8 @@ def _split_specials(tokenizer: Any, text: str) -> tuple[list[int], list[int], li
     return [], plain, []
 
 
-def prompt_tokens(tokenizer: Any, k: int, causal: bool) -> PromptTokens:
-    lead, inst, trail = _split_specials(tokenizer, INSTRUCTION.format(k=k))
+def prompt_tokens(tokenizer: Any, k: int, causal: bool, instruction: str = INSTRUCTION) -> PromptTokens:
+    lead, inst, trail = _split_specials(tokenizer, instruction.format(k=k))
     response = list(tokenizer(RESPONSE, add_special_tokens=False)["input_ids"])
     if not response:
         raise ValueError("the tokenizer turns 'Response:' into no tokens")
@@ -80,8 +80,9 @@ class PromptTemplate(nn.Module):
         self.response_len = response_len
 
     @classmethod
-    def from_model(cls, model: Any, tokenizer: Any, k: int, causal: bool) -> "PromptTemplate":
-        toks = prompt_tokens(tokenizer, k, causal)
+    def from_model(cls, model: Any, tokenizer: Any, k: int, causal: bool,
+                   instruction: str = INSTRUCTION) -> "PromptTemplate":
+        toks = prompt_tokens(tokenizer, k, causal, instruction)
         emb = model.get_input_embeddings()
         dev = emb.weight.device
         with torch.no_grad():

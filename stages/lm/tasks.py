@@ -1,9 +1,13 @@
 """SFT tasks on the same LLM machinery: which instances, which head, which loss.
 
 A task turns (training sequences, group artifact) into `Instances` (a CSR slice of items per
-instance and a target), builds the head on h^u, and scores it. Only "group" (TSLRec's
-user-level preference reconstruction) exists; "next_item" (E4SRec: every training prefix is an
-instance, an item head over N items, cross-entropy) is a slot for later.
+instance and a target), builds the head on h^u, and scores it.
+- "group" (TSLRec, user-level): one instance per user with training items; target ḡ^u; softmax
+  head over K groups; Eq. 3. A seeded fraction of users is held out for validation.
+- "next_item" (E4SRec, instance-level): for training items t1..tn of a user, the n-1 prefixes
+  (t1)->t2, (t1,t2)->t3, ..., (t1..t_{n-1})->tn; an item head over N+1 columns whose padding column
+  0 is set to -inf (never predicted, never ranked); cross-entropy. No user is held out: validation
+  ranks every user's validation item (stages/lm/e4srec.py), which is never a training target.
 """
 from __future__ import annotations
 
@@ -12,7 +16,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
+from stages.lm.prompt import INSTRUCTION, NEXT_ITEM_INSTRUCTION
 from stages.sequences import Sequences
 
 
@@ -56,6 +62,8 @@ class Task:
     predict: Callable[[torch.Tensor], torch.Tensor]                   # logits -> prediction
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]        # (prediction, targets) -> scalar
     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]      # (prediction, targets) -> per-instance error
+    instruction: str = INSTRUCTION                                     # prompt instruction, formatted with k
+    holdout_users: bool = True                                         # validate on held-out users' instances
 
 
 def _group_instances(train: Sequences, groups: dict[str, torch.Tensor]) -> Instances:
@@ -77,13 +85,42 @@ GROUP = Task(
     metric=lambda pred, target: preference_mse(pred, target, "none"),
 )
 
-TASKS: dict[str, Task] = {"group": GROUP}
+
+def _next_item_instances(train: Sequences, groups: dict[str, torch.Tensor]) -> Instances:
+    """Every training prefix of every user: n training items give n-1 instances (the validation
+    and test items are not in `train`, so they can never be a target)."""
+    n_inst = (train.lengths - 1).clamp(min=0)                                   # (M,)
+    users = torch.repeat_interleave(torch.arange(train.n_users), n_inst)         # (n,)
+    first = torch.repeat_interleave(torch.cumsum(n_inst, 0) - n_inst, n_inst)   # (n,) first instance of its user
+    j = torch.arange(users.numel()) - first                                     # (n,) 0..n_u-2
+    starts = train.offsets[users]
+    ends = starts + j + 1                                                       # prefix t1..t_{j+1}
+    return Instances(users=users, starts=starts, ends=ends, targets=train.items[ends].long())
+
+
+def mask_padding(logits: torch.Tensor) -> torch.Tensor:
+    """(B, N+1) item logits with the padding column 0 at -inf: it takes no probability mass in the
+    cross-entropy and can never outrank an item."""
+    return torch.cat([torch.full_like(logits[:, :1], float("-inf")), logits[:, 1:]], dim=1)
+
+
+NEXT_ITEM = Task(
+    name="next_item",
+    head_name="item_head",
+    n_out=lambda seqs, groups: seqs.n_items + 1,
+    instances=_next_item_instances,
+    build_head=lambda h, n: nn.Linear(h, n),
+    predict=mask_padding,                                                  # logits over N+1 columns
+    loss=lambda logits, target: F.cross_entropy(logits, target),
+    metric=lambda logits, target: F.cross_entropy(logits, target, reduction="none"),
+    instruction=NEXT_ITEM_INSTRUCTION,
+    holdout_users=False,
+)
+
+TASKS: dict[str, Task] = {"group": GROUP, "next_item": NEXT_ITEM}
 
 
 def get_task(name: str) -> Task:
-    if name == "next_item":
-        raise NotImplementedError("sft task 'next_item' (the E4SRec baseline) is not implemented yet; "
-                                  "only task='group' is available")
     if name not in TASKS:
         raise ValueError(f"unknown sft task {name!r}; known: {', '.join(TASKS)}")
     return TASKS[name]

@@ -1,0 +1,45 @@
+"""E4SRec inference: each user's sequence once through the SFT'd LLM, every item scored by the item head.
+
+validation: input = the user's training part (most recent max_items), target = the validation item;
+test:       input = training part + validation item, target = the test item.
+Ranks come from `stages.evaluate.ranks_from_scores` (0-based among items 1..N, padding excluded,
+ties count against the target), and metrics from `stages.evaluate.metrics`: the same HR@{5,10} /
+NDCG@{5,10} over all users as the backbones. History masking is off by default (`mask_history`).
+"""
+from __future__ import annotations
+
+import torch
+
+from schemas.backbone import Metrics
+from stages.evaluate import history_mask, metrics, ranks_from_scores
+from stages.lm.model import PromptLM
+from stages.lm.prompt import length_batches, recent_items
+from stages.lm.tasks import mask_padding
+from stages.sequences import Sequences
+
+
+@torch.no_grad()
+def user_ranks(model: PromptLM, inputs: Sequences, targets: torch.Tensor, *, max_items: int, batch_size: int,
+               mask_history: bool = False) -> torch.Tensor:
+    """(M,) int64 rank of each user's target given their input sequence; eval mode, length-bucketed."""
+    was_training = model.training
+    model.eval()
+    lengths = inputs.lengths.clamp(max=max_items)
+    ranks = torch.zeros(inputs.n_users, dtype=torch.int64)
+    for users in length_batches(lengths, batch_size):        # sorted by length: little padding
+        ids, counts = recent_items(inputs.items, inputs.offsets[users], inputs.offsets[users + 1], max_items)
+        h, _ = model.hidden(ids, counts)                                     # (B, H)
+        scores = mask_padding(model.head(h)).float()                         # (B, N+1)
+        hist = history_mask(inputs, users, inputs.n_items).to(scores.device) if mask_history else None
+        ranks[users] = ranks_from_scores(scores, targets[users], hist).cpu()
+    model.train(was_training)
+    return ranks
+
+
+def evaluate(model: PromptLM, seqs: Sequences, *, max_items: int, batch_size: int, mask_history: bool = False
+             ) -> tuple[Metrics, Metrics, dict[str, torch.Tensor]]:
+    """(valid metrics, test metrics, {"valid": ranks (M,), "test": ranks (M,)}) over all users."""
+    kw = dict(max_items=max_items, batch_size=batch_size, mask_history=mask_history)
+    valid = user_ranks(model, seqs.train_part(), seqs.valid_targets(), **kw)
+    test = user_ranks(model, seqs.prefix(1), seqs.test_targets(), **kw)
+    return metrics(valid, mask_history), metrics(test, mask_history), {"valid": valid, "test": test}
