@@ -1,0 +1,34 @@
+"""`pretrain`: train an ID backbone on the training part of every sequence; keep its item table.
+
+Its item embeddings seed the LLM stages (`group` clusters them, `sft` projects them).
+"""
+from __future__ import annotations
+
+import torch
+
+from schemas.pretrain import PretrainConfig, PretrainIn, PretrainOut
+from schemas.runtime import Runtime
+from stages.backbones import MODULES as BACKBONE_MODULES
+from stages.backbones.embedding import ItemEmbedding
+from stages.sequences import Sequences
+from stages.trainer import state_tensors, train_backbone
+
+VERSION = 1
+MODULES = ["stages.pretrain", "stages.trainer", "stages.evaluate", "stages.sequences", *BACKBONE_MODULES]
+
+
+def run(cfg: PretrainConfig, inp: PretrainIn, rt: Runtime) -> PretrainOut:
+    seqs = Sequences.from_tensors(inp.sequences)
+    fit = train_backbone(cfg.backbone, cfg.trainer, seqs, lambda: ItemEmbedding(seqs.n_items, cfg.backbone.dim),
+                         rt, variant="pretrain")
+    with torch.no_grad():
+        weight = fit.model.embedding.all().detach().float().cpu().contiguous().clone()   # (N+1, d)
+        weight[0].zero_()
+    return PretrainOut(
+        result=fit.result,
+        artifacts={
+            "item_embeddings": {"weight": weight},
+            "backbone": state_tensors(fit.model),
+            "ranks": {k: v.contiguous() for k, v in fit.ranks.items()},
+        },
+    )

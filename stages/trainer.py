@@ -1,0 +1,210 @@
+"""Shared training loop of `pretrain` and `train`: full-softmax cross-entropy, Adam, early stopping.
+
+No leakage: the model is trained on `Sequences.train_part()` only (never a validation or test
+item). Validation: input = training part, target = valid item. Test: input = training part +
+valid item (`prefix(1)`), target = test item, with the best validation weights.
+
+Training instances (all four backbones are causal, see stages/backbones/__init__.py): each
+user's training sequence is cut, from its end, into chunks of max_len+1 items overlapping by
+one (inputs = chunk[:-1], targets = chunk[1:]), with a loss at every position. On Beauty
+(mean length 8.9) that is one chunk per user, as original SASRec. On long sequences (ML-1M,
+mean 165) truncating to the last max_len+1 items would discard ~70% of the training positions;
+chunks use every position once per epoch, each predicted from up to max_len previous items.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from statistics import median
+from typing import Callable
+
+import torch
+
+from schemas.backbone import BackboneConfig, TrainerConfig
+from schemas.pretrain import TrainResult
+from schemas.runtime import Runtime
+from stages.backbones import Backbone, build
+from stages.backbones.embedding import ItemEmbedding
+from stages.evaluate import metrics, rank_users
+from stages.sequences import Sequences
+
+# The paper's settings (section 5.1): lr 1e-4, batch 1024, d 256, for every backbone.
+# Dotted overrides of the pipeline config, applied by the CLI's `--profile paper`.
+PAPER_PROFILE: dict[str, object] = {
+    f"{stage}.{key}": value
+    for stage in ("pretrain", "train")
+    for key, value in {"trainer.lr": 1e-4, "trainer.batch_size": 1024, "backbone.dim": 256}.items()
+}
+
+
+CE_BLOCK_ELEMENTS = 1 << 25   # logits held at once by the loss (128 MB in float32)
+BUCKET_POOL = 64              # batches per length-sorted pool (see `batches`)
+
+
+@dataclass
+class Fit:
+    result: TrainResult
+    model: Backbone
+    ranks: dict[str, torch.Tensor]   # "valid", "test": (M,) int64
+
+
+def training_chunks(train: Sequences, max_len: int) -> torch.Tensor:
+    """(C, max_len+1) int64: every user's training items cut into left-padded chunks from the end."""
+    lengths = train.lengths                                                      # (M,)
+    n_chunks = ((lengths - 1).clamp(min=0) + max_len - 1) // max_len            # (M,) 0 if < 2 items
+    owner = torch.repeat_interleave(torch.arange(train.n_users), n_chunks)      # (C,)
+    k = torch.arange(owner.numel()) - torch.repeat_interleave(torch.cumsum(n_chunks, 0) - n_chunks, n_chunks)
+    ends = train.offsets[owner + 1] - k * max_len                               # (C,) exclusive end
+    idx = ends.unsqueeze(1) - (max_len + 1) + torch.arange(max_len + 1)         # (C, max_len+1)
+    valid = idx >= train.offsets[owner].unsqueeze(1)
+    out = torch.zeros(idx.shape, dtype=torch.int64)
+    out[valid] = train.items[idx[valid]].long()
+    return out
+
+
+class LinearCE(torch.autograd.Function):
+    """sum_r CE(softmax(h_r @ W.T), y_r) / denom: fused scoring + full-softmax cross-entropy.
+
+    With denom = R, the same value and gradients as F.cross_entropy(h @ W.T, y), but (a) the (R, N) logits exist
+    only one row block at a time (a long-sequence batch of Beauty has R ~ 12k rows x 12k items:
+    0.6 GB per copy, several copies on the generic path), and (b) on CPU the generic path costs
+    ~3x the matmul itself (log_softmax, a zero-filled one-hot gradient, log_softmax_backward).
+    The loss is a scalar, so its gradients (softmax - onehot) @ W and (softmax - onehot).T @ h
+    are computed block by block in the forward pass; backward only scales them."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, w: torch.Tensor, target: torch.Tensor, denom: float, block: int) -> torch.Tensor:
+        R = h.shape[0]
+        gh, gw = torch.empty_like(h), torch.zeros_like(w)          # (R, d), (N, d)
+        loss = h.new_zeros(())
+        for i in range(0, R, block):
+            hb, tb = h[i:i + block], target[i:i + block]
+            p = hb @ w.T                                           # (b, N) logits
+            tgt_logit = p.gather(1, tb.unsqueeze(1)).squeeze(1)    # (b,)
+            m = p.max(1, keepdim=True).values                      # (b, 1)
+            z = p.sub_(m).exp_().sum(1, keepdim=True)              # (b, 1), p = exp(logits - m)
+            loss += ((z.log() + m).squeeze(1) - tgt_logit).sum()
+            p.div_(z)                                              # softmax
+            p[torch.arange(p.shape[0], device=p.device), tb] -= 1.0   # d loss_r / d logits_r
+            gh[i:i + block] = p @ w                                # (b, d)
+            gw.addmm_(p.T, hb)                                     # (N, d)
+        ctx.save_for_backward(gh, gw)
+        ctx.denom = denom
+        return loss / denom
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        gh, gw = ctx.saved_tensors
+        scale = grad / ctx.denom
+        return gh * scale, gw * scale, None, None, None
+
+
+def batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, pool: int = 64) -> list[torch.Tensor]:
+    """Shuffled mini-batches of chunk indices, of similar lengths.
+
+    Chunks are shuffled, cut into pools of `pool` batches, sorted by length inside a pool, cut
+    into batches, and the batches shuffled. A batch then spans few padding columns (it is cut
+    to its longest chunk): on Beauty ~6x less backbone work than padding every batch to 50,
+    while each batch is still a random draw from a random pool."""
+    perm = torch.randperm(lengths.numel(), generator=gen)
+    out = []
+    for p in perm.split(batch_size * pool):
+        p = p[torch.sort(lengths[p], stable=True).indices]
+        out.extend(p.split(batch_size))
+    order = torch.randperm(len(out), generator=gen).tolist()
+    return [out[i] for i in order]
+
+
+def batch_loss(model: Backbone, batch: torch.Tensor, denom: float | None = None) -> torch.Tensor:
+    """Cross-entropy over all items summed over the non-padding positions of (B, max_len+1)
+    chunks, divided by `denom` (default: their number, i.e. the mean)."""
+    nonpad = (batch != 0).any(0)
+    batch = batch[:, int(nonpad.int().argmax()):]            # drop all-padding leading columns (cheaper)
+    inp, tgt = batch[:, :-1], batch[:, 1:]                   # (B, L) each
+    mask = (inp != 0) & (tgt != 0)                           # (B, L) positions with an input and a target
+    table = model.embedding.all()                            # (N+1, d), once per step
+    h = model(inp, table)[mask]                              # (R, d): only real positions are scored
+    # Padding is excluded by scoring against items 1..N only (= column 0 at -inf), targets shifted.
+    denom = float(h.shape[0]) if denom is None else denom
+    return LinearCE.apply(h, table[1:], tgt[mask] - 1, denom, max(64, CE_BLOCK_ELEMENTS // table.shape[0]))
+
+
+def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, variant: str,
+        desc: str = "train") -> Fit:
+    t_start = time.perf_counter()
+    device = torch.device(rt.device)
+    model.to(device)
+    max_len = model.max_len
+    train = seqs.train_part()
+    chunks = training_chunks(train, max_len).to(device)     # (C, max_len+1)
+    valid_t, test_t = seqs.valid_targets(), seqs.test_targets()
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+    def evaluate(inputs: Sequences, targets: torch.Tensor) -> torch.Tensor:
+        return rank_users(model, inputs, targets, max_len=max_len, batch_size=cfg.eval_batch_size,
+                          mask_history=cfg.mask_history, device=device)
+
+    best = (-1.0, 0, None, None)   # ndcg10, epoch, state, valid ranks
+    epoch_s, eval_s, bad, epoch = [], [], 0, 0
+    chunk_len = (chunks != 0).sum(1).cpu()                  # (C,)
+    # Losses are summed over a batch's positions and divided by the *mean* number of positions
+    # per batch (not the batch's own): length-bucketed batches differ 20x in their number of
+    # positions, and a per-batch mean would weigh a position of a short-sequence batch 20x more
+    # than one of a long-sequence batch. A constant keeps every position's weight equal, as
+    # with randomly drawn batches.
+    n_batches = (chunks.shape[0] + cfg.batch_size - 1) // cfg.batch_size
+    per_batch = float((chunk_len - 1).clamp(min=0).sum()) / max(1, n_batches)
+    with rt.track(desc, cfg.epochs) as bar:
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            model.train()
+            total, steps = 0.0, batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
+            for i, idx in enumerate(steps, 1):
+                loss = batch_loss(model, chunks[idx.to(device)], per_batch)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                if i % 20 == 0:
+                    bar.update(step=f"{i}/{len(steps)}", loss=total / i, ndcg10=max(best[0], 0.0))
+            epoch_s.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            valid_ranks = evaluate(train, valid_t)
+            eval_s.append(time.perf_counter() - t0)
+            ndcg = metrics(valid_ranks, cfg.mask_history).ndcg10
+            if ndcg > best[0]:
+                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best, bad = (ndcg, epoch, state, valid_ranks), 0
+            else:
+                bad += 1
+            bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0])
+            if bad >= cfg.patience:
+                break
+    _, best_epoch, state, valid_ranks = best
+    model.load_state_dict(state)   # best weights, kept in memory
+    t0 = time.perf_counter()
+    test_ranks = evaluate(seqs.prefix(1), test_t)
+    eval_s.append(time.perf_counter() - t0)
+    result = TrainResult(
+        backbone=model.cfg.name, variant=variant, seed=cfg.seed,
+        valid=metrics(valid_ranks, cfg.mask_history), test=metrics(test_ranks, cfg.mask_history),
+        best_epoch=best_epoch, epochs_run=epoch,
+        seconds_per_epoch=round(median(epoch_s), 4), seconds_per_eval=round(median(eval_s), 4),
+        train_seconds=round(time.perf_counter() - t_start, 3),
+    )
+    return Fit(result=result, model=model, ranks={"valid": valid_ranks, "test": test_ranks})
+
+
+def train_backbone(backbone: BackboneConfig, cfg: TrainerConfig, seqs: Sequences,
+                   make_embedding: Callable[[], ItemEmbedding], rt: Runtime, *, variant: str) -> Fit:
+    """Seed, build the backbone around a fresh embedding module, fit it."""
+    torch.manual_seed(cfg.seed)
+    model = build(backbone, make_embedding())
+    return fit(model, seqs, cfg, rt, variant=variant, desc=f"{variant} {backbone.name}")
+
+
+def state_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict as contiguous CPU tensors (safetensors refuses shared or strided storage)."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
