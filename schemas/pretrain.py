@@ -42,6 +42,7 @@ Variant = Literal["base", "ci", "tslrec"]
 class TrainConfig(Frozen):
     variant: Variant = Field(default="base", description="'base' random item embeddings; 'ci' + learnable pre-group embedding; 'tslrec' gate fusion with the enhanced embeddings.")
     fusion: Literal["gate"] = Field(default="gate", description="How enhanced embeddings are fused (paper: gate).")
+    enhanced_norm: Literal["standardize", "none"] = Field(default="standardize", description="Before fusion, center the enhanced embeddings over items and scale them to unit std ('standardize'), or use them raw ('none'). Raw LLM hidden states of one-item prompts share a large prompt component that drowns the per-item signal.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig, description="Backbone architecture.")
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and early stopping.")
 

@@ -33,6 +33,7 @@ def run(cfg: TrainConfig, inp: TrainIn, rt: Runtime) -> TrainOut:
         extra["cluster_map"] = _needed(inp.groups, "cluster_map", "ci", "groups", "group")
     elif cfg.variant == "tslrec":
         extra["enhanced"] = _needed(inp.enhanced, "embeddings", "tslrec", "enhanced", "augment")
+        extra["standardize"] = cfg.enhanced_norm == "standardize"
     factory = partial(make_embedding, cfg.variant, seqs.n_items, cfg.backbone.dim, **extra)
     fit = train_backbone(cfg.backbone, cfg.trainer, seqs, factory, rt, variant=cfg.variant)
     return TrainOut(

@@ -59,14 +59,25 @@ class GateEmbedding(ItemEmbedding):
 
         e = g * e_rand + (1 - g) * W e_llm,   g = sigmoid(W_g [e_rand; W e_llm] + b)
 
-    e_llm [N+1, H] is a buffer (frozen, never optimised, not saved); W: H -> d projects it."""
+    e_llm [N+1, H] is a buffer (frozen, never optimised, not saved); W: H -> d projects it.
+    standardize: the hidden states of one-item prompts share a large component (the prompt is the
+    same for every item; LayerNorm outputs have norm ~sqrt(H)), which W would pass on to every
+    input position and drown the per-item signal. Centering over items 1..N and scaling to unit std
+    keeps the geometry between items and removes that shared offset; W then starts at the scale of
+    e_rand (std 0.02), so neither side of the gate dominates at initialisation."""
 
-    def __init__(self, n_items: int, dim: int, enhanced: torch.Tensor):
+    def __init__(self, n_items: int, dim: int, enhanced: torch.Tensor, standardize: bool = True):
         super().__init__(n_items, dim)
         if enhanced.dim() != 2 or enhanced.shape[0] != n_items + 1:
             raise ValueError(f"enhanced embeddings have shape {tuple(enhanced.shape)}, expected (N+1={n_items + 1}, H)")
-        self.register_buffer("e_llm", enhanced.detach().float().clone(), persistent=False)
+        e_llm = enhanced.detach().float().clone()                    # (N+1, H)
+        if standardize:
+            e_llm = e_llm - e_llm[1:].mean(0, keepdim=True)
+            e_llm = e_llm / e_llm[1:].std().clamp_min(1e-12)
+        self.register_buffer("e_llm", e_llm, persistent=False)
         self.proj = nn.Linear(enhanced.shape[1], dim, bias=False)  # W
+        if standardize:
+            nn.init.normal_(self.proj.weight, std=0.02 / enhanced.shape[1] ** 0.5)   # W e_llm ~ N(0, 0.02^2)
         self.gate = nn.Linear(2 * dim, dim)                          # W_g, b
         # Zero row 0 after fusion: the LLM may give the padding id a non-zero vector.
         self.register_buffer("keep", (torch.arange(n_items + 1) > 0).float().unsqueeze(1), persistent=False)
@@ -83,7 +94,7 @@ class GateEmbedding(ItemEmbedding):
 
 
 def make_embedding(variant: str, n_items: int, dim: int, *, cluster_map: torch.Tensor | None = None,
-                   enhanced: torch.Tensor | None = None) -> ItemEmbedding:
+                   enhanced: torch.Tensor | None = None, standardize: bool = True) -> ItemEmbedding:
     if variant in ("base", "pretrain"):
         return ItemEmbedding(n_items, dim)
     if variant == "ci":
@@ -93,5 +104,5 @@ def make_embedding(variant: str, n_items: int, dim: int, *, cluster_map: torch.T
     if variant == "tslrec":
         if enhanced is None:
             raise ValueError("variant 'tslrec' needs enhanced embeddings")
-        return GateEmbedding(n_items, dim, enhanced)
+        return GateEmbedding(n_items, dim, enhanced, standardize)
     raise ValueError(f"unknown embedding variant {variant!r}")
