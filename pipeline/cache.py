@@ -13,6 +13,8 @@ import importlib.util
 import json
 import os
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -60,6 +62,22 @@ def code_digest(modules: list[str]) -> str:
         tree = ast.parse(Path(spec.origin).read_text())
         h.update(name.encode() + b"\0" + ast.dump(tree).encode())
     return h.hexdigest()
+
+
+def _holder_alive(lock: Path) -> bool:
+    try:
+        pid = int(lock.read_text() or "0")
+    except (OSError, ValueError):
+        return True           # being written right now: assume alive, look again next poll
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -123,6 +141,33 @@ class Cache:
     def put_run(self, record: RunRecord) -> None:
         text = record.model_copy(update={"cached": False}).model_dump_json(indent=1)
         _atomic_write(self.run_path(record.key), lambda tmp: Path(tmp).write_text(text))
+
+    @contextmanager
+    def claim(self, key: str, poll: float = 2.0) -> Iterator[bool]:
+        """Exclusive right to compute `key` across processes (a lock file with our pid).
+
+        Yields True if we had to wait for another live process (whose result may now be cached),
+        so two terminals running the same pipeline share work instead of doing it twice.
+        A lock left by a dead process is taken over."""
+        lock = self.run_path(key).with_suffix(".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        waited = False
+        while True:
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                break
+            except FileExistsError:
+                if not _holder_alive(lock):
+                    lock.unlink(missing_ok=True)
+                    continue
+                waited = True
+                time.sleep(poll)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+            os.close(fd)
+            yield waited
+        finally:
+            lock.unlink(missing_ok=True)
 
     def runs(self) -> Iterator[RunRecord]:
         for path in sorted((self.root / "runs").glob("*/*.json")):

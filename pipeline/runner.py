@@ -79,6 +79,18 @@ class Runner:
             return hit
         if not top and not self.compute_upstream:
             raise MissingUpstream(f"{stage} result {key[:12]} is not in the cache (run `tslrec run {stage}` first)")
+        with self.cache.claim(key) as waited:
+            hit = self._verified_hit(key) if waited else None   # another process just computed it
+            if hit is not None:
+                log(f"[green]cache hit[/green]  {stage:<8} {key[:12]} (computed by another process)")
+                self._done[key] = hit
+                return hit
+            record = self._compute(stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs,
+                                   path if stage == "data" else None)
+        self._done[key] = record
+        return record
+
+    def _compute(self, stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs, path) -> RunRecord:
         log(f"[yellow]computing[/yellow] {stage:<8} {key[:12]}")
         if stage == "data":
             inp = spec.inputs(path=path)
@@ -102,7 +114,6 @@ class Runner:
         )
         self.cache.put_run(record)
         log(f"[blue]stored[/blue]    {stage:<8} {key[:12]} in {wall:.1f}s")
-        self._done[key] = record
         return record
 
     def load(self, record: RunRecord, kind: str) -> dict[str, torch.Tensor]:
