@@ -15,7 +15,7 @@ class BackboneConfig(Frozen):
     dim: int = Field(default=64, ge=1, description="Item embedding / hidden size d.")
     layers: int = Field(default=2, ge=1, description="Number of blocks (attention, GRU or filter layers).")
     heads: int = Field(default=1, ge=1, description="Attention heads (SASRec).")
-    dropout: float = Field(default=0.5, ge=0.0, lt=1.0, description="Dropout on embeddings and hidden states.")
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="Dropout on embeddings and hidden states (0.2: SASRec on Beauty gets a better validation NDCG@10 than with 0.5, in half the epochs).")
     max_len: int = Field(default=50, ge=2, description="Most recent items a sequence keeps.")
 
 
