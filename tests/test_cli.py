@@ -169,3 +169,13 @@ def test_run_fetches_a_known_dataset_when_missing(cli, dirs, http_server, monkey
     r = cli("run", "data", "--dataset", "beauty", "--json")
     assert r.code == 0, r.err
     assert (dirs[1] / "beauty" / "Beauty.txt").read_bytes() == body
+
+
+def test_progress_in_a_log_is_plain_lines(capsys):
+    from pipeline.progress import LineTracker
+
+    with LineTracker("epoch", 3, every=0.0) as t:
+        for i in range(3):
+            t.advance(1, loss=1.0 / (i + 1))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 3 and lines[-1].endswith("epoch 3/3 loss=0.3333")
