@@ -64,7 +64,7 @@ def code_digest(modules: list[str]) -> str:
     return h.hexdigest()
 
 
-def _holder_alive(lock: Path) -> bool:
+def holder_alive(lock: Path) -> bool:
     try:
         pid = int(lock.read_text() or "0")
     except (OSError, ValueError):
@@ -157,7 +157,7 @@ class Cache:
                 fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
                 break
             except FileExistsError:
-                if not _holder_alive(lock):
+                if not holder_alive(lock):
                     lock.unlink(missing_ok=True)
                     continue
                 waited = True

@@ -6,7 +6,7 @@ import shutil
 import typer
 from rich.table import Table
 
-from pipeline.cache import Cache, CorruptObject
+from pipeline.cache import Cache, CorruptObject, holder_alive
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
 
@@ -99,6 +99,7 @@ def gc_cmd(
     live = {ref.digest for rec in cache.runs() for ref in rec.outputs.values()}
     doomed = [p for p in cache.objects() if p.stem not in live]
     doomed += list(cache.root.glob("*/*/.tmp-*"))
+    doomed += [p for p in cache.root.glob("runs/*/*.lock") if not holder_alive(p)]   # left by killed runs
     freed = sum(p.stat().st_size for p in doomed)
     for p in doomed:
         err.print(f"{'would remove' if dry_run else 'removed'} {p}")

@@ -110,6 +110,10 @@ def test_cache_ls_show_verify_gc(cli, dirs):
     (dirs[0] / "objects" / "zz" / "orphan.safetensors").write_bytes(b"x")
     gc = cli("cache", "gc")
     assert gc.code == 0 and not (dirs[0] / "objects" / "zz" / "orphan.safetensors").exists()
+    stale = dirs[0] / "runs" / "ab" / ("ab" * 32 + ".lock")
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("999999999")
+    assert cli("cache", "gc").code == 0 and not stale.exists()
     assert cli("cache", "path").out.strip() == str(dirs[0])
 
 
