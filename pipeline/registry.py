@@ -18,7 +18,7 @@ from schemas.pretrain import PretrainIn, TrainIn
 @dataclass(frozen=True)
 class StageSpec:
     name: str
-    module: str                      # exposes VERSION, MODULES and run(cfg, inp, rt)
+    module: str                      # exposes VERSION, MODULES (or modules(cfg)) and run(cfg, inp, rt)
     inputs: type[BaseModel]          # field names = artifact kinds consumed
     deps: Callable[[PipelineConfig], list[str]]
     doc: str

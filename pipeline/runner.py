@@ -64,7 +64,7 @@ class Runner:
         parts = {
             "stage": stage,
             "stage_version": module.VERSION,
-            "code_digest": code_digest(module.MODULES),
+            "code_digest": code_digest(module.modules(stage_cfg) if hasattr(module, "modules") else module.MODULES),
             "config": stage_cfg.model_dump(mode="json"),
             "input_digests": input_digests,
             "env": env_versions(),

@@ -8,13 +8,18 @@ import torch
 
 from schemas.pretrain import PretrainConfig, PretrainIn, PretrainOut
 from schemas.runtime import Runtime
-from stages.backbones import MODULES as BACKBONE_MODULES
+from stages.backbones import modules_for
 from stages.backbones.embedding import ItemEmbedding
 from stages.sequences import Sequences
 from stages.trainer import state_tensors, train_backbone
 
 VERSION = 1
-MODULES = ["stages.pretrain", "stages.trainer", "stages.evaluate", "stages.sequences", *BACKBONE_MODULES]
+COMMON_MODULES = ["stages.pretrain", "stages.trainer", "stages.evaluate", "stages.sequences"]
+
+
+def modules(cfg) -> list[str]:
+    """Modules hashed into the cache key: the common ones and only the chosen backbone's."""
+    return [*COMMON_MODULES, *modules_for(cfg.backbone.name)]
 
 
 def run(cfg: PretrainConfig, inp: PretrainIn, rt: Runtime) -> PretrainOut:

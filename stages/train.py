@@ -10,13 +10,18 @@ from functools import partial
 
 from schemas.pretrain import TrainConfig, TrainIn, TrainOut
 from schemas.runtime import Runtime
-from stages.backbones import MODULES as BACKBONE_MODULES
+from stages.backbones import modules_for
 from stages.backbones.embedding import make_embedding
 from stages.sequences import Sequences
 from stages.trainer import state_tensors, train_backbone
 
 VERSION = 1
-MODULES = ["stages.train", "stages.trainer", "stages.evaluate", "stages.sequences", *BACKBONE_MODULES]
+COMMON_MODULES = ["stages.train", "stages.trainer", "stages.evaluate", "stages.sequences"]
+
+
+def modules(cfg) -> list[str]:
+    """Modules hashed into the cache key: the common ones and only the chosen backbone's."""
+    return [*COMMON_MODULES, *modules_for(cfg.backbone.name)]
 
 
 def _needed(tensors: dict | None, name: str, variant: str, field: str, stage: str):

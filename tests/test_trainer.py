@@ -125,7 +125,8 @@ def test_pretrain_stage_artifacts():
     assert out.artifacts["ranks"]["test"].shape == (60,) and out.artifacts["ranks"]["test"].dtype == torch.int64
     assert "pos.weight" in out.artifacts["backbone"]
     assert out.result.variant == "pretrain" and out.result.epochs_run == 1
-    assert pretrain.VERSION >= 1 and "stages.backbones.sasrec" in pretrain.MODULES
+    assert pretrain.VERSION >= 1 and "stages.backbones.sasrec" in pretrain.modules(PretrainConfig())
+    assert "stages.backbones.caser" not in pretrain.modules(PretrainConfig())
 
 
 def test_train_variants_refuse_missing_inputs_and_run_with_them():

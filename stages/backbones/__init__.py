@@ -19,8 +19,12 @@ from schemas.backbone import BackboneConfig
 from stages.backbones.embedding import ItemEmbedding
 
 NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser", "fmlprec": "FMLPRec"}
-# Every module whose code can change a trained backbone (for the cache's code digest).
-MODULES = ["stages.backbones", "stages.backbones.embedding"] + [f"stages.backbones.{n}" for n in NAMES]
+
+
+def modules_for(name: str) -> list[str]:
+    """The modules whose code can change a trained `name` backbone (for the cache's code digest):
+    editing Caser must not invalidate cached SASRec runs."""
+    return ["stages.backbones", "stages.backbones.embedding", f"stages.backbones.{name}"]
 
 
 class Backbone(nn.Module):

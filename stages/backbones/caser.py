@@ -11,10 +11,12 @@ expanding every prefix into its own instance.
    the W-h+1 placements inside the window: a causal conv1d followed by a causal max-pool.
 This is exactly Caser applied to each window. Differences to the original, for the shared
 interface: no user embedding (the input is an item sequence only, and the `train` stage must
-work for any user), and the output is scored against the tied item table.
+work for any user), and the output is scored against the tied item table (after a LayerNorm).
 W = 5 follows the Caser paper (L = 5); RecBole's W = max_len costs 100x more per position.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -39,6 +41,10 @@ class Caser(Backbone):
         self.horizontal = nn.ModuleList(nn.Conv1d(d, N_H, kernel_size=h) for h in range(1, W + 1))
         self.drop = Dropout(cfg.dropout)
         self.fc = nn.Linear(N_V * d + N_H * W, d)
+        # Output LayerNorm and sqrt(d)-scaled inputs (as SASRec): with the tied N(0, 0.02) item
+        # table the plain version scores ~1e-3 at the start and barely learns in 5 epochs on
+        # Beauty (NDCG@10 0.006); normalised outputs start at a useful scale.
+        self.ln = nn.LayerNorm(d)
         init_weights(self)
         nn.init.normal_(self.vertical, std=0.02)
         for conv in self.horizontal:   # Conv1d: Kaiming default, fine with ReLU after it
@@ -47,7 +53,7 @@ class Caser(Backbone):
     def encode(self, x: torch.Tensor, seq: torch.Tensor) -> torch.Tensor:
         B, L, d = x.shape
         W = self.window
-        xp = F.pad(x, (0, 0, W - 1, 0))                                          # (B, L+W-1, d) zeros before
+        xp = F.pad(x * math.sqrt(d), (0, 0, W - 1, 0))                           # (B, L+W-1, d) zeros before
         # Vertical: window ending at t = xp[t .. t+W-1]; weighted sum over its W rows.
         win = xp.unfold(1, W, 1)                                                 # (B, L, d, W)
         v = torch.einsum("bldw,fw->blfd", win, self.vertical) + self.v_bias     # (B, L, n_v, d)
@@ -59,5 +65,5 @@ class Caser(Backbone):
             hs.append(F.max_pool1d(c, kernel_size=W - h + 1, stride=1))          # (B, n_h, L)
         hz = torch.cat(hs, 1).transpose(1, 2)                                    # (B, L, n_h*W)
         z = torch.cat([v.reshape(B, L, -1), hz], -1)                             # (B, L, n_v*d + n_h*W)
-        out = F.relu(self.fc(self.drop(z)))                                      # (B, L, d)
+        out = self.ln(F.relu(self.fc(self.drop(z))))                             # (B, L, d)
         return out * (seq != 0).unsqueeze(-1).to(out.dtype)

@@ -1,4 +1,5 @@
-"""GRU4Rec (Hidasi et al., 2016), as in RecBole: embedding dropout, a GRU, a dense layer.
+"""GRU4Rec (Hidasi et al., 2016), as in RecBole: embedding dropout, a GRU, a dense layer
+(+ input scaling and an output LayerNorm, see below).
 
 Leakage: a left-to-right GRU is causal, so every position is trained to predict the next item
 in one pass over each sequence.
@@ -8,6 +9,8 @@ So each row is rotated to put its items first (right-padded), the GRU runs from 
 real items, and the rotation is undone: outputs are independent of the padding.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn as nn
@@ -24,6 +27,11 @@ class GRU4Rec(Backbone):
         self.gru = nn.GRU(cfg.dim, cfg.dim, num_layers=cfg.layers, batch_first=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.dense = nn.Linear(cfg.dim, cfg.dim)
+        # Output LayerNorm (as SASRec's final one): with the N(0, 0.02) item table and a tanh-
+        # bounded GRU state the first scores are ~1e-3 and the plain RecBole GRU4Rec needs tens
+        # of epochs to leave the uniform distribution (measured on Beauty: NDCG@10 0.006 after
+        # 5 epochs); normalised outputs put the scores at a useful scale from the start.
+        self.ln = nn.LayerNorm(cfg.dim)
         init_weights(self)
         # Orthogonal recurrent / Xavier input weights: the usual GRU init (N(0, 0.02) would make
         # the recurrence nearly memoryless at the start).
@@ -41,6 +49,7 @@ class GRU4Rec(Backbone):
         ar = torch.arange(L, device=seq.device).unsqueeze(0)                    # (1, L)
         to_front = ((ar + L - n) % L).unsqueeze(-1).expand(B, L, d)             # (B, L, d) left -> right-padded
         back = ((ar + n) % L).unsqueeze(-1).expand(B, L, d)                     # (B, L, d) right -> left-padded
+        x = x * math.sqrt(d)                                                    # O(1) inputs, as SASRec
         h, _ = self.gru(self.drop(x).gather(1, to_front))                       # (B, L, d), items first
-        h = self.dense(self.drop(h)).gather(1, back)                            # (B, L, d), items last again
+        h = self.ln(self.dense(self.drop(h))).gather(1, back)                   # (B, L, d), items last again
         return h * (seq != 0).unsqueeze(-1).to(h.dtype)
