@@ -122,6 +122,23 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def from_cache(dataset: str, cache_dir: Path) -> dict[str, list[dict[str, Any]]]:
+    """Base-variant backbone runs already in the tslrec cache (pretrain, or train with variant=base),
+    one per (backbone, seed), for results computed through `tslrec run`."""
+    from pipeline.cache import Cache
+
+    runs: dict[str, dict[int, dict[str, Any]]] = {}
+    for rec in Cache(cache_dir).runs():
+        if rec.pipeline["data"]["dataset"] != dataset or rec.stage not in ("pretrain", "train"):
+            continue
+        if rec.stage == "train" and rec.config["variant"] != "base":
+            continue
+        r = rec.result
+        runs.setdefault(r["backbone"], {}).setdefault(r["seed"], {**r, "stage": rec.stage, "key": rec.key,
+                                                                  "wall_seconds": rec.wall_s})
+    return {b: [by_seed[s] for s in sorted(by_seed)] for b, by_seed in runs.items()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty", help="dataset name (data dir) or path to a raw file")
@@ -132,7 +149,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/backbones-<dataset>.json")
+    ap.add_argument("--from-cache", type=Path, default=None, metavar="CACHE_DIR",
+                    help="train nothing: summarize the base runs already in this tslrec cache")
     args = ap.parse_args()
+    if args.from_cache:
+        found = from_cache(args.dataset, args.from_cache)
+        out_path = args.out or ROOT / "benchmarks" / "results" / f"backbones-{args.dataset}.json"
+        out_path.write_text(json.dumps({
+            "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
+            "source": f"tslrec cache {args.from_cache} (runs computed by `tslrec run`; their commit is in each run's code digest)",
+            "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
+            "versions": versions(),
+            "backbones": {b: {"summary": summary(rs), "runs": rs} for b, rs in found.items()},
+        }, indent=2) + "\n")
+        print(f"wrote {out_path}", file=sys.stderr)
+        return
 
     if args.threads:
         torch.set_num_threads(args.threads)
