@@ -8,6 +8,7 @@ a half-written object or manifest under its final name.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import json
@@ -56,12 +57,18 @@ def code_digest(modules: list[str]) -> str:
     """sha256 of the ASTs of the given modules: comments and formatting do not change it."""
     h = hashlib.sha256()
     for name in sorted(modules):
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"cannot find module {name!r} for the code digest")
-        tree = ast.parse(Path(spec.origin).read_text())
-        h.update(name.encode() + b"\0" + ast.dump(tree).encode())
+        h.update(name.encode() + b"\0" + _module_ast(name).encode())
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def _module_ast(name: str) -> str:
+    """Read once per process: the digest describes the code this process runs, even if the file
+    is edited while a long pipeline is under way (and AST dumps are slow enough to matter on hits)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"cannot find module {name!r} for the code digest")
+    return ast.dump(ast.parse(Path(spec.origin).read_text()))
 
 
 def holder_alive(lock: Path) -> bool:

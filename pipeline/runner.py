@@ -6,6 +6,7 @@ returns the cached manifest (after verifying its objects) or runs the stage and 
 """
 from __future__ import annotations
 
+import functools
 import platform
 import time
 from datetime import datetime, timezone
@@ -29,15 +30,20 @@ class MissingUpstream(Exception):
     """An upstream result is not cached and the caller asked not to compute it."""
 
 
-def env_versions() -> dict[str, str]:
-    """major.minor of python and the libraries whose numerics feed the artifacts."""
+@functools.lru_cache(maxsize=None)
+def _env_versions() -> tuple[tuple[str, str], ...]:
     out = {"python": ".".join(platform.python_version_tuple()[:2])}
     for pkg in ENV_PACKAGES:
         try:
             out[pkg] = ".".join(version(pkg).split(".")[:2])
         except PackageNotFoundError:
             out[pkg] = "absent"
-    return out
+    return tuple(out.items())
+
+
+def env_versions() -> dict[str, str]:
+    """major.minor of python and the libraries whose numerics feed the artifacts (read once)."""
+    return dict(_env_versions())
 
 
 class Runner:

@@ -9,19 +9,11 @@ from stages.backbones import NAMES, build
 from stages.backbones.embedding import CategoryEmbedding, GateEmbedding, ItemEmbedding, make_embedding
 from stages.sequences import Sequences
 from stages.trainer import train_backbone
+from conftest import cycle_dataset as _cycle_dataset
 
 N_ITEMS, DIM, MAX_LEN = 40, 16, 10
 
 
-def cycle_dataset(users: int = 60, n_items: int = N_ITEMS, seed: int = 0) -> Sequences:
-    """Each user walks items in order from a random start: next = prev % N + 1 (deterministic)."""
-    g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(1, n_items + 1, (users,), generator=g)
-    lengths = torch.randint(6, 13, (users,), generator=g)
-    rows = [(s - 1 + torch.arange(n)) % n_items + 1 for s, n in zip(starts.tolist(), lengths.tolist())]
-    offsets = torch.zeros(users + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(lengths, 0)
-    return Sequences(items=torch.cat(rows).to(torch.int32), offsets=offsets, n_items=n_items)
 
 
 def model(name: str, **kw) -> torch.nn.Module:
@@ -118,3 +110,7 @@ def test_make_embedding_refuses_missing_inputs():
         make_embedding("ci", N_ITEMS, DIM)
     with pytest.raises(ValueError, match="enhanced"):
         make_embedding("tslrec", N_ITEMS, DIM)
+
+
+def cycle_dataset(users: int = 60, n_items: int = N_ITEMS, seed: int = 0) -> Sequences:
+    return _cycle_dataset(users, n_items, seed)

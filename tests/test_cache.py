@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.cache import Cache, cache_key, canonical_json, code_digest, tensor_digest
+from pipeline.cache import Cache, _module_ast, cache_key, canonical_json, code_digest, tensor_digest
 from pipeline.runner import Runner
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
@@ -45,8 +45,11 @@ def test_code_digest_ignores_comments(tmp_path, monkeypatch):
     mod.write_text("x = 1\n")
     a = code_digest(["digest_probe_mod"])
     mod.write_text("# a comment\nx = 1  # another\n")
+    _module_ast.cache_clear()                  # digests are read once per process
     assert code_digest(["digest_probe_mod"]) == a
     mod.write_text("x = 2\n")
+    assert code_digest(["digest_probe_mod"]) == a   # still this process's code
+    _module_ast.cache_clear()
     assert code_digest(["digest_probe_mod"]) != a
 
 

@@ -21,12 +21,6 @@ from stages.sequences import Sequences
 M, N, D = 20, 25, 8
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def synthetic(seed: int = 0, sentinel: bool = False) -> tuple[Sequences, torch.Tensor]:

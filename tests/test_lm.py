@@ -16,14 +16,6 @@ from stages.lm.load import is_encoder, load_lm
 from stages.lm.prompt import INSTRUCTION, PromptTemplate, length_batches, prompt_tokens, recent_items
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core box, a second OpenMP thread that loses its core makes
-    every op wait for it (measured: MiniLM forward 0.04 s with 1 thread, 0.9 s with 2 under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -18,12 +18,6 @@ from stages.lm.model import build_prompt_lm, cache_names
 H, D, N = 64, 8, 20
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def lora_model(name: str, dropout: float = 0.0):

@@ -19,14 +19,6 @@ from stages.lm.tasks import GROUP
 from stages.sequences import Sequences
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core box, a second OpenMP thread that loses its core makes
-    every op wait for it (measured: MiniLM forward 0.04 s with 1 thread, 0.9 s with 2 under load)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 M, N, D, K = 24, 30, 8, 4
 

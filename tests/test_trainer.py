@@ -12,19 +12,11 @@ from stages import pretrain, train
 from stages.evaluate import metrics, rank_users
 from stages.sequences import Sequences
 from stages.trainer import PAPER_PROFILE, LinearCE, batches, training_chunks
+from conftest import cycle_dataset
 
 RT = Runtime(progress=False)
 
 
-def cycle_dataset(users: int = 60, n_items: int = 40, seed: int = 0) -> Sequences:
-    """Each user walks items in order from a random start: next = prev % N + 1."""
-    g = torch.Generator().manual_seed(seed)
-    starts = torch.randint(1, n_items + 1, (users,), generator=g)
-    lengths = torch.randint(6, 13, (users,), generator=g)
-    rows = [(s - 1 + torch.arange(n)) % n_items + 1 for s, n in zip(starts.tolist(), lengths.tolist())]
-    offsets = torch.zeros(users + 1, dtype=torch.int64)
-    offsets[1:] = torch.cumsum(lengths, 0)
-    return Sequences(items=torch.cat(rows).to(torch.int32), offsets=offsets, n_items=n_items)
 TINY_B = BackboneConfig(dim=16, layers=1, max_len=10, dropout=0.1)
 TINY_T = TrainerConfig(lr=1e-2, batch_size=16, epochs=3, patience=2, seed=0)
 
