@@ -18,7 +18,7 @@ from schemas.runtime import Runtime
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
 
 VERSION = 1
-MODULES = ["stages.augment", "stages.lm.load", "stages.lm.prompt", "stages.lm.model"]
+MODULES = ["stages.augment", "stages.sequences", "stages.lm.load", "stages.lm.prompt", "stages.lm.model"]
 
 
 def agreement(probs: torch.Tensor, pre_group: torch.Tensor) -> tuple[float, float, float]:

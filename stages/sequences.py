@@ -65,3 +65,24 @@ class Sequences:
         out = torch.zeros(users.numel(), max_len, dtype=torch.int64)
         out[valid] = self.items[idx[valid]].long()
         return out
+
+
+def length_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
+                   window: int = 64) -> list[torch.Tensor]:
+    """Split row indices into batches of similar length, so that right padding stays small.
+
+    With a generator (training): shuffle, sort by length within windows of `window` batches, cut,
+    and shuffle the batch order. Without: sort everything by length (deterministic, for inference)."""
+    n = lengths.numel()
+    if n == 0:
+        return []
+    if generator is None:
+        order = torch.sort(lengths, stable=True).indices
+        return list(order.split(batch_size))
+    perm = torch.randperm(n, generator=generator)
+    chunks = []
+    for chunk in perm.split(batch_size * window):
+        srt = chunk[torch.sort(lengths[chunk], stable=True).indices]
+        chunks.extend(srt.split(batch_size))
+    order = torch.randperm(len(chunks), generator=generator).tolist()
+    return [chunks[i] for i in order]

@@ -26,7 +26,7 @@ from schemas.runtime import Runtime
 from stages.backbones import Backbone, build
 from stages.backbones.embedding import ItemEmbedding
 from stages.evaluate import metrics, rank_users
-from stages.sequences import Sequences
+from stages.sequences import Sequences, length_batches
 
 # The paper's settings (section 5.1): lr 1e-4, batch 1024, d 256, for every backbone.
 # Dotted overrides of the pipeline config, applied by the CLI's `--profile paper`.
@@ -100,19 +100,10 @@ class LinearCE(torch.autograd.Function):
 
 
 def batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, pool: int = 64) -> list[torch.Tensor]:
-    """Shuffled mini-batches of chunk indices, of similar lengths.
-
-    Chunks are shuffled, cut into pools of `pool` batches, sorted by length inside a pool, cut
-    into batches, and the batches shuffled. A batch then spans few padding columns (it is cut
-    to its longest chunk): on Beauty ~6x less backbone work than padding every batch to 50,
-    while each batch is still a random draw from a random pool."""
-    perm = torch.randperm(lengths.numel(), generator=gen)
-    out = []
-    for p in perm.split(batch_size * pool):
-        p = p[torch.sort(lengths[p], stable=True).indices]
-        out.extend(p.split(batch_size))
-    order = torch.randperm(len(out), generator=gen).tolist()
-    return [out[i] for i in order]
+    """Shuffled mini-batches of chunk indices, of similar lengths (see `length_batches`): a batch
+    then spans few padding columns (it is cut to its longest chunk): on Beauty ~6x less backbone
+    work than padding every batch to 50, while each batch is still a random draw from a random pool."""
+    return length_batches(lengths, batch_size, gen, window=pool)
 
 
 def batch_loss(model: Backbone, batch: torch.Tensor, denom: float | None = None) -> torch.Tensor:

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from stages.sequences import length_batches  # noqa: F401  (moved; sft, e4srec and benchmarks import it from here)
+
 INSTRUCTION = "Given the user's purchase history, predict the user's distribution among {k} purchase preferences."
 NEXT_ITEM_INSTRUCTION = "Given the user's purchase history, predict the next possible item to be purchased."   # E4SRec
 RESPONSE = " Response:"   # the leading space only matters to byte-level BPE (it reads as a new word)
@@ -133,24 +135,3 @@ def recent_items(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, 
     idx = (first.unsqueeze(1) + col).clamp(max=max(items.numel() - 1, 0))
     ids = torch.where(valid, items[idx].long(), torch.zeros((), dtype=torch.long)) if width else torch.zeros(counts.numel(), 0, dtype=torch.long)
     return ids, counts.long()
-
-
-def length_batches(lengths: torch.Tensor, batch_size: int, generator: torch.Generator | None = None,
-                   window: int = 64) -> list[torch.Tensor]:
-    """Split row indices into batches of similar length, so that right padding stays small.
-
-    With a generator (training): shuffle, sort by length within windows of `window` batches, cut,
-    and shuffle the batch order. Without: sort everything by length (deterministic, for inference)."""
-    n = lengths.numel()
-    if n == 0:
-        return []
-    if generator is None:
-        order = torch.sort(lengths, stable=True).indices
-        return list(order.split(batch_size))
-    perm = torch.randperm(n, generator=generator)
-    chunks = []
-    for chunk in perm.split(batch_size * window):
-        srt = chunk[torch.sort(lengths[chunk], stable=True).indices]
-        chunks.extend(srt.split(batch_size))
-    order = torch.randperm(len(chunks), generator=generator).tolist()
-    return [chunks[i] for i in order]
