@@ -24,7 +24,7 @@ class SftConfig(Frozen):
     valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out users for validation MSE ('group' only; 'next_item' validates on every user's validation item).")
     seed: int = Field(default=42, description="Seed for init, split and shuffling.")
     share_prefix: bool = Field(default=True, description="Decoders: run the instruction prefix once per batch and reuse its KV cache (same results, less compute); ignored for encoders.")
-    mask_history: bool = Field(default=False, description="'next_item' ranking: exclude the user's input items (RecBole's sequential full-sort does not).")
+    mask_history: bool = Field(default=True, description="'next_item' ranking: exclude the user's input items (as the backbones' default; RecBole's sequential full-sort does not).")
 
 
 class SftIn(TensorModel):

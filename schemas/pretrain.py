@@ -20,6 +20,7 @@ class TrainResult(Frozen):
     seed: int = Field(description="Seed used.")
     valid: Metrics = Field(description="Validation metrics of the best epoch.")
     test: Metrics = Field(description="Test metrics of the best epoch's weights.")
+    test_alt: Metrics | None = Field(default=None, description="The same weights' test metrics under the other history-masking setting (for comparison with papers that use it).")
     best_epoch: int = Field(description="Epoch (1-based) with the best validation NDCG@10.")
     epochs_run: int = Field(description="Epochs trained before early stopping.")
     seconds_per_epoch: float = Field(description="Median training seconds per epoch.")

@@ -4,8 +4,10 @@ Ranks are 0-based and pessimistic: rank = #items scoring strictly higher than th
 + #other items scoring exactly the same. A model that scores everything equal (or collapsed)
 thus gets the worst rank, never a lucky hit. A NaN target score also gets the worst rank.
 HR@k = mean(rank < k); NDCG@k = mean(1/log2(rank+2) if rank < k) (one relevant item).
-History masking (off by default, as RecBole's sequential full-sort) removes the user's input
-items from the ranking, but never the target itself.
+History masking (on by default; RecBole's sequential full-sort, used by the paper, has it off)
+removes the user's input items from the ranking, but never the target itself. It matters on every
+dataset, not only where targets repeat history: a next-item model scores the items just seen high
+(SASRec on Beauty, seed 42, same weights: test NDCG@10 0.0418 unmasked, 0.0568 masked).
 """
 from __future__ import annotations
 

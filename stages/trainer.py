@@ -177,9 +177,13 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     t0 = time.perf_counter()
     test_ranks = evaluate(seqs.prefix(1), test_t)
     eval_s.append(time.perf_counter() - t0)
+    alt = not cfg.mask_history   # one more pass: the other protocol's test figures, same weights
+    alt_ranks = rank_users(model, seqs.prefix(1), test_t, max_len=max_len, batch_size=cfg.eval_batch_size,
+                           mask_history=alt, device=device)
     result = TrainResult(
         backbone=model.cfg.name, variant=variant, seed=cfg.seed,
         valid=metrics(valid_ranks, cfg.mask_history), test=metrics(test_ranks, cfg.mask_history),
+        test_alt=metrics(alt_ranks, alt),
         best_epoch=best_epoch, epochs_run=epoch,
         seconds_per_epoch=round(median(epoch_s), 4), seconds_per_eval=round(median(eval_s), 4),
         train_seconds=round(time.perf_counter() - t_start, 3),

@@ -119,12 +119,12 @@ def test_end_to_end_metrics_and_ranks(model, tmp_path):
     for split, m in (("valid", res.valid), ("test", res.test)):
         r = ranks[split]
         assert r.shape == (M,) and r.dtype == torch.int64 and bool(((r >= 0) & (r < N)).all())
-        assert m == metrics(r, False) and m.n_users == M and m.mask_history is False
+        assert m == metrics(r, True) and m.n_users == M and m.mask_history is True   # the default
 
 
 def test_ranks_match_a_direct_computation(tmp_path):
     seqs, weight = synthetic()
-    model, res, log = sft.train(cfg(), seqs, weight, {}, rt(tmp_path))
+    model, res, log = sft.train(cfg(mask_history=False), seqs, weight, {}, rt(tmp_path))   # plain ranks
     assert model.template.prefix_len == len(prompt_tokens(model_tok(), 1, True, NEXT_ITEM_INSTRUCTION).prefix_ids)
     test_in, valid_in = seqs.prefix(1), seqs.train_part()
     with torch.no_grad():

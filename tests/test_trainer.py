@@ -101,8 +101,10 @@ def test_best_weights_are_restored_and_patience_respected():
     fit = trainer.train_backbone(TINY_B, cfg, seqs, lambda: trainer.ItemEmbedding(40, 16), RT, variant="base")
     r = fit.result
     assert r.epochs_run <= r.best_epoch + cfg.patience
-    ranks = rank_users(fit.model, seqs.train_part(), seqs.valid_targets(), max_len=10)
-    assert metrics(ranks, False) == r.valid                          # the restored weights are the best ones
+    ranks = rank_users(fit.model, seqs.train_part(), seqs.valid_targets(), max_len=10, mask_history=cfg.mask_history)
+    assert metrics(ranks, cfg.mask_history) == r.valid               # the restored weights are the best ones
+    other = rank_users(fit.model, seqs.prefix(1), seqs.test_targets(), max_len=10, mask_history=not cfg.mask_history)
+    assert r.test_alt == metrics(other, not cfg.mask_history)        # same weights, the other protocol
     assert torch.equal(ranks, fit.ranks["valid"])
     assert r.seconds_per_epoch > 0 and r.seconds_per_eval > 0 and r.train_seconds > 0
 

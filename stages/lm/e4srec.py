@@ -4,7 +4,7 @@ validation: input = the user's training part (most recent max_items), target = t
 test:       input = training part + validation item, target = the test item.
 Ranks come from `stages.evaluate.ranks_from_scores` (0-based among items 1..N, padding excluded,
 ties count against the target), and metrics from `stages.evaluate.metrics`: the same HR@{5,10} /
-NDCG@{5,10} over all users as the backbones. History masking is off by default (`mask_history`).
+NDCG@{5,10} over all users as the backbones. History masking follows `sft.mask_history` (on by default, as the backbones).
 """
 from __future__ import annotations
 
