@@ -10,7 +10,7 @@ import torch
 
 from pipeline.cache import Cache
 from pipeline.figures import activity_groups, fig4_agreement, fig5_activity
-from pipeline.stats import METRICS
+from pipeline.stats import METRICS, summarize
 from schemas.common import RunRecord
 from stages.sequences import Sequences
 
@@ -26,6 +26,27 @@ def latest_experiments(cache_dir: Path, datasets: list[str] | None = None) -> li
         if (datasets is None or name in datasets) and (name not in found or mtime > found[name][0]):
             found[name] = (mtime, exp)
     return [found[k][1] for k in sorted(found)]
+
+
+def e4srec_rows(cache: Cache, dataset: str, mask_history: bool) -> list[dict[str, Any]]:
+    """Table 2 rows for E4SRec (`sft` runs with task=next_item) cached for this dataset and protocol:
+    one row per LLM, seeds as in `summarize`. E4SRec is a recommender of its own, so its row sits
+    next to the backbones (backbone = "e4srec", variant = the LLM)."""
+    runs = []
+    for rec in cache.runs():
+        if rec.stage != "sft" or rec.config.get("task") != "next_item" or rec.pipeline["data"]["dataset"] != dataset:
+            continue
+        r = rec.result
+        if r.get("test") is None or r["test"]["mask_history"] != mask_history:
+            continue
+        runs.append({"backbone": "e4srec", "variant": r["model"], "seed": rec.config["seed"], "test": r["test"],
+                     "seconds_per_epoch": r["seconds_per_epoch"]})
+    return summarize(runs)
+
+
+def with_e4srec(exps: list[dict[str, Any]], cache: Cache) -> list[dict[str, Any]]:
+    """The experiments with any cached E4SRec rows of their dataset added to their summary."""
+    return [{**e, "summary": e["summary"] + e4srec_rows(cache, e["dataset"], e["mask_history"])} for e in exps]
 
 
 def table2(exps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
@@ -96,7 +117,7 @@ def write_report(cache_dir: Path, out: Path, datasets: list[str] | None = None,
         raise FileNotFoundError(f"no saved experiments under {Path(cache_dir) / 'experiments'}; run `tslrec run all` first")
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir)
-    header, rows = table2(exps)
+    header, rows = table2(with_e4srec(exps, cache))
     files = {"table2_md": out / "table2.md", "table2_csv": out / "table2.csv", "table1_md": out / "table1.md"}
     mask = {e["dataset"]: e["mask_history"] for e in exps}
     note = "Test metrics, mean over seeds; * p <= 0.05 (two-sample t-test, TSLRec vs best other variant). History masking: " + \

@@ -64,3 +64,14 @@ def test_variants_refuse_without_their_inputs():
 def test_report_without_experiments_is_a_clear_error(cli, tmp_path):
     r = cli("report", "--out", str(tmp_path / "x"))
     assert r.code == 1 and "run all" in r.err
+
+
+def test_report_puts_e4srec_next_to_the_backbones(cli, synthetic_run, tmp_path):
+    r = cli("--threads", "1", "run", "sft", "--dataset", "toy", *TINY, "--set", "sft.task=next_item", "--json")
+    assert r.code == 0, r.err
+    test = json.loads(r.out)["result"]["test"]
+    rep = cli("report", "--out", str(tmp_path / "rep"), "--json")
+    assert rep.code == 0, rep.err
+    md = Path(json.loads(rep.out)["files"]["table2_md"]).read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| e4srec | tiny-bert |"))
+    assert f"{test['ndcg10']:.4f}" in row                             # the cached run's own figure
