@@ -36,6 +36,24 @@ def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], vari
     return out
 
 
+def is_pretrain_twin(cfg: PipelineConfig) -> bool:
+    """A base run with exactly pretrain's backbone and trainer config (seed included) trains the same
+    model as `pretrain`: both build it through `stages.trainer.train_backbone` from the same seed
+    with a plain item table (tests/test_experiment.py checks the two give identical results)."""
+    return cfg.train.variant == "base" and cfg.train.backbone == cfg.pretrain.backbone \
+        and cfg.train.trainer == cfg.pretrain.trainer
+
+
+def train_run(runner: Any, cfg: PipelineConfig) -> tuple[Any, dict[str, Any]]:
+    """(record, result) of one train config; a pretrain twin reuses the pretrain run instead of
+    training the same model again (one of the four trainings of a one-seed `run all`)."""
+    if is_pretrain_twin(cfg):
+        rec = runner.run("pretrain", cfg)
+        return rec, {**rec.result, "variant": "base"}
+    rec = runner.run("train", cfg)
+    return rec, rec.result
+
+
 def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list[str] | None = None,
             variants: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
@@ -48,9 +66,8 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     upstream = {s: runner.run(s, cfg) for s in needed}
     runs = []
     for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants):
-        rec = runner.run("train", tcfg)
-        r = rec.result
-        runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key,
+        rec, r = train_run(runner, tcfg)
+        runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key, "stage": rec.stage,
                      "test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"],
                      "seconds_per_epoch": r["seconds_per_epoch"], "cached": rec.cached})
     rows = summarize(runs)

@@ -33,6 +33,36 @@ def test_run_all_table_variants_seeds_and_second_run_is_cached(cli, synthetic_ru
     assert all(r["cached"] for r in json.loads(again.out)["runs"])
 
 
+def test_base_run_of_pretrains_seed_is_the_pretrain_run(synthetic_run):
+    summary, _ = synthetic_run
+    pretrain_key = summary["upstream"]["pretrain"]["key"]
+    base = {r["seed"]: r for r in summary["runs"] if r["variant"] == "base"}
+    assert base[42]["stage"] == "pretrain" and base[42]["key"] == pretrain_key
+    assert base[43]["stage"] == "train" and base[43]["key"] != pretrain_key
+
+
+def test_pretrain_and_train_base_train_the_same_model():
+    """What makes reusing the pretrain run as base seed 42 sound: same config, same result."""
+    import torch
+
+    from schemas.backbone import BackboneConfig, TrainerConfig
+    from schemas.pretrain import PretrainConfig, PretrainIn, TrainConfig, TrainIn
+    from schemas.runtime import Runtime
+    from stages import pretrain, train
+    from stages.synthetic import SyntheticConfig, make_synthetic
+
+    seqs = make_synthetic(SyntheticConfig(users=40, items=20))
+    tensors = {"items": torch.tensor([i for s in seqs for i in s], dtype=torch.int32),
+               "offsets": torch.tensor([0] + [len(s) for s in seqs]).cumsum(0), "n_items": torch.tensor(20)}
+    backbone, trainer = BackboneConfig(dim=16), TrainerConfig(epochs=3, seed=7)
+    rt = Runtime(progress=False)
+    a = pretrain.run(PretrainConfig(backbone=backbone, trainer=trainer), PretrainIn(sequences=tensors), rt)
+    b = train.run(TrainConfig(variant="base", backbone=backbone, trainer=trainer), TrainIn(sequences=tensors), rt)
+    assert a.result.valid == b.result.valid and a.result.test == b.result.test
+    for name, t in b.artifacts["backbone"].items():
+        assert torch.equal(t, a.artifacts["backbone"][name]), name
+
+
 def test_report_renders_tables_and_pngs(cli, synthetic_run, tmp_path):
     r = cli("report", "--out", str(tmp_path / "rep"), "--json")
     assert r.code == 0, r.err
