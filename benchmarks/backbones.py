@@ -114,6 +114,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "seeds": [r["seed"] for r in runs],
         "test": {m: stats([r["test"][m] for r in runs]) for m in METRICS},
         "valid": {m: stats([r["valid"][m] for r in runs]) for m in METRICS},
+        **({"test_alt": {"mask_history": runs[0]["test_alt"]["mask_history"],
+                         **{m: stats([r["test_alt"][m] for r in runs]) for m in METRICS}}}
+           if all(r.get("test_alt") for r in runs) else {}),
         "seconds_per_epoch": stats([r["seconds_per_epoch"] for r in runs]),
         "seconds_per_eval": stats([r["seconds_per_eval"] for r in runs]),
         "best_epoch": stats([r["best_epoch"] for r in runs]),
@@ -122,9 +125,10 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def from_cache(dataset: str, cache_dir: Path) -> dict[str, list[dict[str, Any]]]:
+def from_cache(dataset: str, cache_dir: Path, mask_history: bool = True) -> dict[str, list[dict[str, Any]]]:
     """Base-variant backbone runs already in the tslrec cache (pretrain, or train with variant=base),
-    one per (backbone, seed), for results computed through `tslrec run`."""
+    one per (backbone, seed), for results computed through `tslrec run` under one evaluation
+    protocol (runs of the other history-masking setting are skipped, never mixed)."""
     from pipeline.cache import Cache
 
     runs: dict[str, dict[int, dict[str, Any]]] = {}
@@ -132,6 +136,8 @@ def from_cache(dataset: str, cache_dir: Path) -> dict[str, list[dict[str, Any]]]
         if rec.pipeline["data"]["dataset"] != dataset or rec.stage not in ("pretrain", "train"):
             continue
         if rec.stage == "train" and rec.config["variant"] != "base":
+            continue
+        if rec.result["test"]["mask_history"] != mask_history:
             continue
         r = rec.result
         runs.setdefault(r["backbone"], {}).setdefault(r["seed"], {**r, "stage": rec.stage, "key": rec.key,
@@ -149,11 +155,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/backbones-<dataset>.json")
+    ap.add_argument("--unmasked", action="store_true", help="with --from-cache: runs evaluated without history masking")
     ap.add_argument("--from-cache", type=Path, default=None, metavar="CACHE_DIR",
                     help="train nothing: summarize the base runs already in this tslrec cache")
     args = ap.parse_args()
     if args.from_cache:
-        found = from_cache(args.dataset, args.from_cache)
+        found = from_cache(args.dataset, args.from_cache, mask_history=not args.unmasked)
         out_path = args.out or ROOT / "benchmarks" / "results" / f"backbones-{args.dataset}.json"
         out_path.write_text(json.dumps({
             "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
