@@ -1,9 +1,13 @@
 """The one place that writes to stderr. stdout is reserved for results (JSON, paths)."""
 from __future__ import annotations
 
+import sys
+
 from rich.console import Console
 
-err = Console(stderr=True, highlight=False, soft_wrap=True)   # one error = one line, even for long paths
+# One error = one line, even for long paths (soft_wrap). Redirected to a file or pipe, stderr has no
+# width; Rich would then assume 80 columns and wrap every table cell, so logs get a wide page instead.
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
 _level = {"value": "info"}
 
 

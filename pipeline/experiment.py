@@ -102,7 +102,7 @@ def print_table(summary: dict[str, Any]) -> None:
     table = Table("backbone", "variant", "seeds", *[m.upper().replace("HR", "HR@").replace("NDCG", "NDCG@") for m in METRICS],
                   "s/epoch", title=f"{summary['dataset']}: test metrics, mean ± std over seeds ({mask})")
     for row in summary["summary"]:
-        cells = [f"{row['mean'][m]:.4f} ± {row['std'][m]:.4f}" for m in METRICS]
+        cells = [f"{row['mean'][m]:.4f}" + (f" ± {row['std'][m]:.4f}" if row["n_seeds"] > 1 else "") for m in METRICS]
         table.add_row(row["backbone"], row["variant"], str(row["n_seeds"]), *cells, f"{row['seconds_per_epoch']:.1f}")
     err.print(table)
     for s in summary["significance"]:
