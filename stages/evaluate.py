@@ -16,24 +16,28 @@ import math
 import torch
 
 from schemas.backbone import Metrics
-from stages.sequences import Sequences
+from stages.sequences import Sequences, length_batches
 
 KS = (5, 10)
 
 
 def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
-    """scores (B, N+1) with column 0 = padding, targets (B,) in 1..N, history (B, N+1) bool -> (B,) int64."""
+    """scores (B, N+1) with column 0 = padding, targets (B,) in 1..N, history (B, H) item ids of each
+    user's input (0 = padding; repeats allowed) -> (B,) int64.
+
+    One comparison pass over (B, N): items scoring >= the target, minus the target itself, is
+    `greater + ties`. Masked history items are then subtracted (each distinct one once, never the
+    target), from their gathered scores: no (B, N) mask is built or applied."""
     targets = targets.long().to(scores.device)
     t = scores.gather(1, targets.unsqueeze(1))                             # (B, 1) target score
-    s = scores[:, 1:]                                                      # (B, N): padding never competes
+    ranks = (scores[:, 1:] >= t).sum(1) - 1                                # (B,) padding never competes
     if history is not None:
-        hist = history[:, 1:].clone()
-        hist.scatter_(1, targets.unsqueeze(1) - 1, False)                   # the target is never masked
-        s = s.masked_fill(hist, -math.inf)
-    greater = (s > t).sum(1)
-    ties = (s == t).sum(1) - 1                                             # other items tied with the target
-    ranks = greater + ties
-    worst = s.shape[1] - 1
+        h = history.long().to(scores.device).sort(1).values                # (B, H) repeats now adjacent
+        first = torch.ones_like(h, dtype=torch.bool)
+        first[:, 1:] = h[:, 1:] != h[:, :-1]                               # each distinct item once
+        counted = first & (h != 0) & (h != targets.unsqueeze(1))
+        ranks = ranks - ((scores.gather(1, h) >= t) & counted).sum(1)
+    worst = scores.shape[1] - 2
     return torch.where(t.squeeze(1).isnan(), torch.full_like(ranks, worst), ranks).long()
 
 
@@ -47,16 +51,9 @@ def metrics(ranks: torch.Tensor, mask_history: bool) -> Metrics:
     return Metrics(**out, n_users=int(ranks.numel()), mask_history=mask_history)
 
 
-def history_mask(inputs: Sequences, users: torch.Tensor, n_items: int) -> torch.Tensor:
-    """(B, N+1) bool: True where item i is in user u's (full, untruncated) input sequence."""
-    starts, lengths = inputs.offsets[users], inputs.lengths[users]
-    total = int(lengths.sum())
-    rows = torch.repeat_interleave(torch.arange(users.numel()), lengths)                  # (T,)
-    first = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)          # (T,)
-    flat = torch.repeat_interleave(starts, lengths) + torch.arange(total) - first          # (T,) indices into items
-    mask = torch.zeros(users.numel(), n_items + 1, dtype=torch.bool)
-    mask[rows, inputs.items[flat].long()] = True
-    return mask
+def history_ids(inputs: Sequences, users: torch.Tensor) -> torch.Tensor:
+    """(B, H) int64: each user's full (untruncated) input items, left-padded with 0; H = longest."""
+    return inputs.padded(max(1, int(inputs.lengths[users].max())) if users.numel() else 1, users)
 
 
 @torch.no_grad()
@@ -68,16 +65,17 @@ def rank_users(model: torch.nn.Module, inputs: Sequences, targets: torch.Tensor,
     was_training = model.training
     model.eval()
     table = model.embedding.all()                                         # (N+1, d), computed once
-    out = []
-    for b in range(0, inputs.n_users, batch_size):
-        users = torch.arange(b, min(b + batch_size, inputs.n_users))
+    ranks = torch.zeros(inputs.n_users, dtype=torch.int64)
+    # Users in batches of similar length (sorted): a batch is cut to its longest sequence, so on
+    # Beauty (mean length 9 of max 50) the backbone runs over ~5x fewer positions than in id order.
+    for users in length_batches(inputs.lengths.clamp(max=max_len), batch_size):
         seq = inputs.padded(max_len, users)                                # (B, L)
         nonpad = (seq != 0).any(0)
         if nonpad.any():   # drop all-padding leading columns: outputs do not depend on them
             seq = seq[:, int(nonpad.int().argmax()):]
         h = model(seq.to(device), table)[:, -1]                            # (B, d) latest position
         scores = model.scores(h, table).float()                            # (B, N+1)
-        hist = history_mask(inputs, users, inputs.n_items).to(device) if mask_history else None
-        out.append(ranks_from_scores(scores, targets[users], hist).cpu())
+        hist = history_ids(inputs, users) if mask_history else None
+        ranks[users] = ranks_from_scores(scores, targets[users], hist).cpu()
     model.train(was_training)
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+    return ranks

@@ -4,7 +4,10 @@ import math
 import pytest
 import torch
 
-from stages.evaluate import history_mask, metrics, rank_users, ranks_from_scores
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stages.evaluate import history_ids, metrics, rank_users, ranks_from_scores
 from stages.sequences import Sequences
 
 NEG = -math.inf
@@ -46,7 +49,7 @@ def test_metrics_exact_values():
 
 def test_masking_removes_history_but_never_the_target():
     scores = torch.tensor([[0.0, 5.0, 4.0, 3.0, 2.0, 1.0]])
-    hist = torch.tensor([[False, True, True, True, False, False]])
+    hist = torch.tensor([[0, 3, 1, 2, 1]])                  # items 1, 2, 3 (1 twice), left padding
     # Target 4 (score 2): items 1, 2, 3 are history -> masked, so rank 0 instead of 3.
     assert ranks_from_scores(scores, torch.tensor([4]), hist).tolist() == [0]
     # Target 2 is itself in the history: it stays ranked; item 1 (history) is masked.
@@ -54,13 +57,37 @@ def test_masking_removes_history_but_never_the_target():
     assert ranks_from_scores(scores, torch.tensor([2])).tolist() == [1]
 
 
-def test_history_mask_from_csr():
+def test_history_ids_from_csr():
     seqs = Sequences(items=torch.tensor([1, 2, 3, 4, 4, 5], dtype=torch.int32),
                      offsets=torch.tensor([0, 3, 3, 6]), n_items=5)
-    m = history_mask(seqs, torch.tensor([0, 1, 2]), 5)
-    assert m.tolist() == [[False, True, True, True, False, False],
-                          [False] * 6,
-                          [False, False, False, False, True, True]]
+    assert history_ids(seqs, torch.tensor([0, 1, 2])).tolist() == [[1, 2, 3], [0, 0, 0], [4, 4, 5]]
+
+
+def reference_ranks(scores: torch.Tensor, targets: torch.Tensor, history: list[set[int]] | None) -> list[int]:
+    """Straight from the definition: count the other items (not masked) scoring >= the target."""
+    out = []
+    for b, target in enumerate(targets.tolist()):
+        t = scores[b, target]
+        if math.isnan(t):
+            out.append(scores.shape[1] - 2)
+            continue
+        masked = (history[b] - {target}) if history else set()
+        out.append(sum(1 for i in range(1, scores.shape[1]) if i != target and i not in masked and scores[b, i] >= t))
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_ranks_match_the_definition_with_ties_and_repeated_history(data):
+    n, b = data.draw(st.integers(2, 9)), data.draw(st.integers(1, 5))
+    scores = torch.tensor([[0.0] + data.draw(st.lists(st.sampled_from([-1.0, 0.0, 0.5, 1.0, 2.0]), min_size=n, max_size=n))
+                           for _ in range(b)])                    # few distinct values: many ties
+    targets = torch.tensor(data.draw(st.lists(st.integers(1, n), min_size=b, max_size=b)))
+    rows = [data.draw(st.lists(st.integers(1, n), max_size=6)) for _ in range(b)]   # repeats allowed
+    width = max(1, max(len(r) for r in rows))
+    hist = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+    assert ranks_from_scores(scores, targets).tolist() == reference_ranks(scores, targets, None)
+    assert ranks_from_scores(scores, targets, hist).tolist() == reference_ranks(scores, targets, [set(r) for r in rows])
 
 
 class Fixed(torch.nn.Module):

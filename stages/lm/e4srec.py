@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from schemas.backbone import Metrics
-from stages.evaluate import history_mask, metrics, ranks_from_scores
+from stages.evaluate import history_ids, metrics, ranks_from_scores
 from stages.lm.model import PromptLM
 from stages.lm.prompt import length_batches, recent_items
 from stages.lm.tasks import mask_padding
@@ -30,7 +30,7 @@ def user_ranks(model: PromptLM, inputs: Sequences, targets: torch.Tensor, *, max
         ids, counts = recent_items(inputs.items, inputs.offsets[users], inputs.offsets[users + 1], max_items)
         h, _ = model.hidden(ids, counts)                                     # (B, H)
         scores = mask_padding(model.head(h)).float()                         # (B, N+1)
-        hist = history_mask(inputs, users, inputs.n_items).to(scores.device) if mask_history else None
+        hist = history_ids(inputs, users) if mask_history else None
         ranks[users] = ranks_from_scores(scores, targets[users], hist).cpu()
     model.train(was_training)
     return ranks
