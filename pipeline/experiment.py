@@ -68,7 +68,7 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants):
         rec, r = train_run(runner, tcfg)
         runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key, "stage": rec.stage,
-                     "test": r["test"], "valid": r["valid"], "best_epoch": r["best_epoch"],
+                     "test": r["test"], "test_alt": r.get("test_alt"), "valid": r["valid"], "best_epoch": r["best_epoch"],
                      "seconds_per_epoch": r["seconds_per_epoch"], "cached": rec.cached})
     rows = summarize(runs)
     summary = {

@@ -26,6 +26,9 @@ def summarize(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                "per_seed": {m: [r["test"][m] for r in rs] for m in METRICS}}
         for m in METRICS:
             row["mean"][m], row["std"][m] = mean_std(row["per_seed"][m])
+        if all(r.get("test_alt") for r in rs):   # the same weights under the other masking setting
+            row["alt"] = {"mask_history": rs[0]["test_alt"]["mask_history"],
+                          **{m: mean_std([r["test_alt"][m] for r in rs])[0] for m in METRICS}}
         row["seconds_per_epoch"] = mean_std([r["seconds_per_epoch"] for r in rs])[0]
         rows.append(row)
     return rows
