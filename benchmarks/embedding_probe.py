@@ -44,7 +44,10 @@ def item_to_item(table: torch.Tensor, seqs: Sequences, batch: int = 2048) -> dic
 
 def run_by_output(cache: Cache, digest: str):
     """The cached run that produced the artifact with this digest."""
-    return next(r for r in cache.runs() if any(ref.digest == digest for ref in r.outputs.values()))
+    found = next((r for r in cache.runs() if any(ref.digest == digest for ref in r.outputs.values())), None)
+    if found is None:
+        raise SystemExit(f"error: no cached run produced artifact {digest[:12]} (was it garbage-collected?)")
+    return found
 
 
 def main() -> None:
@@ -56,6 +59,8 @@ def main() -> None:
     torch.set_num_threads(1)
     cache = Cache(args.cache_dir)
     aug = cache.find_run(args.augment)
+    if aug is None or aug.stage != "augment":
+        raise SystemExit(f"error: no augment run with key prefix {args.augment!r} in {args.cache_dir} (see `tslrec cache ls`)")
     group = run_by_output(cache, aug.inputs["groups"])
     pretrain = run_by_output(cache, group.inputs["item_embeddings"])
     data = run_by_output(cache, pretrain.inputs["sequences"])

@@ -11,8 +11,6 @@ dataset, not only where targets repeat history: a next-item model scores the ite
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from schemas.backbone import Metrics

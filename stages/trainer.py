@@ -132,9 +132,9 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
-    def evaluate(inputs: Sequences, targets: torch.Tensor) -> torch.Tensor:
+    def evaluate(inputs: Sequences, targets: torch.Tensor, mask_history: bool = cfg.mask_history) -> torch.Tensor:
         return rank_users(model, inputs, targets, max_len=max_len, batch_size=cfg.eval_batch_size,
-                          mask_history=cfg.mask_history, device=device)
+                          mask_history=mask_history, device=device)
 
     best = (-1.0, 0, None, None)   # ndcg10, epoch, state, valid ranks
     epoch_s, eval_s, bad, epoch = [], [], 0, 0
@@ -178,8 +178,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     test_ranks = evaluate(seqs.prefix(1), test_t)
     eval_s.append(time.perf_counter() - t0)
     alt = not cfg.mask_history   # one more pass: the other protocol's test figures, same weights
-    alt_ranks = rank_users(model, seqs.prefix(1), test_t, max_len=max_len, batch_size=cfg.eval_batch_size,
-                           mask_history=alt, device=device)
+    alt_ranks = evaluate(seqs.prefix(1), test_t, mask_history=alt)
     result = TrainResult(
         backbone=model.cfg.name, variant=variant, seed=cfg.seed,
         valid=metrics(valid_ranks, cfg.mask_history), test=metrics(test_ranks, cfg.mask_history),
