@@ -50,6 +50,16 @@ def run_by_output(cache: Cache, digest: str):
     return found
 
 
+def augment_chain(cache: Cache, prefix: str):
+    """(augment, group, pretrain, data) runs: the augment run with this key prefix and its upstream."""
+    aug = cache.find_run(prefix)
+    if aug is None or aug.stage != "augment":
+        raise SystemExit(f"error: no augment run with key prefix {prefix!r} in {cache.root} (see `tslrec cache ls`)")
+    group = run_by_output(cache, aug.inputs["groups"])
+    pretrain = run_by_output(cache, group.inputs["item_embeddings"])
+    return aug, group, pretrain, run_by_output(cache, pretrain.inputs["sequences"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache-dir", type=Path, required=True)
@@ -58,12 +68,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     cache = Cache(args.cache_dir)
-    aug = cache.find_run(args.augment)
-    if aug is None or aug.stage != "augment":
-        raise SystemExit(f"error: no augment run with key prefix {args.augment!r} in {args.cache_dir} (see `tslrec cache ls`)")
-    group = run_by_output(cache, aug.inputs["groups"])
-    pretrain = run_by_output(cache, group.inputs["item_embeddings"])
-    data = run_by_output(cache, pretrain.inputs["sequences"])
+    aug, group, pretrain, data = augment_chain(cache, args.augment)
     seqs = Sequences.from_tensors(cache.get(data.outputs["sequences"]))
     enhanced = cache.get(aug.outputs["enhanced"])["embeddings"].float()    # (N+1, H)
     enhanced = enhanced - enhanced[1:].mean(0)

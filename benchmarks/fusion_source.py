@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import torch  # noqa: E402
 
-from embedding_probe import run_by_output  # noqa: E402
+from embedding_probe import augment_chain  # noqa: E402
 from pipeline.cache import Cache  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
 from schemas.pretrain import TrainIn  # noqa: E402
@@ -61,12 +61,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cache = Cache(args.cache_dir)
-    aug = cache.find_run(args.augment)
-    if aug is None or aug.stage != "augment":
-        raise SystemExit(f"error: no augment run with key prefix {args.augment!r} in {args.cache_dir} (see `tslrec cache ls`)")
-    group = run_by_output(cache, aug.inputs["groups"])
-    pretrain = run_by_output(cache, group.inputs["item_embeddings"])
-    data = run_by_output(cache, pretrain.inputs["sequences"])
+    aug, group, pretrain, data = augment_chain(cache, args.augment)
     dataset = data.pipeline["data"]["dataset"]
     cfg = build_config(sets=[f"data.dataset={dataset}", "train.variant=tslrec",
                              f"train.trainer.seed={args.seed}", *args.sets]).train
