@@ -32,7 +32,7 @@ import torch  # noqa: E402
 
 from embedding_probe import augment_chain  # noqa: E402
 from pipeline.cache import Cache  # noqa: E402
-from pipeline.overrides import build_config  # noqa: E402
+from pipeline.overrides import ConfigError, build_config  # noqa: E402
 from schemas.pretrain import TrainIn  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from stages import train  # noqa: E402
@@ -63,27 +63,31 @@ def main() -> None:
     cache = Cache(args.cache_dir)
     aug, group, pretrain, data = augment_chain(cache, args.augment)
     dataset = data.pipeline["data"]["dataset"]
-    cfg = build_config(sets=[f"data.dataset={dataset}", "train.variant=tslrec",
-                             f"train.trainer.seed={args.seed}", *args.sets]).train
+    try:
+        cfg = build_config(sets=[f"data.dataset={dataset}", "train.variant=tslrec",
+                                 f"train.trainer.seed={args.seed}", *args.sets]).train
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
     sequences = cache.get(data.outputs["sequences"])
     pretrain_table = cache.get(pretrain.outputs["item_embeddings"])["weight"].float()
     enhanced = cache.get(aug.outputs["enhanced"])["embeddings"].float()
     out = args.out or ROOT / "benchmarks" / "results" / f"fusion-source-{dataset}.json"
     record = json.loads(out.read_text()) if out.exists() else {"runs": {}}
+    command = " ".join([Path(sys.executable).name, *sys.argv])
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rt = Runtime(threads=args.threads, progress=True)
     for name in args.source:
         t0 = time.perf_counter()
         inp = TrainIn(sequences=sequences, enhanced={"embeddings": source_table(name, pretrain_table, enhanced)})
         res = train.run(cfg, inp, rt).result
         record["runs"][f"{name} seed {args.seed}"] = {
-            "source": name, "seed": args.seed, "wall_s": round(time.perf_counter() - t0, 1),
+            "source": name, "seed": args.seed, "backbone": cfg.backbone.name, "command": command, "wall_s": round(time.perf_counter() - t0, 1),
             "test": res.test.model_dump(), "test_alt": res.test_alt.model_dump() if res.test_alt else None,
             "valid_ndcg10": res.valid.ndcg10, "best_epoch": res.best_epoch, "epochs_run": res.epochs_run,
             "seconds_per_epoch": res.seconds_per_epoch, "seconds_per_eval": res.seconds_per_eval}
         print(f"{name}: test NDCG@10 {res.test.ndcg10:.4f} HR@10 {res.test.hr10:.4f} (best epoch {res.best_epoch})",
               file=sys.stderr)
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        record.update({"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
+        record.update({"command": command, "commit": commit,
                        "machine": {"platform": platform.platform(), "threads": args.threads},
                        "inputs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key, "data": data.key},
                        "train_config": cfg.model_dump(mode="json")})
