@@ -99,10 +99,10 @@ def test_report_renders_tables_and_pngs(cli, synthetic_run, tmp_path):
     r = cli("report", "--out", str(tmp_path / "rep"), "--json")
     assert r.code == 0, r.err
     files = json.loads(r.out)["files"]
-    assert {"table2_md", "table2_csv", "table1_md", "fig4", "fig5_toy"} <= set(files)
+    assert {"table2_md", "table2_csv", "table1_md", "table2_paper_md", "fig4", "fig5_toy_sasrec"} <= set(files)
     md = Path(files["table2_md"]).read_text()
-    assert "| sasrec | tslrec |" in md and "toy NDCG@10" in md and "**" in md
-    for key in ("fig4", "fig5_toy"):
+    assert "| sasrec | tslrec |" in md and "toy NDCG@10" in md and "**" in md and " ± " in md
+    for key in ("fig4", "fig5_toy_sasrec"):
         assert Path(files[key]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
