@@ -13,12 +13,13 @@ from schemas.common import Frozen, TensorModel, Tensors
 # `SftConfig.resolved()` fills them in). "group" keeps TSLRec's settings as they were; "next_item"
 # follows the published E4SRec recipe (github.com/HestiaSky/E4SRec finetune.py / model.py):
 # LoRA r=16, alpha 16 on the feed-forward projections, lr 3e-4, 100 warmup steps then cosine
-# decay, an instance for the empty prefix too, a bias-free item head; 3 epochs as its Beauty runs.
+# decay, an instance for the empty prefix too, targets only among each user's last maxlen (50)
+# items (its SequentialDataset), a bias-free item head; 3 epochs as its Beauty runs.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "group": {"lora_r": 8, "lora_alpha": 16, "lr": 1e-3, "epochs": 1, "lr_schedule": "constant",
-              "warmup_steps": 0, "head_bias": True, "empty_prefix": False},
+              "warmup_steps": 0, "head_bias": True, "empty_prefix": False, "recent_targets": False},
     "next_item": {"lora_r": 16, "lora_alpha": 16, "lr": 3e-4, "epochs": 3, "lr_schedule": "cosine",
-                  "warmup_steps": 100, "head_bias": False, "empty_prefix": True},
+                  "warmup_steps": 100, "head_bias": False, "empty_prefix": True, "recent_targets": True},
 }
 
 
@@ -39,6 +40,7 @@ class SftConfig(Frozen):
     target: Literal["prompt", "all"] = Field(default="prompt", description="'group' target histogram: 'prompt' counts exactly the items the prompt shows (the last max_items training items); 'all' counts every training item (the group stage's user_pref).")
     head_bias: bool | None = Field(default=None, description="Bias in the task head; None: the task's (group yes, next_item no, as E4SRec's score layer).")
     empty_prefix: bool | None = Field(default=None, description="'next_item': also train the empty history -> first item instance (n instances per user instead of n-1); None: the task's (next_item yes).")
+    recent_targets: bool | None = Field(default=None, description="'next_item': only each user's last max_items training items are targets (E4SRec's maxlen window; the empty prefix then only for users with at most max_items); None: the task's (next_item yes).")
     valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out users for validation MSE ('group' only; 'next_item' validates on every user's validation item).")
     seed: int = Field(default=42, description="Seed for init, split and shuffling.")
     share_prefix: bool = Field(default=True, description="Decoders: run the instruction prefix once per batch and reuse its KV cache (same results, less compute); ignored for encoders.")

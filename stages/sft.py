@@ -195,7 +195,7 @@ def run_settings(cfg: SftConfig, model: PromptLM) -> dict:
     from stages.lm.model import peft_config_json
 
     out = {k: getattr(cfg, k) for k in ("lora_r", "lora_alpha", "lr", "lr_schedule", "warmup_steps", "epochs",
-                                         "head_bias", "empty_prefix", "target")}
+                                         "head_bias", "empty_prefix", "recent_targets", "target")}
     return {**out, "target_modules": sorted(peft_config_json(model.lm)["target_modules"])}
 
 

@@ -101,7 +101,8 @@ def test_validation_and_test_items_are_never_training_targets(tmp_path, monkeypa
     monkeypatch.setattr(sft, "train_step", spy)
     _, res, log = sft.train(cfg(), seqs, weight, {}, rt(tmp_path))
     flat = torch.cat(seen)
-    assert flat.numel() == res.instances_per_epoch == int((seqs.lengths - 2).sum())   # empty prefix included
+    # E4SRec's instances: the empty prefix included, targets among the last max_items (6) training items
+    assert flat.numel() == res.instances_per_epoch == int((seqs.lengths - 2).clamp(max=6).sum())
     assert not bool((flat == N).any())
     assert log.ranks is not None and res.valid is not None and res.valid.n_users == M
 
@@ -114,7 +115,7 @@ def test_end_to_end_metrics_and_ranks(model, tmp_path):
     res, arts = out.result, out.artifacts
     assert res.valid_mse is None and res.valid is not None and res.test is not None
     assert res.shared_prefix == (model == "tiny-llama")
-    assert res.instances_per_epoch == int((seqs.lengths - 2).sum())
+    assert res.instances_per_epoch == int((seqs.lengths - 2).clamp(max=6).sum())
     assert sorted(arts) == ["adapter", "heads", "ranks"]
     assert sorted(arts["heads"]) == ["item_head.weight", "linear_proj.bias", "linear_proj.weight"]   # bias-free head
     assert arts["heads"]["item_head.weight"].shape == (N + 1, 64)

@@ -60,10 +60,11 @@ def test_last_items_keeps_each_users_most_recent_items_in_order():
 def test_group_task_keeps_tslrecs_settings_and_next_item_follows_e4srec():
     assert SftConfig().resolved().model_dump() == {**SftConfig().model_dump(), "lora_r": 8, "lora_alpha": 16, "lr": 1e-3,
                                                    "epochs": 1, "lr_schedule": "constant", "warmup_steps": 0,
-                                                   "head_bias": True, "empty_prefix": False}
+                                                   "head_bias": True, "empty_prefix": False,
+                                                   "recent_targets": False}
     e4 = SftConfig(task="next_item").resolved()
-    assert (e4.lora_r, e4.lora_alpha, e4.lr, e4.epochs, e4.lr_schedule, e4.warmup_steps, e4.head_bias, e4.empty_prefix) \
-        == (16, 16, 3e-4, 3, "cosine", 100, False, True)
+    assert (e4.lora_r, e4.lora_alpha, e4.lr, e4.epochs, e4.lr_schedule, e4.warmup_steps, e4.head_bias, e4.empty_prefix,
+            e4.recent_targets) == (16, 16, 3e-4, 3, "cosine", 100, False, True, True)
     assert SftConfig(task="next_item", lr=1e-3, epochs=1).resolved().lr == 1e-3     # what a user sets wins
 
 
@@ -118,3 +119,16 @@ def test_sft_steps_the_tasks_schedule(task, schedule, tmp_path, monkeypatch):
         assert seen == [peak] * len(seen)
     else:
         assert seen[0] == 0 and seen[1] == pytest.approx(peak) and seen[-1] < peak
+
+
+def test_next_item_targets_only_the_last_max_items_as_e4srec():
+    """E4SRec's SequentialDataset: for train items t1..tn and maxlen L, targets t_{n-L+1}..t_n with
+    their whole prefix; the empty prefix only where n <= L."""
+    seqs, _ = long_user_data()                                        # user 0: 12 training items, user 1: 2
+    train = seqs.train_part()
+    inst = NEXT_ITEM.instances(train, {}, SftConfig(task="next_item", max_items=5).resolved())
+    got = [(int(u), int(e - s), int(t)) for u, s, e, t in zip(inst.users, inst.starts, inst.ends, inst.targets)]
+    u0 = train.user(0).tolist()
+    assert got == [(0, p, u0[p]) for p in range(7, 12)] + [(1, 0, 4), (1, 1, 5)]
+    every = NEXT_ITEM.instances(train, {}, SftConfig(task="next_item", max_items=5, recent_targets=False).resolved())
+    assert len(every) == 12 + 2

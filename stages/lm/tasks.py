@@ -7,7 +7,8 @@ instance and a target), builds the head on h^u, and scores it.
   training items), or (`all`) of every training item (the group stage's user_pref); softmax head
   over K groups; Eq. 3. A seeded fraction of users is held out for validation.
 - "next_item" (E4SRec, instance-level): for training items t1..tn of a user, the prefixes
-  ()->t1 (with `empty_prefix`, E4SRec's default), (t1)->t2, ..., (t1..t_{n-1})->tn; an item head
+  ()->t1 (with `empty_prefix`, E4SRec's default), (t1)->t2, ..., (t1..t_{n-1})->tn, by default
+  (`recent_targets`, E4SRec's maxlen window) only those whose target is among the last max_items; an item head
   over N+1 columns (bias-free by default, as E4SRec's score layer) whose padding column 0 is set to
   -inf (never predicted, never ranked); cross-entropy. No user is held out: validation ranks every
   user's validation item (stages/lm/e4srec.py), which is never a training target.
@@ -121,14 +122,18 @@ GROUP = Task(
 
 def _next_item_instances(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftConfig) -> Instances:
     """Every training prefix of every user: n training items give n-1 instances, n with the empty
-    prefix (the validation and test items are not in `train`, so they can never be a target)."""
-    skip = 0 if cfg.empty_prefix else 1                                         # prefix lengths start here
-    n_inst = (train.lengths - skip).clamp(min=0)                                # (M,)
+    prefix; with recent_targets only the prefixes whose target is among the last max_items items
+    (the validation and test items are not in `train`, so they can never be a target)."""
+    lengths = train.lengths                                                     # (M,)
+    shortest = torch.full_like(lengths, 0 if cfg.empty_prefix else 1)           # shortest prefix per user
+    if cfg.recent_targets:                                                      # E4SRec: targets among the last max_items
+        shortest = torch.maximum(shortest, lengths - cfg.max_items)
+    n_inst = (lengths - shortest).clamp(min=0)                                  # (M,)
     users = torch.repeat_interleave(torch.arange(train.n_users), n_inst)         # (n,)
     first = torch.repeat_interleave(torch.cumsum(n_inst, 0) - n_inst, n_inst)   # (n,) first instance of its user
     j = torch.arange(users.numel()) - first                                     # (n,) 0..n_inst-1
     starts = train.offsets[users]
-    ends = starts + j + skip                                                    # prefix t1..t_{j+skip}
+    ends = starts + shortest[users] + j                                         # prefix t1..t_{shortest+j}
     return Instances(users=users, starts=starts, ends=ends, targets=train.items[ends].long())
 
 
