@@ -23,7 +23,7 @@ from rich.table import Table
 from pipeline.cache import cache_key
 from pipeline.console import err, log
 from pipeline.overrides import deep_set
-from pipeline.stats import METRICS, significance, summarize
+from pipeline.stats import METRICS, significance, summarize, ttest_p
 from schemas.pipeline import PipelineConfig
 
 UPSTREAM_OF = {"base": [], "ci": ["pretrain", "group"], "tslrec": ["pretrain", "group", "sft", "augment"]}
@@ -105,13 +105,27 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         "seed_mode": "chain" if reseed_chain else "downstream",
         "upstream": upstream_summary(upstream),
         **({"upstream_by_seed": {str(s): upstream_summary(u) for s, u in upstreams.items()}} if reseed_chain else {}),
-        "runs": runs, "summary": rows, "significance": significance(rows),
+        "runs": runs, "summary": rows, "significance": significance(rows), "significance_vs_each": versus_each(rows),
         "pipeline": cfg.model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),
     }
     summary["experiment"] = save_experiment(runner.rt.cache_dir, summary)
     print_table(summary)
     summary["table_tsv"] = table_tsv(summary)
     return summary
+
+
+def versus_each(rows: list[dict[str, Any]], ours: str = "tslrec") -> list[dict[str, Any]]:
+    """TSLRec against base and against ci separately, per backbone and metric (two-sample t-test;
+    `significance` compares with the best of them only, as the paper's stars)."""
+    by = {(r["backbone"], r["variant"]): r for r in rows}
+    out = []
+    for (backbone, variant), other in sorted(by.items()):
+        mine = by.get((backbone, ours))
+        if variant == ours or mine is None:
+            continue
+        out += [{"backbone": backbone, "metric": m, "vs": variant, "diff": mine["mean"][m] - other["mean"][m],
+                 "p": ttest_p(mine["per_seed"][m], other["per_seed"][m])} for m in METRICS]
+    return out
 
 
 def save_experiment(cache_dir: Path, summary: dict[str, Any]) -> str:

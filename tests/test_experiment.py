@@ -24,6 +24,10 @@ def test_run_all_table_variants_seeds_and_second_run_is_cached(cli, synthetic_ru
     assert {(row["variant"], row["n_seeds"]) for row in summary["summary"]} == {("base", 2), ("ci", 2), ("tslrec", 2)}
     assert {s["metric"] for s in summary["significance"]} == {"hr5", "hr10", "ndcg5", "ndcg10"}
     assert all(s["p"] is not None for s in summary["significance"])
+    each = {(s["vs"], s["metric"]): s for s in summary["significance_vs_each"]}
+    assert sorted(each) == sorted((v, m) for v in ("base", "ci") for m in ("hr5", "hr10", "ndcg5", "ndcg10"))
+    rows = {r["variant"]: r for r in summary["summary"]}
+    assert each[("ci", "ndcg10")]["diff"] == rows["tslrec"]["mean"]["ndcg10"] - rows["ci"]["mean"]["ndcg10"]
     assert all(row["alt"]["mask_history"] is False for row in summary["summary"])   # the paper's protocol too
     assert "tslrec" in first.err and "NDCG@10" in first.err          # the table went to stderr
     t0 = time.perf_counter()
