@@ -69,7 +69,7 @@ class SftResult(Frozen):
     seconds_per_epoch: float = Field(description="Median SFT seconds per epoch.")
     tokens_per_second: float = Field(description="Prompt positions processed per second in training.")
     instances_per_epoch: int = Field(description="LLM instances per epoch (users for 'group', training prefixes for 'next_item').")
-    settings: dict[str, Any] = Field(default_factory=dict, description="The task-dependent settings as run (resolved lora_r, lora_alpha, target_modules, lr, lr_schedule, warmup_steps, epochs, head_bias, empty_prefix, target).")
+    settings: dict[str, Any] = Field(default_factory=dict, description="The task-dependent settings as run (resolved lora_r, lora_alpha, target_modules, lr, lr_schedule, warmup_steps, epochs, head_bias, empty_prefix, recent_targets, target).")
     shared_prefix: bool = Field(default=False, description="Whether the shared-prefix KV reuse ran (decoder and share_prefix).")
     valid: Metrics | None = Field(default=None, description="'next_item': full ranking of every user's validation item (input: the training part).")
     test: Metrics | None = Field(default=None, description="'next_item': full ranking of every user's test item (input: training part + validation item).")
