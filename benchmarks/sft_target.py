@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from stages.data import read_lines, to_sequences  # noqa: E402
-from stages.group import last_items  # noqa: E402
+from stages.lm.tasks import last_items  # noqa: E402
 
 FILES = {"beauty": "beauty/Beauty.txt", "ml-1m": "ml-1m/ml-1m.txt", "yelp": "yelp/Yelp.txt"}
 

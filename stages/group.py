@@ -4,9 +4,7 @@ Every item 1..N gets one of K groups (its preliminary latent category); each use
 vector ḡ^u is the L1-normalized histogram of the groups of the user's *training* items
 (`Sequences.train_part()`: never the validation or the test item). A user with an empty training
 part (impossible after the data stage, which requires 3 interactions) gets the uniform
-distribution, so that every row sums to 1. The SFT stage's default target counts only the items
-its prompt shows (`last_items(train, sft.max_items)`, see stages/lm/tasks.py); `user_pref` here
-counts them all (`sft.target=all`).
+distribution, so that every row sums to 1.
 """
 from __future__ import annotations
 
@@ -30,16 +28,6 @@ def group_counts(train: Sequences, cluster_map: torch.Tensor, k: int) -> torch.T
     if bool((groups < 0).any()) or bool((groups >= k).any()):
         raise ValueError("cluster_map gives a group outside 0..K-1 for an item in the sequences")
     return torch.bincount(users * k + groups, minlength=m * k).view(m, k)
-
-
-def last_items(seqs: Sequences, n: int) -> Sequences:
-    """Each user's last min(length, n) items, in order (what a prompt of at most n items shows)."""
-    lengths = seqs.lengths.clamp(max=n)                                     # (M,)
-    first_kept = torch.repeat_interleave(seqs.offsets[1:] - lengths, lengths)  # (nnz',) owner's first kept position
-    rank = torch.arange(first_kept.numel()) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
-    offsets = torch.zeros_like(seqs.offsets)
-    offsets[1:] = torch.cumsum(lengths, 0)
-    return Sequences(items=seqs.items[first_kept + rank], offsets=offsets, n_items=seqs.n_items)
 
 
 def preference_histogram(train: Sequences, cluster_map: torch.Tensor, k: int) -> torch.Tensor:

@@ -26,7 +26,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from schemas.llm import SftConfig
-from stages.group import last_items, preference_histogram
+from stages.group import preference_histogram
 from stages.lm.load import default_lora_targets
 from stages.lm.prompt import INSTRUCTION, NEXT_ITEM_INSTRUCTION
 from stages.sequences import Sequences
@@ -88,6 +88,16 @@ def ffn_lora_targets(lm: Any) -> list[str]:
         raise ValueError(f"no feed-forward projections found in a {getattr(lm.config, 'model_type', '?')} model; "
                          "set sft.target_modules")
     return names
+
+
+def last_items(seqs: Sequences, n: int) -> Sequences:
+    """Each user's last min(length, n) items, in order (what a prompt of at most n items shows)."""
+    lengths = seqs.lengths.clamp(max=n)                                       # (M,)
+    first_kept = torch.repeat_interleave(seqs.offsets[1:] - lengths, lengths)  # (nnz',) owner's first kept position
+    rank = torch.arange(first_kept.numel()) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    offsets = torch.zeros_like(seqs.offsets)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    return Sequences(items=seqs.items[first_kept + rank], offsets=offsets, n_items=seqs.n_items)
 
 
 def group_targets(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftConfig) -> torch.Tensor:
