@@ -102,6 +102,7 @@ def run_cmd(
     seeds: int = typer.Option(1, "--seeds", help="(all) seeds per train variant."),
     backbones: Optional[str] = typer.Option(None, "--backbones", help="(all) comma-separated train backbones (default: the pretrain backbone)."),
     variants: str = typer.Option("base,ci,tslrec", "--variants", help="(all) comma-separated train variants."),
+    reseed_chain: bool = typer.Option(False, "--reseed-chain", help="(all) seed s re-runs pretrain, group, sft and augment with seed s too (default: only train varies)."),
 ) -> None:
     from pipeline.runner import Runner
 
@@ -111,7 +112,8 @@ def run_cmd(
     runner = Runner(runtime(), compute_upstream=not no_compute_upstream, force=force)
     if stage == "all":
         from pipeline.experiment import run_all
-        summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants))
+        summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants),
+                          reseed_chain=reseed_chain)
         emit(summary, as_json, plain=summary.get("table_tsv", ""))
         return
     record = runner.run(stage, cfg)

@@ -27,15 +27,16 @@ import torch
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
 from stages.lm import e4srec
-from stages.lm.load import default_lora_targets, load_lm, quiet_transformers
+from stages.lm.load import load_lm, quiet_transformers
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.prompt import length_batches, recent_items
+from stages.lm.schedule import lr_scheduler
 from stages.lm.tasks import Instances, Task, get_task
 from stages.sequences import Sequences
 
 VERSION = 1
 MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
-           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec"]
+           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
 
 
 @dataclass
@@ -65,14 +66,15 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
     """Base LLM + LoRA + linear_proj + head, initialised from cfg.seed (deterministic)."""
     from peft import LoraConfig, get_peft_model
 
+    cfg = cfg.resolved()
     lm, tok = load_lm(cfg.model, num_layers=cfg.num_layers, cache_dir=rt.cache_dir, offline=rt.offline)
-    targets = list(cfg.target_modules) if cfg.target_modules else default_lora_targets(lm)
+    targets = list(cfg.target_modules) if cfg.target_modules else task.lora_targets(lm)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none")
     with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(cfg.seed)
         peft_lm = get_peft_model(lm, lora)
-        head = task.build_head(lm.config.hidden_size, n_out)
+        head = task.build_head(lm.config.hidden_size, n_out, cfg.head_bias)
         model = build_prompt_lm(peft_lm, tok, item_weight, n_out, head, task.head_name,
                                 instruction=task.instruction, share_prefix=cfg.share_prefix)
     return model.to(rt.device)
@@ -119,11 +121,11 @@ def predict(model: PromptLM, task: Task, items: torch.Tensor, inst: Instances, m
 def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor]
             ) -> tuple[Task, torch.Tensor, Instances, Instances, int]:
     """(task, training-part CSR items, train instances, validation instances, head outputs)."""
-    task = get_task(cfg.task)
+    task, cfg = get_task(cfg.task), cfg.resolved()
     if item_weight.shape[0] != seqs.n_items + 1:
         raise ValueError(f"item embeddings have {item_weight.shape[0]} rows; expected N+1 = {seqs.n_items + 1}")
     train_seqs = seqs.train_part()          # the only view of the data from here on: no valid/test items
-    inst = task.instances(train_seqs, groups)
+    inst = task.instances(train_seqs, groups, cfg)
     tr, va = split_instances(inst, cfg.valid_fraction if task.holdout_users else 0.0, cfg.seed)
     if len(tr) == 0:
         raise ValueError("no training instances for sft (every user is held out or has no training items)")
@@ -132,6 +134,7 @@ def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: 
 
 def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor],
           rt: Runtime) -> tuple[PromptLM, SftResult, TrainLog]:
+    cfg = cfg.resolved()
     task, items, tr, va, n_out = prepare(cfg, seqs, item_weight, groups)
     model = make_model(cfg, task, item_weight, n_out, rt)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -141,6 +144,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     log = TrainLog()
     n_steps = -(-len(tr) // cfg.batch_size)
+    sched = lr_scheduler(opt, cfg.lr_schedule, cfg.warmup_steps, cfg.epochs * n_steps)
     with torch.random.fork_rng(devices=[]), rt.track("sft", cfg.epochs * n_steps) as bar:
         torch.manual_seed(cfg.seed)     # LoRA / model dropout
         model.train()
@@ -151,6 +155,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             t0 = time.perf_counter()
             for idx in batches:
                 value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items)
+                sched.step()
                 total += value * idx.numel()
                 seen += idx.numel()
                 log.tokens += tokens
@@ -177,6 +182,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
         seconds_per_epoch=statistics.median(log.epoch_seconds),
         tokens_per_second=log.tokens / max(sum(log.epoch_seconds), 1e-9),
         instances_per_epoch=len(tr),
+        settings=run_settings(cfg, model),
         shared_prefix=model.shares_prefix,
         valid=valid,
         test=test,
@@ -184,8 +190,17 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     return model, result, log
 
 
+def run_settings(cfg: SftConfig, model: PromptLM) -> dict:
+    """The resolved task-dependent settings (what the record's None fields meant in this run)."""
+    from stages.lm.model import peft_config_json
+
+    out = {k: getattr(cfg, k) for k in ("lora_r", "lora_alpha", "lr", "lr_schedule", "warmup_steps", "epochs",
+                                         "head_bias", "empty_prefix", "recent_targets", "target")}
+    return {**out, "target_modules": sorted(peft_config_json(model.lm)["target_modules"])}
+
+
 def artifacts(model: PromptLM, cfg: SftConfig, log: TrainLog | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    out = {"adapter": pack_adapter(model.lm, cfg.model_dump(mode="json")), "heads": model.heads_state()}
+    out = {"adapter": pack_adapter(model.lm, cfg.resolved().model_dump(mode="json")), "heads": model.heads_state()}
     if log is not None and log.ranks is not None:
         out["ranks"] = {k: v.contiguous() for k, v in log.ranks.items()}
     return out
