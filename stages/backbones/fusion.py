@@ -82,7 +82,8 @@ class Fusion(nn.Module):
         super().__init__()
         self.n_items, self.dim = n_items, dim
         self.register_buffer("e_llm", frozen_table(table, n_items, standardize), persistent=False)   # (N+1, H)
-        # Row 0 is zeroed after fusion: the frozen table may give the padding id a non-zero vector.
+        # Row 0 is zeroed after fusion: the frozen table may give the padding id a non-zero vector, and
+        # row 0 of a learnable table can get a gradient (backbones index weights, bypassing padding_idx).
         self.register_buffer("keep", (torch.arange(n_items + 1) > 0).float().unsqueeze(1), persistent=False)
 
     def all(self) -> torch.Tensor:  # (N+1, d)
@@ -120,9 +121,12 @@ class InitEmbedding(nn.Module):
         self.n_items, self.dim = n_items, dim
         init = pca_coordinates(frozen_table(table, n_items, standardize), dim, whiten)   # (N+1, d)
         self.item = id_table(n_items, dim, init)
+        # Backbones index the weight directly (padding_idx does not apply), so row 0 can get a gradient
+        # (Caser's convolutions see padding): zero it on every read.
+        self.register_buffer("keep", (torch.arange(n_items + 1) > 0).float().unsqueeze(1), persistent=False)
 
     def all(self) -> torch.Tensor:  # (N+1, d)
-        return self.item.weight
+        return self.item.weight * self.keep
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return self.all()[ids]
