@@ -30,6 +30,9 @@ def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], vari
         for variant in variants:
             for i in range(seeds):
                 deep_set(tree, ["train", "variant"], variant)
+                fusion = (cfg.train.fusion, cfg.train.source) if variant == "tslrec" else ("gate", "enhanced")
+                deep_set(tree, ["train", "fusion"], fusion[0])   # the fusion belongs to tslrec runs only
+                deep_set(tree, ["train", "source"], fusion[1])
                 deep_set(tree, ["train", "backbone", "name"], backbone)
                 deep_set(tree, ["train", "trainer", "seed"], cfg.train.trainer.seed + i)
                 out.append(PipelineConfig.model_validate(tree))

@@ -59,7 +59,10 @@ class TrainConfig(Frozen):
     trainer: TrainerConfig = Field(default_factory=TrainerConfig, description="Optimisation and early stopping.")
 
     @model_validator(mode="after")
-    def _source_fits_fusion(self) -> "TrainConfig":
+    def _fusion_fits_variant(self) -> "TrainConfig":
+        # A fusion asked of a base or ci run would be silently ignored: refuse it instead.
+        if self.variant != "tslrec" and (self.fusion, self.source) != ("gate", "enhanced"):
+            raise ValueError(f"train.fusion and train.source apply to train.variant='tslrec' only (got '{self.variant}')")
         if self.source == "none" and self.fusion != "ensemble":
             raise ValueError("train.source='none' is only for train.fusion='ensemble' (its base + base control)")
         return self

@@ -247,3 +247,14 @@ def test_fusion_benchmark_end_to_end_resumes_from_the_cache(dirs, monkeypatch, t
     err = bench_main("--backbones", "sasrec", "--fusions", "add", "--sources", "pretrain", "--no-base")
     assert "computing" not in err and "(cached)" in err
     assert len(json.loads(out.read_text())["cells"]) == 6                # the first run's cells are kept
+
+
+def test_a_fusion_without_the_tslrec_variant_is_a_usage_error_and_run_all_keeps_it_to_tslrec(cli):
+    r = cli("run", "train", "--set", "train.fusion=add")
+    assert r.code == 2 and "variant" in r.err and r.out == ""
+    from pipeline.experiment import train_configs
+    from pipeline.overrides import build_config
+    cfg = build_config(sets=["train.variant=tslrec", "train.fusion=add", "train.source=random"])
+    runs = {c.train.variant: c.train for c in train_configs(cfg, seeds=1, backbones=["sasrec"], variants=["base", "tslrec", "ci"])}
+    assert (runs["tslrec"].fusion, runs["tslrec"].source) == ("add", "random")
+    assert (runs["base"].fusion, runs["ci"].source) == ("gate", "enhanced")
