@@ -23,9 +23,14 @@ class ItemEmbedding(nn.Module):
         nn.init.normal_(self.item.weight, std=0.02)
         with torch.no_grad():
             self.item.weight[0].zero_()
+        # padding_idx only blocks the gradient of lookups through nn.Embedding's forward; the
+        # backbones index the full table (`all()[seq]`) and score against it, so row 0 would get
+        # gradients (Caser's windows read padding columns) and drift. Multiplying by this mask
+        # keeps row 0 exactly zero, with zero gradient, for every variant.
+        self.register_buffer("keep", (torch.arange(n_items + 1) > 0).float().unsqueeze(1), persistent=False)
 
     def all(self) -> torch.Tensor:  # (N+1, d)
-        return self.item.weight
+        return self.item.weight * self.keep
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (...,) -> (..., d)
         return self.all()[ids]
@@ -51,7 +56,7 @@ class CategoryEmbedding(ItemEmbedding):
         self.register_buffer("cats", (cluster_map + 1).clamp(min=0), persistent=False)
 
     def all(self) -> torch.Tensor:  # (N+1, d)
-        return self.item.weight + self.category(self.cats)
+        return (self.item.weight + self.category(self.cats)) * self.keep
 
 
 class GateEmbedding(ItemEmbedding):
@@ -79,8 +84,6 @@ class GateEmbedding(ItemEmbedding):
         if standardize:
             nn.init.normal_(self.proj.weight, std=0.02 / enhanced.shape[1] ** 0.5)   # W e_llm ~ N(0, 0.02^2)
         self.gate = nn.Linear(2 * dim, dim)                          # W_g, b
-        # Zero row 0 after fusion: the LLM may give the padding id a non-zero vector.
-        self.register_buffer("keep", (torch.arange(n_items + 1) > 0).float().unsqueeze(1), persistent=False)
 
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         e_rand = self.item.weight                                    # (N+1, d)
@@ -90,7 +93,7 @@ class GateEmbedding(ItemEmbedding):
 
     def all(self) -> torch.Tensor:  # (N+1, d)
         e_rand, e_llm, g = self.parts()
-        return (g * e_rand + (1 - g) * e_llm) * self.keep
+        return (g * e_rand + (1 - g) * e_llm) * self.keep   # the LLM may give padding a non-zero vector
 
 
 def make_embedding(variant: str, n_items: int, dim: int, *, cluster_map: torch.Tensor | None = None,
