@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     train = job.report(interleaved([job], args.warmup)[0])
     ijob = infer_job(model, "items", seqs, args.max_items, args.infer_batch_size, args.infer_steps)
     infer = ijob.report(interleaved([ijob], 1)[0])
-    report = {**header(args, argv, "sft-epoch"), "model": args.model, "num_layers": args.num_layers,
+    command = " ".join(["python", "benchmarks/sft_epoch.py", *(sys.argv[1:] if argv is None else argv)])
+    report = {**header(args, argv, "sft-epoch"), "command": command, "model": args.model, "num_layers": args.num_layers,
               "threads": args.threads, "shared_prefix": model.shares_prefix, "train_epoch": train, "augment_pass": infer,
               "wall_seconds": round(time.perf_counter() - t0, 1),
               "note": "1 epoch = all users with training items (sft.valid_fraction=0 here; the stage's default holds out 5%)"}
