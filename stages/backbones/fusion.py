@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from schemas.backbone import BackboneConfig
 from stages.backbones import Backbone, build
-from stages.backbones.embedding import GateEmbedding
+from stages.backbones.embedding import GateEmbedding, ItemEmbedding
 
 ID_STD = 0.02   # the base table's init scale (SASRec / RecBole), which every ID part starts from
 
@@ -109,7 +109,7 @@ class AddEmbedding(Fusion):
         return (self.item.weight + self.proj(self.e_llm)) * self.keep
 
 
-class InitEmbedding(nn.Module):
+class InitEmbedding(ItemEmbedding):
     """`init`: a plain ID table initialised from a PCA of e_llm (whitened or not), then trained freely.
 
     The initialisation of LLM-ESR's collaborative view (Liu et al., NeurIPS 2024: the ID embeddings start
@@ -117,19 +117,10 @@ class InitEmbedding(nn.Module):
     the table keeps nothing frozen, so any gain is the starting point's."""
 
     def __init__(self, n_items: int, dim: int, table: torch.Tensor, standardize: bool = True, whiten: bool = False):
-        super().__init__()
-        self.n_items, self.dim = n_items, dim
+        super().__init__(n_items, dim)   # its all() keeps row 0 at zero
         init = pca_coordinates(frozen_table(table, n_items, standardize), dim, whiten)   # (N+1, d)
-        self.item = id_table(n_items, dim, init)
-        # Backbones index the weight directly (padding_idx does not apply), so row 0 can get a gradient
-        # (Caser's convolutions see padding): zero it on every read.
-        self.register_buffer("keep", (torch.arange(n_items + 1) > 0).float().unsqueeze(1), persistent=False)
-
-    def all(self) -> torch.Tensor:  # (N+1, d)
-        return self.item.weight * self.keep
-
-    def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.all()[ids]
+        with torch.no_grad():
+            self.item.weight.copy_(init)
 
 
 def adapter_mlp(h: int, dim: int) -> nn.Sequential:
