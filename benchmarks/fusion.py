@@ -35,9 +35,10 @@ import torch  # noqa: E402
 
 from backbones import LogRuntime  # noqa: E402
 from pipeline.experiment import train_run  # noqa: E402
-from pipeline.overrides import ConfigError, build_config  # noqa: E402
+from pipeline.overrides import build_config  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.stats import METRICS, mean_std, ttest_p  # noqa: E402
+from schemas.pipeline import PipelineConfig  # noqa: E402
 
 BACKBONES = ["sasrec", "fmlprec"]
 FUSIONS = ["gate", "add", "init", "dual", "nullspace", "ensemble"]
@@ -69,14 +70,19 @@ def cell_list(backbones: list[str], fusions: list[str], sources: list[str], base
     return cells
 
 
-def run_cell(runner: Runner, dataset: str, cell: tuple[str, str, str | None], seed: int, sets: list[str]) -> dict[str, Any]:
+def cell_config(dataset: str, cell: tuple[str, str, str | None], seed: int, sets: list[str]) -> PipelineConfig:
+    """The pipeline config of one cell and seed: the user's --set first, then what defines the cell."""
     backbone, fusion, source = cell
     mine = [f"data.dataset={dataset}", f"train.backbone.name={backbone}", f"train.trainer.seed={seed}"]
     if fusion == "base":
         mine.append("train.variant=base")
     else:
         mine += ["train.variant=tslrec", f"train.fusion={fusion}", *source_sets(source)]
-    cfg = build_config(sets=[*sets, *mine])
+    return build_config(sets=[*sets, *mine])
+
+
+def run_cell(runner: Runner, cell: tuple[str, str, str | None], seed: int, cfg: PipelineConfig) -> dict[str, Any]:
+    backbone, fusion, source = cell
     t0 = time.perf_counter()
     rec, r = train_run(runner, cfg)
     return {"backbone": backbone, "fusion": fusion, "source": source, "seed": seed, "key": rec.key, "stage": rec.stage,
@@ -180,20 +186,22 @@ def main() -> None:
     runs = {(r["backbone"], r["fusion"], r["source"], r["seed"]): r for r in old}
     meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "dataset": args.dataset,
             "sets": args.sets, **environment(args.device)}
-    try:
-        for cell in cell_list(args.backbones, args.fusions, args.sources, not args.no_base):
-            for seed in args.seeds:
-                r = run_cell(runner, args.dataset, cell, seed, args.sets)
-                runs[(*cell, seed)] = r
-                print(f"{time.strftime('%H:%M:%S')} {'/'.join(str(c) for c in cell)} seed {seed}: valid NDCG@10 "
-                      f"{r['valid']['ndcg10']:.4f} test {r['test']['ndcg10']:.4f}{' (cached)' if r['cached'] else ''}",
-                      file=sys.stderr, flush=True)
-                write(out, list(runs.values()), meta)
-    except ConfigError as e:
+    try:   # every cell's config first: a typo fails at once, not hours into the run
+        todo = [(cell, seed, cell_config(args.dataset, cell, seed, args.sets))
+                for cell in cell_list(args.backbones, args.fusions, args.sources, not args.no_base) for seed in args.seeds]
+    except ValueError as e:   # ConfigError included: a usage error
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+    for cell, seed, cfg in todo:
+        try:
+            r = run_cell(runner, cell, seed, cfg)
+        except (ValueError, RuntimeError, OSError) as e:   # what finished so far is in `out` already
+            raise SystemExit(f"error: {'/'.join(str(c) for c in cell)} seed {seed}: {e}") from None
+        runs[(*cell, seed)] = r
+        print(f"{time.strftime('%H:%M:%S')} {'/'.join(str(c) for c in cell)} seed {seed}: valid NDCG@10 "
+              f"{r['valid']['ndcg10']:.4f} test {r['test']['ndcg10']:.4f}{' (cached)' if r['cached'] else ''}",
+              file=sys.stderr, flush=True)
+        write(out, list(runs.values()), meta)
     print(out)
 
 

@@ -258,3 +258,14 @@ def test_a_fusion_without_the_tslrec_variant_is_a_usage_error_and_run_all_keeps_
     runs = {c.train.variant: c.train for c in train_configs(cfg, seeds=1, backbones=["sasrec"], variants=["base", "tslrec", "ci"])}
     assert (runs["tslrec"].fusion, runs["tslrec"].source) == ("add", "random")
     assert (runs["base"].fusion, runs["ci"].source) == ("gate", "enhanced")
+
+
+def test_fusion_benchmark_refuses_a_bad_source_before_running_anything(dirs, monkeypatch, tmp_path, capsys):
+    bench = load_benchmark()
+    out = tmp_path / "f.json"
+    monkeypatch.setattr(sys, "argv", ["fusion.py", "--dataset", "synthetic", "--sources", "pretrain", "pretrained",
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as e:
+        bench.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "pretrained" in err and "computing" not in err and not out.exists()
