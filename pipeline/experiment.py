@@ -53,6 +53,9 @@ def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], vari
             for seeded in seed_configs(cfg, seeds, reseed_chain):
                 tree = seeded.model_dump(mode="json")
                 deep_set(tree, ["train", "variant"], variant)
+                fusion = (cfg.train.fusion, cfg.train.source) if variant == "tslrec" else ("gate", "enhanced")
+                deep_set(tree, ["train", "fusion"], fusion[0])   # the fusion belongs to tslrec runs only
+                deep_set(tree, ["train", "source"], fusion[1])
                 deep_set(tree, ["train", "backbone", "name"], backbone)
                 out.append(PipelineConfig.model_validate(tree))
     return out
