@@ -75,6 +75,8 @@ class Runner:
             "input_digests": input_digests,
             "env": env_versions(),
         }
+        if hasattr(module, "identity"):   # e.g. sft: the model's weights, not only its name
+            parts["identity"] = module.identity(stage_cfg, self.rt)
         key = cache_key(parts)
         if key in self._done:
             return self._done[key]
