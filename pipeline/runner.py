@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import shutil
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -87,8 +88,10 @@ class Runner:
             return hit
         if not top and not self.compute_upstream:
             raise MissingUpstream(f"{stage} result {key[:12]} is not in the cache (run `tslrec run {stage}` first)")
-        with self.cache.claim(key) as waited:
-            hit = self._verified_hit(key) if waited else None   # another process just computed it
+        with self.cache.claim(key, label=stage) as waited:
+            # Look again under the lock: another process may have computed it meanwhile (we waited
+            # for it, or it finished between our first look and the claim).
+            hit = self._verified_hit(key) if waited or not (self.force and top) else None
             if hit is not None:
                 log(f"[green]cache hit[/green]  {stage:<8} {key[:12]} (computed by another process)")
                 self._done[key] = hit
@@ -106,8 +109,11 @@ class Runner:
             inp = spec.inputs(**{name: self._load(ref) for name, ref in refs.items()})
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
+        ckpt = self.cache.checkpoint_dir(key)     # a killed run's resume point, if any
+        if any(ckpt.glob("*.pt")):
+            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
         t0 = time.perf_counter()
-        out = module.run(stage_cfg, inp, self.rt)
+        out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
         wall = time.perf_counter() - t0
         outputs = {}
         for kind, tensors in out.artifacts.items():
@@ -121,6 +127,7 @@ class Runner:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         self.cache.put_run(record)
+        shutil.rmtree(ckpt, ignore_errors=True)   # recorded: the resume point has served
         log(f"[blue]stored[/blue]    {stage:<8} {key[:12]} in {wall:.1f}s")
         return record
 

@@ -26,6 +26,7 @@ import torch
 
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
+from stages import checkpoint
 from stages.lm import e4srec
 from stages.lm.load import default_lora_targets, load_lm, model_identity, quiet_transformers
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
@@ -34,7 +35,7 @@ from stages.lm.tasks import Instances, Task, get_task
 from stages.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
+MODULES = ["stages.sft", "stages.checkpoint", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
            "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec"]
 
 
@@ -149,7 +150,10 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     with torch.random.fork_rng(devices=[]), rt.track("sft", cfg.epochs * n_steps) as bar:
         torch.manual_seed(cfg.seed)     # LoRA / model dropout
         model.train()
-        for _ in range(cfg.epochs):
+        done = 0
+        if (resumed := checkpoint.restore(rt, "sft", model, opt, [gen])) is not None:   # after a crash
+            done, (log.epoch_seconds, log.epoch_losses, log.batches, log.tokens) = resumed
+        for epoch in range(done + 1, cfg.epochs + 1):
             batches = length_batches(lengths, cfg.batch_size, gen)
             log.batches.append(batches)
             total, seen = 0.0, 0
@@ -162,6 +166,8 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
                 bar.advance(1, loss=total / seen)
             log.epoch_seconds.append(time.perf_counter() - t0)
             log.epoch_losses.append(total / max(seen, 1))
+            checkpoint.save(rt, "sft", epoch, model, opt, [gen], (log.epoch_seconds, log.epoch_losses, log.batches,
+                                                                  log.tokens), trainable_only=True)
     model.eval()
     valid_mse = baseline = valid = test = None
     if not task.holdout_users:      # next_item: rank every user's validation and test item
