@@ -17,7 +17,6 @@ import torch
 from filelock import FileLock
 
 from pipeline.cache import Cache
-from pipeline.cache_gc import collect
 from pipeline.runner import Runner
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
