@@ -10,6 +10,7 @@ a half-written object or manifest under its final name.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -116,7 +117,8 @@ class Cache:
         if not path.exists():
             _atomic_write(path, lambda tmp: save_file(tensors, tmp))
         else:
-            os.utime(path)   # fresh again: `cache gc` spares recent objects that no record names yet
+            with contextlib.suppress(OSError):   # a read-only cache still serves; gc then judges by age
+                os.utime(path)   # fresh again: `cache gc` spares recent objects that no record names yet
         return ArtifactRef(kind=kind, digest=digest, path=str(path))
 
     def get(self, ref: ArtifactRef) -> dict[str, torch.Tensor]:
