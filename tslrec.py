@@ -6,7 +6,7 @@
     tslrec cache ls
 
 stdout carries results only (one JSON object with --json); progress, logs and tables go to
-stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage.
+stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage, 130/143 on Ctrl-C/SIGTERM.
 """
 from __future__ import annotations
 
