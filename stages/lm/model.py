@@ -24,7 +24,6 @@ from stages.lm.prompt import INSTRUCTION, PromptBatch, PromptTemplate
 
 CONFIG_KEY = "__config__"
 ADAPTER_FORMAT = 1
-SET_VALUED_PEFT_FIELDS = ("target_modules", "modules_to_save", "exclude_modules", "target_parameters")
 
 
 def cache_names(lm: nn.Module) -> tuple[str, str]:
@@ -123,16 +122,15 @@ def decode_json(t: torch.Tensor) -> Any:
 
 
 def peft_config_json(peft_model: Any, adapter_name: str = "default") -> dict[str, Any]:
-    """adapter_config.json as peft writes it, with its set-valued fields sorted: peft writes
-    `target_modules` in set order, which depends on PYTHONHASHSEED, and the adapter's digest (and
-    every downstream cache key) must not change from one process to the next."""
+    """adapter_config.json as peft writes it, target_modules sorted."""
     with tempfile.TemporaryDirectory() as tmp:
         peft_model.peft_config[adapter_name].save_pretrained(tmp)
-        cfg = json.loads((Path(tmp) / "adapter_config.json").read_text())
-    for name in SET_VALUED_PEFT_FIELDS:
-        if isinstance(cfg.get(name), list):
-            cfg[name] = sorted(cfg[name])
-    return cfg
+        out = json.loads((Path(tmp) / "adapter_config.json").read_text())
+    # peft keeps target_modules as a set: its JSON order follows the process's hash seed, and would
+    # make the adapter artifact's digest differ between two runs of the same config.
+    if isinstance(out.get("target_modules"), list):
+        out["target_modules"] = sorted(out["target_modules"])
+    return out
 
 
 def pack_adapter(peft_model: Any, sft_config: dict[str, Any]) -> dict[str, torch.Tensor]:
