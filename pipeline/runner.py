@@ -108,11 +108,11 @@ class Runner:
             inp = spec.inputs(path=path)
         else:
             inp = spec.inputs(**{name: self._load(ref) for name, ref in refs.items()})
-        if self.rt.threads:
-            torch.set_num_threads(self.rt.threads)
         ckpt = self.cache.checkpoint_dir(key)     # a killed run's resume point, if any
         if any(ckpt.glob("*.pt")):
             log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
+        if self.rt.threads:
+            torch.set_num_threads(self.rt.threads)
         t0 = time.perf_counter()
         out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
         wall = time.perf_counter() - t0
