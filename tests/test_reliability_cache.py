@@ -155,7 +155,8 @@ def test_gc_spares_what_a_live_run_holds_and_counts_each_file_once(cli, dirs):
     ours, theirs = shard / ".tmp-abc.safetensors", shard / ".tmpA1b2C3"   # safetensors' own temp name
     ours.write_bytes(b"1" * 10)
     theirs.write_bytes(b"2" * 20)
-    age(ours, 7200), age(theirs, 7200)
+    for stale in (ours, theirs):
+        age(stale, 7200)
     fresh_tmp = shard / ".tmp-live.safetensors"
     fresh_tmp.write_bytes(b"3" * 30)
     expected = old_obj.stat().st_size + 10 + 20
