@@ -6,11 +6,12 @@
     tslrec cache ls
 
 stdout carries results only (one JSON object with --json); progress, logs and tables go to
-stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage.
+stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage, 130/143 on Ctrl-C/SIGTERM.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -147,10 +148,36 @@ def _split(s: Optional[str]) -> Optional[list[str]]:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised by our handler. Not a KeyboardInterrupt (typer turns that into
+    Exit(130) before main sees it) and not an Exception (no `except Exception` swallows it): it
+    unwinds to main, so locks are released and temp files removed on the way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
-    """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error."""
+    """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error, 128+n on signal n."""
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _main()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _main() -> None:
     try:
         rc = app(standalone_mode=False)   # typer returns Exit's code instead of raising it here
+    except Interrupted as e:
+        err.print("interrupted")
+        sys.exit(128 + e.signum)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:

@@ -6,7 +6,8 @@ import shutil
 import typer
 from rich.table import Table
 
-from pipeline.cache import Cache, CorruptObject, holder_alive
+from pipeline.cache import Cache, CorruptObject
+from pipeline.cache_gc import MIN_AGE_S, collect, remove, remove_free_locks
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
 
@@ -83,26 +84,27 @@ def verify_cmd(
 @cache_app.command("gc")
 def gc_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
-    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (runs, objects, models)."),
+    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (runs, objects, models, checkpoints)."),
+    checkpoints: bool = typer.Option(False, "--checkpoints", help="Also remove the resume points of interrupted runs."),
+    min_age: float = typer.Option(MIN_AGE_S / 3600, "--min-age", min=0.0, help="Hours: spare temp files and unrecorded objects younger than this (a live run's)."),
 ) -> None:
-    """Remove objects no run refers to, and leftover temp files. Prints bytes freed.
+    """Remove objects no run refers to, stale temp files, free lock files and finished checkpoints.
+    Prints bytes freed. Safe next to running commands: it never touches what they hold.
 
     Example: tslrec cache gc --dry-run
     """
     cache = _cache()
     if everything:
         if not dry_run and cache.root.exists():
-            for sub in ("runs", "objects", "models"):
+            for sub in ("runs", "objects", "models", "checkpoints"):
                 shutil.rmtree(cache.root / sub, ignore_errors=True)
         emit(None, False, plain="all")
         return
-    live = {ref.digest for rec in cache.runs() for ref in rec.outputs.values()}
-    doomed = [p for p in cache.objects() if p.stem not in live]
-    doomed += list(cache.root.glob("*/*/.tmp-*"))
-    doomed += [p for p in cache.root.glob("runs/*/*.lock") if not holder_alive(p)]   # left by killed runs
-    freed = sum(p.stat().st_size for p in doomed)
-    for p in doomed:
-        err.print(f"{'would remove' if dry_run else 'removed'} {p}")
-        if not dry_run:
-            p.unlink(missing_ok=True)
+    min_age_s = min_age * 3600
+    doomed = collect(cache, min_age_s=min_age_s, checkpoints=checkpoints)
+    for d in doomed:
+        err.print(f"{'would remove' if dry_run else 'removing'} {d.why}: {d.path} ({d.size} bytes)", markup=False)
+    freed = sum(d.size for d in doomed) if dry_run else remove(cache, doomed, min_age_s)
+    locks = remove_free_locks(cache, dry_run)
+    err.print(f"{'would free' if dry_run else 'freed'} {freed} bytes; {locks} free lock files")
     emit(None, False, plain=str(freed))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import platform
+import shutil
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
@@ -75,6 +76,8 @@ class Runner:
             "input_digests": input_digests,
             "env": env_versions(),
         }
+        if hasattr(module, "identity"):   # e.g. sft: the model's weights, not only its name
+            parts["identity"] = module.identity(stage_cfg, self.rt)
         key = cache_key(parts)
         if key in self._done:
             return self._done[key]
@@ -85,14 +88,17 @@ class Runner:
             return hit
         if not top and not self.compute_upstream:
             raise MissingUpstream(f"{stage} result {key[:12]} is not in the cache (run `tslrec run {stage}` first)")
-        with self.cache.claim(key) as waited:
-            hit = self._verified_hit(key) if waited else None   # another process just computed it
+        with self.cache.claim(key, label=stage) as waited:
+            # Look again under the lock: another process may have computed it meanwhile (we waited
+            # for it, or it finished between our first look and the claim).
+            hit = self._verified_hit(key) if waited or not (self.force and top) else None
             if hit is not None:
                 log(f"[green]cache hit[/green]  {stage:<8} {key[:12]} (computed by another process)")
                 self._done[key] = hit
                 return hit
             record = self._compute(stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs,
                                    path if stage == "data" else None)
+            shutil.rmtree(self.cache.checkpoint_dir(key), ignore_errors=True)   # recorded: the resume point has served
         self._done[key] = record
         return record
 
@@ -102,10 +108,13 @@ class Runner:
             inp = spec.inputs(path=path)
         else:
             inp = spec.inputs(**{name: self._load(ref) for name, ref in refs.items()})
+        ckpt = self.cache.checkpoint_dir(key)     # a killed run's resume point, if any
+        if any(ckpt.glob("*.pt")):
+            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
         t0 = time.perf_counter()
-        out = module.run(stage_cfg, inp, self.rt)
+        out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
         wall = time.perf_counter() - t0
         outputs = {}
         for kind, tensors in out.artifacts.items():

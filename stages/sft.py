@@ -26,6 +26,7 @@ import torch
 
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
+from stages import checkpoint
 from stages.lm import e4srec
 from stages.lm.load import load_lm, quiet_transformers
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
@@ -37,6 +38,13 @@ from stages.sequences import Sequences
 VERSION = 1
 MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
            "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
+
+
+def identity(cfg: SftConfig, rt: Runtime) -> dict[str, str]:
+    """Hashed into the run's key next to the config: what the model name stands for (its weights)."""
+    from stages.lm.identity import model_identity
+
+    return {"model": model_identity(cfg.model, rt.cache_dir, rt.offline)}
 
 
 @dataclass
@@ -148,7 +156,10 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     with torch.random.fork_rng(devices=[]), rt.track("sft", cfg.epochs * n_steps) as bar:
         torch.manual_seed(cfg.seed)     # LoRA / model dropout
         model.train()
-        for _ in range(cfg.epochs):
+        done = 0
+        if (resumed := checkpoint.restore(rt, "sft", model, opt, [gen])) is not None:   # after a crash
+            done, (log.epoch_seconds, log.epoch_losses, log.batches, log.tokens) = resumed
+        for epoch in range(done + 1, cfg.epochs + 1):
             batches = length_batches(lengths, cfg.batch_size, gen)
             log.batches.append(batches)
             total, seen = 0.0, 0
@@ -162,6 +173,8 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
                 bar.advance(1, loss=total / seen)
             log.epoch_seconds.append(time.perf_counter() - t0)
             log.epoch_losses.append(total / max(seen, 1))
+            checkpoint.save(rt, "sft", epoch, model, opt, [gen], (log.epoch_seconds, log.epoch_losses, log.batches,
+                                                                  log.tokens), trainable_only=True)
     model.eval()
     valid_mse = baseline = valid = test = None
     if not task.holdout_users:      # next_item: rank every user's validation and test item

@@ -23,6 +23,7 @@ import torch
 from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.pretrain import TrainResult
 from schemas.runtime import Runtime
+from stages import checkpoint
 from stages.backbones import Backbone, build
 from stages.backbones.embedding import ItemEmbedding
 from stages.evaluate import metrics, rank_users
@@ -110,6 +111,8 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
 
     best = (-1.0, 0, None, None)   # ndcg10, epoch, state, valid ranks
     epoch_s, eval_s, bad, epoch = [], [], 0, 0
+    if (resumed := checkpoint.restore(rt, "fit", model, opt, [gen])) is not None:   # after a crash
+        epoch, (best, bad, epoch_s, eval_s) = resumed
     chunk_len = (chunks != 0).sum(1).cpu()                  # (C,)
     # Losses are summed over a batch's positions and divided by the *mean* number of positions
     # per batch (not the batch's own): length-bucketed batches differ 20x in their number of
@@ -119,7 +122,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     n_batches = (chunks.shape[0] + cfg.batch_size - 1) // cfg.batch_size
     per_batch = float((chunk_len - 1).clamp(min=0).sum()) / max(1, n_batches)
     with rt.track(desc, cfg.epochs) as bar:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
             total, steps = torch.zeros((), device=device), batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
@@ -146,6 +149,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
             bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0])
             if bad >= cfg.patience:
                 break
+            checkpoint.save(rt, "fit", epoch, model, opt, [gen], (best, bad, epoch_s, eval_s))   # resume point
     _, best_epoch, state, valid_ranks = best
     model.load_state_dict(state)   # best weights, kept in memory
     t0 = time.perf_counter()
