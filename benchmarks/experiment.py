@@ -52,6 +52,8 @@ def main() -> None:
     ap.add_argument("--variants", default="base,ci,tslrec")
     ap.add_argument("--backbones", default="sasrec")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda")
+    ap.add_argument("--no-report", action="store_true", help="skip the tables and figures (the JSON only)")
     ap.add_argument("--reseed-chain", action="store_true",
                     help="seed s re-runs pretrain, group, sft and augment with seed s (writes experiment-<dataset>-chain.json)")
     ap.add_argument("--profile", choices=["paper"], default=None,
@@ -61,7 +63,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
-    rt = Runtime(threads=args.threads, progress=True)
+    rt = Runtime(threads=args.threads, progress=True, device=args.device)
     presets = {}
     if args.profile == "paper":
         from stages.trainer import PAPER_PROFILE
@@ -72,7 +74,8 @@ def main() -> None:
                       variants=args.variants.split(","), reseed_chain=args.reseed_chain)
     default_tag = ("-paper" if args.profile else "") + ("-chain" if args.reseed_chain else "")
     name = f"experiment-{args.dataset}{args.tag or default_tag}"
-    report = write_report(rt.cache_dir, args.out / name, experiments=[Path(summary["experiment"])])
+    report = {"files": {}} if args.no_report else \
+        write_report(rt.cache_dir, args.out / name, experiments=[Path(summary["experiment"])])
     result = {
         "benchmark": name,
         "command": "python " + " ".join(sys.argv),
