@@ -51,7 +51,7 @@ def test_from_stdin_continues_upstream_config(cli, dirs):
     assert bad.code == 2 and "--from" in bad.err
 
 
-@pytest.mark.parametrize("text,line", [("1 5 6 7\n\n2 1 2 3\n", 2), ("1 5 six 7\n", 1),
+@pytest.mark.parametrize("text,line", [("1 5 6 7\n2 1\x00 2 3\n", 2), ("1 5 six 7\n", 1),
                                         ("1 5 6 7\n2 1 2\n", 2), ("1 5 -3 7\n", 1)])
 def test_malformed_input_exit_1_names_file_and_line_writes_nothing(cli, dirs, text, line):
     cache, data = dirs
