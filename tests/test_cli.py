@@ -138,14 +138,29 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
 
 @pytest.fixture
-def http_server(tmp_path):
+def http_server(tmp_path, monkeypatch):
+    """A local server standing in for https://tslrec.test (fetch takes https URLs only)."""
+    import urllib.request
+
+    import pipeline.datasets as ds
+
     root = tmp_path / "www"
     root.mkdir()
     handler = lambda *a, **k: _Quiet(*a, directory=str(root), **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    local = f"http://127.0.0.1:{server.server_address[1]}"
+
+    class Rewrite:
+        def open(self, url, timeout):
+            return urllib.request.urlopen(url.replace(HTTPS_TEST, local), timeout=timeout)
+
+    monkeypatch.setattr(ds, "OPENER", Rewrite())
+    yield root, HTTPS_TEST
     server.shutdown()
+
+
+HTTPS_TEST = "https://tslrec.test"
 
 
 def test_fetch_checks_sha256_against_local_server(cli, dirs, http_server):
