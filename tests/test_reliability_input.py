@@ -260,3 +260,71 @@ def test_fetch_from_an_explicit_local_file(cli, dirs, tmp_path, monkeypatch):
     r = cli("data", "fetch", "beauty", "--file", str(src))
     assert r.code == 0, r.err
     assert (dirs[1] / "beauty" / "Beauty.txt").read_bytes() == src.read_bytes()
+
+
+# -- 3. run records carry a digest of their own content ----------------------------------------
+
+def _stored(dirs, key: str) -> Path:
+    return dirs[0] / "runs" / key[:2] / f"{key}.json"
+
+
+def _flip_density(path: Path) -> float:
+    """Change one digit of the stored density (a metric of the data stage); returns the true value."""
+    rec = json.loads(path.read_text())
+    true = rec["result"]["density"]
+    text = path.read_text()
+    digits = repr(true)
+    flipped = digits[:-1] + str((int(digits[-1]) + 1) % 10)
+    path.write_text(text.replace(digits, flipped, 1))
+    assert json.loads(path.read_text())["result"]["density"] != true
+    return true
+
+
+def test_a_tampered_record_is_recomputed_never_served(cli, dirs):
+    toy(dirs[1])
+    first = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)
+    assert first["record_digest"]
+    true = _flip_density(_stored(dirs, first["key"]))
+    r = cli("run", "data", "--dataset", "toy", "--json")
+    assert r.code == 0 and "cache corrupt" in r.err and "record_digest" in r.err
+    again = json.loads(r.out)
+    assert again["cached"] is False and again["result"]["density"] == true
+    assert json.loads(cli("run", "data", "--dataset", "toy", "--json").out)["cached"] is True   # repaired
+
+
+def test_cache_verify_checks_records_and_reports_unparsable_ones(cli, dirs):
+    toy(dirs[1])
+    key = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)["key"]
+    assert cli("cache", "verify").code == 0
+    _flip_density(_stored(dirs, key))
+    v = cli("cache", "verify", "--json")
+    assert v.code == 1 and "record_digest" in v.err and json.loads(v.out)["bad"][0]["run"] == key
+    junk = dirs[0] / "runs" / "ff" / ("f" * 64 + ".json")
+    junk.write_text("{not json") if junk.parent.exists() else (junk.parent.mkdir(), junk.write_text("{not json"))
+    v = cli("cache", "verify", "--json")
+    assert v.code == 1 and "f" * 64 in v.out and "does not parse" in v.err
+    ls = cli("cache", "ls")
+    assert ls.code == 0 and "unreadable" in ls.err and str(junk) in ls.err
+    assert cli("cache", "verify", "--fix").code == 0 and not junk.exists()
+    assert cli("cache", "verify").code == 0
+
+
+def test_cache_verify_rehashes_objects_no_record_names(cli, dirs):
+    from pipeline.cache import Cache
+
+    ref = Cache(dirs[0]).put("loose", {"x": torch.ones(3)})
+    assert cli("cache", "verify").code == 0
+    Path(ref.path).write_bytes(b"junk")
+    v = cli("cache", "verify")
+    assert v.code == 1 and ref.digest[:12] in v.err
+
+
+def test_a_record_written_without_a_digest_is_sealed_on_use(cli, dirs):
+    toy(dirs[1])
+    key = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)["key"]
+    path = _stored(dirs, key)
+    legacy = json.loads(path.read_text())
+    del legacy["record_digest"]
+    path.write_text(json.dumps(legacy))
+    r = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)
+    assert r["cached"] is True and "record_digest" in json.loads(path.read_text())
