@@ -44,9 +44,10 @@ def test_run_data_json_then_cache_hit(cli, dirs):
 def test_from_stdin_continues_upstream_config(cli, dirs):
     toy(dirs[1])
     up = cli("run", "data", "--dataset", "toy", "--set", "data.min_length=4", "--json").out
-    r = cli("run", "data", "--from", "-", "--json", stdin=up)
+    r = cli("run", "pretrain", "--from", "-", "--set", "pretrain.trainer.epochs=1", "--json", stdin=up)
     assert r.code == 0, r.err
-    assert json.loads(r.out)["key"] == json.loads(up)["key"]
+    assert json.loads(r.out)["pipeline"]["data"] == json.loads(up)["pipeline"]["data"]
+    assert json.loads(r.out)["inputs"]["sequences"] == json.loads(up)["outputs"]["sequences"]["digest"]
     bad = cli("run", "data", "--from", "-", stdin="not json")
     assert bad.code == 2 and "--from" in bad.err
 
