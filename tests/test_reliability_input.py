@@ -178,7 +178,7 @@ def test_id_maps_are_kept_in_the_cache(cli, dirs):
     assert len(decode_tokens(Cache(dirs[0]).get(ArtifactRef(**rec["outputs"]["user_ids"])))) == 30
 
 
-@pytest.mark.parametrize("expr", ["pretrain.trainer.lr=true", "group.k=16.5", "pretrain.trainer.mask_history=1",
+@pytest.mark.parametrize("expr", ["pretrain.trainer.lr=true", "pretrain.backbone.dropout=false", "pretrain.trainer.mask_history=1",
                                   "group.k=\"16\""])
 def test_config_values_are_parsed_strictly(cli, dirs, expr):
     toy(dirs[1])
