@@ -300,7 +300,8 @@ def test_cache_verify_checks_records_and_reports_unparsable_ones(cli, dirs):
     v = cli("cache", "verify", "--json")
     assert v.code == 1 and "record_digest" in v.err and json.loads(v.out)["bad"][0]["run"] == key
     junk = dirs[0] / "runs" / "ff" / ("f" * 64 + ".json")
-    junk.write_text("{not json") if junk.parent.exists() else (junk.parent.mkdir(), junk.write_text("{not json"))
+    junk.parent.mkdir(exist_ok=True)
+    junk.write_text("{not json")
     v = cli("cache", "verify", "--json")
     assert v.code == 1 and "f" * 64 in v.out and "does not parse" in v.err
     ls = cli("cache", "ls")
