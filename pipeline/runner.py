@@ -58,15 +58,18 @@ class Runner:
 
     # -- public ----------------------------------------------------------------------------
     def run(self, stage: str, cfg: PipelineConfig, *, top: bool = True) -> RunRecord:
-        """The record of `stage` under `cfg`, from the cache or computed.
+        """The record of `stage` under `cfg`, from the cache or computed (see _as_requested)."""
+        return self._as_requested(self._run(stage, cfg, top=top), cfg)
 
-        It carries THIS request's pipeline config: a hit's stored record has the config of
-        whichever command first computed it, and `--from` must never continue from that one."""
-        record = self._run(stage, cfg, top=top)
+    @staticmethod
+    def _as_requested(record: RunRecord, cfg: PipelineConfig) -> RunRecord:
+        """The record with THIS request's pipeline config, sealed: a hit's stored record has the
+        config of whichever command first computed it, and `--from` must never continue from that
+        one; the digest covers what is printed, so `--from` can check it."""
         pipeline = cfg.model_dump(mode="json")
         if record.pipeline != pipeline:
             record = record.model_copy(update={"pipeline": pipeline})
-        return record.sealed()    # its digest covers what is printed, so `--from` can check it
+        return record.sealed()
 
     def _run(self, stage: str, cfg: PipelineConfig, *, top: bool) -> RunRecord:
         spec = STAGES[stage]
