@@ -7,19 +7,21 @@ Yelp) therefore maps to itself, and cached results computed before the map exist
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable
 
 import torch
 
 from schemas.common import Tensors
 
-DIGITS = re.compile(r"[0-9]+")
+
+def is_decimal(token: str) -> bool:
+    """Only ASCII digits 0-9 (str.isdigit alone also takes '²' and other Unicode digits)."""
+    return token.isascii() and token.isdigit()
 
 
 def natural_key(token: str) -> tuple[int, int, str, str]:
     """Numbers by value (any length), then other tokens; the token itself breaks ties ('07' vs '7')."""
-    if DIGITS.fullmatch(token):
+    if is_decimal(token):
         value = token.lstrip("0") or "0"
         return (0, len(value), value, token)
     return (1, 0, token, token)
