@@ -52,15 +52,15 @@ def main_options(
 
 
 def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path], profile: Optional[str],
-                 from_: Optional[str]) -> tuple[Any, Optional[RunRecord]]:
+                 from_: Optional[str], stage: str = "all") -> tuple[Any, Optional[RunRecord]]:
+    """The config `run STAGE` runs with: defaults < the --from record's own config (its stage and
+    the stages it came from, see pipeline/upstream.py) < --profile < --config < --dataset/--set."""
+    from pipeline.upstream import check_feeds, inherited_config, read_record
+
     base, upstream = {}, None
     if from_ is not None:
-        text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
-        try:
-            upstream = RunRecord.model_validate_json(text)
-        except Exception as e:
-            raise ConfigError(f"--from {from_}: not a tslrec run record ({str(e).splitlines()[0]})") from e
-        base = upstream.pipeline
+        upstream = read_record(from_)
+        base = inherited_config(upstream)
         if dataset is not None and dataset != base["data"]["dataset"]:
             raise ConfigError(f"--dataset {dataset} conflicts with the upstream run's dataset {base['data']['dataset']}")
     presets = {}
@@ -71,7 +71,10 @@ def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path]
         raise ConfigError(f"--profile {profile!r}: known profiles: paper")
     if dataset is not None:
         sets = [f"data.dataset={dataset}", *sets]
-    return build_config(base=base, config_file=config, sets=sets, presets=presets), upstream
+    cfg = build_config(base=base, config_file=config, sets=sets, presets=presets)
+    if upstream is not None:
+        check_feeds(stage, cfg, upstream, base)
+    return cfg, upstream
 
 
 STAGE_HELP = "\n".join(f"  {n:<9} {s.doc}" for n, s in STAGES.items())
@@ -109,8 +112,11 @@ def run_cmd(
 
     if stage != "all" and stage not in STAGES:
         raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
-    cfg, _ = stage_config(dataset, sets, config, profile, from_)
+    cfg, upstream = stage_config(dataset, sets, config, profile, from_, stage)
     runner = Runner(runtime(), compute_upstream=not no_compute_upstream, force=force)
+    if upstream is not None:
+        from pipeline.upstream import check_reproduced
+        check_reproduced(runner, cfg, upstream)
     if stage == "all":
         from pipeline.experiment import run_all
         summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants),

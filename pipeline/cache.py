@@ -34,6 +34,10 @@ class CorruptObject(Exception):
     """An object is missing, unreadable, or its tensors no longer hash to its digest."""
 
 
+class CorruptRecord(Exception):
+    """A run record is unreadable, does not parse, or no longer matches its own digest."""
+
+
 def canonical_json(x: Any) -> str:
     return json.dumps(x, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
@@ -144,17 +148,43 @@ class Cache:
     def run_path(self, key: str) -> Path:
         return self.root / "runs" / key[:2] / f"{key}.json"
 
-    def get_run(self, key: str) -> RunRecord | None:
-        path = self.run_path(key)
-        if not path.exists():
-            return None
+    def read_run(self, key: str) -> RunRecord | None:
+        """The record stored under `key`, None if there is none; CorruptRecord if it cannot be trusted.
+
+        A record whose content no longer hashes to its record_digest (one flipped digit in a
+        metric) is corrupt. A record without a digest (written by an older version) is returned
+        as it is: the runner seals it once its objects verify."""
+        return self._read_record(self.run_path(key), key)
+
+    @staticmethod
+    def _read_record(path: Path, key: str) -> RunRecord | None:
         try:
-            return RunRecord.model_validate_json(path.read_text())
-        except Exception:
-            return None  # a manifest we cannot read is a miss, not a crash
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CorruptRecord(f"run record {key[:12]} is unreadable ({e})") from e
+        try:
+            rec = RunRecord.model_validate_json(text)
+        except ValueError as e:          # pydantic's ValidationError: name the first bad field
+            first = e.errors()[0] if hasattr(e, "errors") else {"loc": (), "msg": str(e)}
+            where = ".".join(str(p) for p in first["loc"]) or "JSON"
+            raise CorruptRecord(f"run record {key[:12]} does not parse ({where}: {first['msg']})") from e
+        if rec.key != key:
+            raise CorruptRecord(f"run record {key[:12]} holds the record of another key ({rec.key[:12]})")
+        if rec.record_digest is not None and rec.record_digest != rec.content_digest():
+            raise CorruptRecord(f"run record {key[:12]} does not match its record_digest (edited or corrupted)")
+        return rec
+
+    def get_run(self, key: str) -> RunRecord | None:
+        """The record under `key` if it can be trusted, else None (a bad record is a miss, not a crash)."""
+        try:
+            return self.read_run(key)
+        except CorruptRecord:
+            return None
 
     def put_run(self, record: RunRecord) -> None:
-        text = record.model_copy(update={"cached": False}).model_dump_json(indent=1)
+        text = record.sealed().model_copy(update={"cached": False}).model_dump_json(indent=1)
         _atomic_write(self.run_path(record.key), lambda tmp: Path(tmp).write_text(text))
 
     def lock_path(self, key: str) -> Path:
@@ -198,10 +228,21 @@ class Cache:
                 lock.release()
 
     def runs(self) -> Iterator[RunRecord]:
-        for path in sorted((self.root / "runs").glob("*/*.json")):
-            rec = self.get_run(path.stem)
+        """Every trustworthy record (scan_runs also names the others)."""
+        for _, rec, _ in self.scan_runs():
             if rec is not None:
                 yield rec
+
+    def scan_runs(self) -> Iterator[tuple[Path, RunRecord | None, CorruptRecord | None]]:
+        """(path, record, None) for every record file, or (path, None, problem) where it cannot be trusted."""
+        for path in sorted((self.root / "runs").glob("*/*.json")):
+            try:
+                rec = self._read_record(path, path.stem)
+            except CorruptRecord as e:
+                yield path, None, e
+                continue
+            if rec is not None:
+                yield path, rec, None
 
     def find_run(self, prefix: str) -> RunRecord | None:
         hits = [p for p in (self.root / "runs").glob(f"{prefix[:2]}/{prefix}*.json")] if len(prefix) >= 2 else []

@@ -15,8 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import torch
+from rich.markup import escape
 
-from pipeline.cache import Cache, CorruptObject, cache_key, code_digest, file_sha256
+from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest, file_sha256
 from pipeline.console import debug, log
 from pipeline.datasets import locate
 from pipeline.registry import STAGES
@@ -58,6 +59,20 @@ class Runner:
 
     # -- public ----------------------------------------------------------------------------
     def run(self, stage: str, cfg: PipelineConfig, *, top: bool = True) -> RunRecord:
+        """The record of `stage` under `cfg`, from the cache or computed (see _as_requested)."""
+        return self._as_requested(self._run(stage, cfg, top=top), cfg)
+
+    @staticmethod
+    def _as_requested(record: RunRecord, cfg: PipelineConfig) -> RunRecord:
+        """The record with THIS request's pipeline config, sealed: a hit's stored record has the
+        config of whichever command first computed it, and `--from` must never continue from that
+        one; the digest covers what is printed, so `--from` can check it."""
+        pipeline = cfg.model_dump(mode="json")
+        if record.pipeline != pipeline:
+            record = record.model_copy(update={"pipeline": pipeline})
+        return record.sealed()
+
+    def _run(self, stage: str, cfg: PipelineConfig, *, top: bool) -> RunRecord:
         spec = STAGES[stage]
         upstream = [self.run(dep, cfg, top=False) for dep in spec.deps(cfg)]
         refs = self._input_refs(spec.inputs.model_fields, upstream)
@@ -146,7 +161,11 @@ class Runner:
         return refs
 
     def _verified_hit(self, key: str) -> RunRecord | None:
-        rec = self.cache.get_run(key)
+        try:
+            rec = self.cache.read_run(key)
+        except CorruptRecord as e:
+            log(f"[red]cache corrupt[/red] {escape(str(e))}; recomputing")
+            return None
         if rec is None:
             return None
         for ref in rec.outputs.values():
@@ -156,6 +175,9 @@ class Runner:
                 log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
                 self.cache.discard(ref.digest)
                 return None
+        if rec.record_digest is None:       # written before records carried a digest: seal it now
+            self.cache.put_run(rec)
+            rec = rec.sealed()
         return rec.model_copy(update={"cached": True})
 
     def _load(self, ref: Any) -> dict[str, torch.Tensor]:
