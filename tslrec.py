@@ -148,6 +148,9 @@ def report_cmd(
     Example:
       tslrec run all --dataset beauty --seeds 3 && tslrec report --out results/
     """
+    from pipeline.extras import require
+
+    require("matplotlib", "report", "tslrec report")
     from pipeline.report import write_report
 
     written = write_report(runtime().cache_dir, out, _split(datasets), experiments or None)

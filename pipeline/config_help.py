@@ -53,15 +53,17 @@ def stage_fields(stage: str | None) -> list[dict[str, Any]]:
 
 def nearest_fields(dotted: str, n: int = 3) -> list[str]:
     """Known field names closest to a mistyped one: 'pretrain.trainer.lrr' -> ['pretrain.trainer.lr']."""
-    names = [r["name"] for r in fields()]
+    leaves = [r["name"] for r in fields()]
+    sections = sorted({name.rsplit(".", i)[0] for name in leaves for i in range(1, name.count(".") + 1)})
+    names = leaves + sections   # a typo may be in a section name: pretrain.trainr -> pretrain.trainer
     close = difflib.get_close_matches(dotted, names, n=n, cutoff=0.6)
     if close:
         return close
     # A typo in the last part only: compare the leaf names inside the same section.
     section, _, leaf = dotted.rpartition(".")
     siblings = [nm for nm in names if nm.rpartition(".")[0] == section]
-    leaves = difflib.get_close_matches(leaf, [s.rpartition(".")[2] for s in siblings], n=n, cutoff=0.5)
-    return [f"{section}.{x}" for x in leaves]
+    near = difflib.get_close_matches(leaf, [s.rpartition(".")[2] for s in siblings], n=n, cutoff=0.5)
+    return [f"{section}.{x}" for x in near]
 
 
 def format_fields(rows: list[dict[str, Any]]) -> str:

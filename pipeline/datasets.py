@@ -1,14 +1,21 @@
 """Where datasets live and how to get them: the data dir, known sources, sha256-checked download.
 
 Not a stage: this is I/O around the `data` stage, which only parses a file it is given.
+Beauty (the default) ships gzipped inside the package (research-use data its source repositories
+redistribute): without a local copy it is unpacked from there, sha256-checked like a download, so the
+default pipeline runs offline. ML-1M and Yelp may not be redistributed: they download, or the user
+puts the file in the data dir.
 """
 from __future__ import annotations
 
+import contextlib
+import gzip
 import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from pipeline.cache import file_sha256
 from schemas.runtime import Runtime
@@ -40,6 +47,7 @@ KNOWN: dict[str, Source] = {
                     f"{SASREC}/ml-1m.txt", "b725f3acb3986fe3130bffd1e77a74d182a1f51799567a236dbd60270f95b0a2"),
 }
 EXTENSIONS = (".txt", ".inter", ".csv", ".tsv")
+PACKAGED = {"beauty": "Beauty.txt.gz"}   # name -> gzipped file in pipeline/packaged/
 
 
 def local_path(name: str, data_dir: Path) -> Path | None:
@@ -51,11 +59,38 @@ def local_path(name: str, data_dir: Path) -> Path | None:
     return None
 
 
+def packaged_path(name: str) -> Path | None:
+    """The gzipped copy of dataset `name` shipped inside the package, or None."""
+    if name not in PACKAGED:
+        return None
+    path = Path(__file__).resolve().parent / "packaged" / PACKAGED[name]
+    return path if path.is_file() else None
+
+
+def unpack(src: Source, packed: Path, data_dir: Path) -> Path:
+    """Unpack the packaged copy to data_dir/src.fetch_to; its sha256 is checked before the file appears."""
+    dest = data_dir / src.fetch_to
+    with _new_dirs(dest.parent):
+        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".unpack-", delete=False) as tmp:
+            try:
+                with gzip.open(packed, "rb") as f:
+                    shutil.copyfileobj(f, tmp)
+            except BaseException:
+                Path(tmp.name).unlink(missing_ok=True)
+                raise
+        _check_sha256(Path(tmp.name), src, f"packaged {packed}")
+    Path(tmp.name).replace(dest)
+    return dest
+
+
 def locate(name: str, rt: Runtime) -> Path:
-    """Find dataset `name`, generating the synthetic one or fetching a known one if missing."""
+    """Find dataset `name`: the data dir, else generate (synthetic), unpack (packaged) or fetch (known)."""
     path = local_path(name, rt.data_dir)
     if path is not None:
         return path
+    packed = packaged_path(name)
+    if packed is not None:
+        return unpack(KNOWN[name], packed, rt.data_dir)
     if name == "synthetic":
         from stages.synthetic import SyntheticConfig, write_synthetic
 
@@ -66,26 +101,50 @@ def locate(name: str, rt: Runtime) -> Path:
             f"known: {', '.join(KNOWN)}, synthetic; add your own with `tslrec data import FILE --name {name}`")
     if rt.offline:
         src = KNOWN[name]
-        raise DatasetError(f"dataset {name!r} not found and offline: put {src.url.rsplit('/', 1)[-1]} "
-                           f"(sha256 {src.sha256[:12]}...) at {rt.data_dir / src.fetch_to}")
+        raise DatasetError(f"dataset {name!r} not found and offline: {where_to_put(src, rt.data_dir)}")
     return fetch(KNOWN[name], rt.data_dir)
+
+
+def where_to_put(src: Source, data_dir: Path) -> str:
+    """What the user can do instead of a download: the file, its sha256, where it goes."""
+    return (f"put {src.url.rsplit('/', 1)[-1]} (sha256 {src.sha256[:12]}...) at {data_dir / src.fetch_to}, "
+            f"or point --data-dir / TSLREC_DATA_DIR at a folder that holds {src.fetch_to}")
+
+
+@contextlib.contextmanager
+def _new_dirs(folder: Path) -> Iterator[None]:
+    """Create folder (and parents); if the body fails, remove the ones created here that are still empty."""
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for p in created:   # deepest first
+            try:
+                p.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _check_sha256(path: Path, src: Source, what: str) -> None:
+    got = file_sha256(path)
+    if got != src.sha256:
+        path.unlink(missing_ok=True)
+        raise DatasetError(f"sha256 mismatch for {what}: got {got}, expected {src.sha256}")
 
 
 def fetch(src: Source, data_dir: Path, *, timeout: float = 60.0) -> Path:
     """Download src.url to data_dir/src.fetch_to, verifying sha256 before the file appears."""
     dest = data_dir / src.fetch_to
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as tmp:
-        try:
-            with urllib.request.urlopen(src.url, timeout=timeout) as resp:
-                shutil.copyfileobj(resp, tmp)
-        except Exception as e:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise DatasetError(f"cannot download {src.name} from {src.url} ({e}); "
-                               f"put the file at {dest} by hand (sha256 {src.sha256})") from e
-    got = file_sha256(Path(tmp.name))
-    if got != src.sha256:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise DatasetError(f"sha256 mismatch for {src.url}: got {got}, expected {src.sha256}")
+    with _new_dirs(dest.parent):
+        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as tmp:
+            try:
+                with urllib.request.urlopen(src.url, timeout=timeout) as resp:
+                    shutil.copyfileobj(resp, tmp)
+            except Exception as e:
+                Path(tmp.name).unlink(missing_ok=True)
+                raise DatasetError(f"cannot download {src.name} from {src.url} ({e}); {where_to_put(src, data_dir)}") from e
+        _check_sha256(Path(tmp.name), src, src.url)
     Path(tmp.name).replace(dest)
     return dest

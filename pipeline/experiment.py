@@ -63,9 +63,16 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         if v not in UPSTREAM_OF:
             raise ValueError(f"unknown variant {v!r}; choose from {', '.join(UPSTREAM_OF)}")
     needed = ["data"] + [s for s in ["pretrain", "group", "sft", "augment"] if any(s in UPSTREAM_OF[v] for v in variants)]
-    upstream = {s: runner.run(s, cfg) for s in needed}
+    tcfgs = train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants)
+    total = len(needed) + len(tcfgs)
+    upstream = {}
+    for i, s in enumerate(needed, 1):
+        log(f"[bold]stage {i} of {total}[/bold]: {s}")
+        upstream[s] = runner.run(s, cfg)
     runs = []
-    for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants):
+    for i, tcfg in enumerate(tcfgs, len(needed) + 1):
+        t = tcfg.train
+        log(f"[bold]stage {i} of {total}[/bold]: train {t.variant} {t.backbone.name} seed {t.trainer.seed}")
         rec, r = train_run(runner, tcfg)
         runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key, "stage": rec.stage,
                      "test": r["test"], "test_alt": r.get("test_alt"), "valid": r["valid"], "best_epoch": r["best_epoch"],

@@ -90,5 +90,5 @@ def unknown_field_message(dotted: str) -> str:
     from pipeline.config_help import nearest_fields
 
     near = nearest_fields(dotted)
-    hint = f"did you mean {' or '.join(near)}?" if near else f"see `tslrec config {dotted.split('.')[0]}`"
+    hint = f"did you mean {' or '.join(near)}?" if near else "`tslrec config` lists every field"
     return f"unknown field ({hint})"
