@@ -56,7 +56,7 @@ def ls_cmd(
 
 
 @cache_app.command("rm")
-def rm_cmd(keys: list[str] = typer.Argument(..., help="Run keys or unique prefixes.")) -> None:
+def rm_cmd(keys: list[str] = typer.Argument(..., help="Run keys or unique prefixes.", metavar="KEY...")) -> None:
     """Forget cached runs (their manifests); `tslrec cache gc` then frees objects no run uses. Prints the keys.
 
     Example: tslrec cache rm 3fa9c1 && tslrec cache gc
