@@ -26,6 +26,7 @@ from pipeline.experiment import run_all  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
 from pipeline.report import write_report  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
+from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
-    rt = Runtime(threads=args.threads, progress=True)
+    rt = Runtime(threads=args.threads, progress=True, tracker=make_tracker)
     cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets])
     t0 = time.perf_counter()
     summary = run_all(Runner(rt), cfg, seeds=args.seeds, backbones=args.backbones.split(","),
