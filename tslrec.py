@@ -36,7 +36,6 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
-app.command("export")(export_cmd)
 
 
 def _print_version(value: bool) -> None:
@@ -191,6 +190,9 @@ def config_cmd(
         raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}", param_hint="STAGE")
     rows = stage_fields(stage)
     emit({"fields": rows}, as_json, plain=format_fields(rows))
+
+
+app.command("export")(export_cmd)
 
 
 def _split(s: Optional[str]) -> Optional[list[str]]:

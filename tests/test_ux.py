@@ -209,6 +209,12 @@ def test_quick_commands_never_import_torch_or_transformers(args, tmp_path):
     assert r.stderr.strip().splitlines()[-1] == "0 []", r.stderr
 
 
+def test_new_verbs_have_help_with_an_example(cli):
+    for verb in (["config"], ["export"], ["cache", "rm"]):
+        r = cli(*verb, "--help")
+        assert r.code == 0 and "Example" in r.out, verb
+
+
 def test_version_and_shell_completion(cli):
     from importlib.metadata import version
 
