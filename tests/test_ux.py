@@ -323,6 +323,21 @@ def test_wheel_holds_exactly_our_top_level_names_beauty_and_the_license(tmp_path
     assert "transformers<6,>=5.17" in meta.replace(" ", "") or "transformers>=5.17,<6" in meta
 
 
+def test_version_bounds_hold_the_versions_under_test():
+    """Every dependency in pyproject (extras included) is bounded above and admits what this suite runs on."""
+    import tomllib
+    from importlib.metadata import version
+
+    packaging = pytest.importorskip("packaging.requirements")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    reqs = [packaging.Requirement(r) for r in project["dependencies"]]
+    reqs += [packaging.Requirement(r) for extra in ("report", "gguf") for r in project["optional-dependencies"][extra]]
+    for req in reqs:
+        assert any(spec.operator in ("<", "<=", "~=", "==") for spec in req.specifier), f"{req} has no upper bound"
+        installed = version(req.name).split("+")[0]
+        assert req.specifier.contains(installed), f"{req.name} {installed} is outside {req.specifier}"
+
+
 def test_readme_and_ci_install_with_the_same_command():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
