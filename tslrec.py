@@ -153,9 +153,13 @@ def report_cmd(
     from pipeline.report import write_report
 
     written = write_report(runtime().cache_dir, out, _split(datasets), experiments or None)
-    for name, path in written["files"].items():
+    files = written["files"]
+    if sys.stdout.isatty() and not as_json:   # one listing on a terminal, not the same paths twice
+        emit(None, False, plain="\n".join(f"wrote {name}: {path}" for name, path in files.items()))
+        return
+    for name, path in files.items():
         err.print(f"wrote {name}: {path}")
-    emit(written, as_json, plain="\n".join(written["files"].values()))
+    emit(written, as_json, plain="\n".join(files.values()))
 
 
 def check_all_options(cfg: PipelineConfig, backbones: Optional[list[str]], variants: Optional[list[str]]) -> None:

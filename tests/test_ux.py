@@ -303,6 +303,16 @@ def test_run_all_says_stage_n_of_m(cli, dirs):
     assert "stage 1 of 5: data" in r.err and "stage 5 of 5: train ci sasrec seed 42" in r.err
 
 
+def test_report_on_a_terminal_lists_its_files_once(cli, dirs, tmp_path, monkeypatch):
+    toy(dirs[1])
+    assert cli("--threads", "1", "run", "all", "--dataset", "toy", "--variants", "base", *TINY).code == 0
+    piped = cli("report", "--out", str(tmp_path / "a"))
+    assert piped.code == 0 and "wrote table2_md" in piped.err and piped.out.strip().endswith(".png")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    tty = cli("report", "--out", str(tmp_path / "b"))
+    assert tty.code == 0 and "wrote table2_md" in tty.out and "wrote" not in tty.err
+
+
 # -- 7. packaging ------------------------------------------------------------------------------------
 def test_wheel_holds_exactly_our_top_level_names_beauty_and_the_license(tmp_path):
     """pipeline, schemas and stages install as top-level names (documented in the README): the wheel holds
