@@ -20,7 +20,7 @@ from typing import Any, Optional
 import typer
 
 from pipeline.cli_cache import cache_app
-from pipeline.cli_common import CONTEXT, StageHelpCommand, apply_globals, emit, package_version, runtime
+from pipeline.cli_common import CONTEXT, StageHelpCommand, apply_globals, complete_run_stage, complete_stage, emit, package_version, runtime
 from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
 from pipeline.console import err
@@ -102,7 +102,7 @@ Examples:
   tslrec run train --dataset ml-1m --set train.variant=tslrec --config exp.toml
   tslrec run pretrain --help     # ends with every field of the pretrain config""")
 def run_cmd(
-    stage: str = typer.Argument(..., help="Stage name or 'all'.", metavar="STAGE"),
+    stage: str = typer.Argument(..., help="Stage name or 'all'.", metavar="STAGE", autocompletion=complete_run_stage),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: beauty, or the upstream run's)."),
     sets: list[str] = typer.Option([], "--set", help="Override a config field: stage.field=value (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [stage] sections of overrides."),
@@ -178,7 +178,8 @@ def check_all_options(cfg: PipelineConfig, backbones: Optional[list[str]], varia
 
 @app.command("config")
 def config_cmd(
-    stage: Optional[str] = typer.Argument(None, help="Only this stage's fields (data, pretrain, group, sft, augment, train)."),
+    stage: Optional[str] = typer.Argument(None, help="Only this stage's fields (data, pretrain, group, sft, augment, train).",
+                                          autocompletion=complete_stage),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
     """Every config field with its type, default and description (set one with --set FIELD=VALUE).

@@ -61,7 +61,9 @@ class StageHelpCommand(TyperCommand):
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         # --help is eager: it fires before STAGE is parsed, so note the stage here.
-        ctx.meta["help_stage"] = args[0] if args and not args[0].startswith("-") else None
+        from pipeline.registry import STAGES
+
+        ctx.meta["help_stage"] = next((a for a in args if a in STAGES), None)
         return super().parse_args(ctx, args)
 
     def format_epilog(self, ctx: Any, formatter: Any) -> None:
@@ -73,3 +75,15 @@ class StageHelpCommand(TyperCommand):
         if rows:
             with formatter.section(f"Config fields of {stage} (--set FIELD=VALUE; `tslrec config {stage} --json`)"):
                 formatter.write_dl([(f"{r['name']}: {r['type']} = {r['default']!r}", r["description"]) for r in rows])
+
+
+def complete_stage(incomplete: str) -> list[str]:
+    """Shell completion of a stage name."""
+    from pipeline.registry import ORDER
+
+    return [s for s in ORDER if s.startswith(incomplete)]
+
+
+def complete_run_stage(incomplete: str) -> list[str]:
+    """Shell completion of `run STAGE`: a stage or 'all'."""
+    return complete_stage(incomplete) + (["all"] if "all".startswith(incomplete) else [])

@@ -171,7 +171,7 @@ def test_config_lists_every_field_with_type_default_and_description(cli):
 def test_run_stage_help_shows_that_stages_fields(cli):
     r = cli("run", "pretrain", "--help")
     assert r.code == 0 and "pretrain.trainer.patience" in r.out and "group.k" not in r.out
-    assert "group.k: int = 16" in cli("run", "group", "--help").out
+    assert "group.k: int = 16" in cli("run", "-d", "toy", "group", "--help").out
 
 
 def test_unknown_field_suggests_the_nearest_names(cli):
@@ -222,6 +222,19 @@ def test_version_and_shell_completion(cli):
     assert r.code == 0 and r.out.strip() == f"tslrec {version('tslrec')}"
     r = cli("--show-completion", "bash")
     assert r.code == 0 and "complete" in r.out
+
+
+def test_shell_completion_offers_stage_names(tmp_path):
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TSLREC_CACHE_DIR": str(tmp_path),
+               "_TSLREC.PY_COMPLETE": "complete_bash", "COMP_WORDS": words, "COMP_CWORD": str(len(words.split(" ")) - 1)}
+        r = subprocess.run([sys.executable, str(ROOT / "tslrec.py")], env=env, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert complete("tslrec.py run pr") == ["pretrain"]
+    assert complete("tslrec.py run a") == ["augment", "all"]
+    assert complete("tslrec.py config ") == ["data", "pretrain", "group", "sft", "augment", "train"]
 
 
 # -- 5. cache views -------------------------------------------------------------------------------
