@@ -20,7 +20,8 @@ from typing import Any, Optional
 import typer
 
 from pipeline.cli_cache import cache_app
-from pipeline.cli_common import CONTEXT, StageHelpCommand, apply_globals, complete_run_stage, complete_stage, emit, package_version, runtime
+from pipeline.cli_common import (CONTEXT, StageHelpCommand, apply_globals, complete_run_stage, complete_stage, emit,
+                                 package_version, runtime)
 from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
 from pipeline.console import err
