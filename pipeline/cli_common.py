@@ -1,4 +1,5 @@
-"""State shared by the CLI's commands: global options, the Runtime, and stdout discipline."""
+"""State shared by the CLI's commands: global options, the Runtime (with its progress tracker), stdout
+discipline, `run STAGE --help` with the stage's fields, the version and shell completion of stage names."""
 from __future__ import annotations
 
 import json
