@@ -8,14 +8,13 @@ puts the file in the data dir.
 """
 from __future__ import annotations
 
-import contextlib
 import gzip
+import os
 import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from pipeline.cache import file_sha256
 from schemas.runtime import Runtime
@@ -47,7 +46,7 @@ KNOWN: dict[str, Source] = {
                     f"{SASREC}/ml-1m.txt", "b725f3acb3986fe3130bffd1e77a74d182a1f51799567a236dbd60270f95b0a2"),
 }
 EXTENSIONS = (".txt", ".inter", ".csv", ".tsv")
-PACKAGED = {"beauty": "Beauty.txt.gz"}   # name -> gzipped file in pipeline/packaged/
+PACKAGED = {"beauty": "Beauty.txt.gz"}   # name -> gzipped copy in pipeline/packaged/ (see pyproject package-data)
 
 
 def local_path(name: str, data_dir: Path) -> Path | None:
@@ -61,26 +60,41 @@ def local_path(name: str, data_dir: Path) -> Path | None:
 
 def packaged_path(name: str) -> Path | None:
     """The gzipped copy of dataset `name` shipped inside the package, or None."""
-    if name not in PACKAGED:
-        return None
-    path = Path(__file__).resolve().parent / "packaged" / PACKAGED[name]
-    return path if path.is_file() else None
+    path = Path(__file__).resolve().parent / "packaged" / PACKAGED[name] if name in PACKAGED else None
+    return path if path is not None and path.is_file() else None
 
 
 def unpack(src: Source, packed: Path, data_dir: Path) -> Path:
-    """Unpack the packaged copy to data_dir/src.fetch_to; its sha256 is checked before the file appears."""
+    """Unpack the packaged copy to data_dir/src.fetch_to; the file appears only once its sha256 matches,
+    and a failure leaves no file and no folder that was not there before."""
     dest = data_dir / src.fetch_to
-    with _new_dirs(dest.parent):
-        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".unpack-", delete=False) as tmp:
+    created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]   # deepest first
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".unpack-")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out)
+        got = file_sha256(tmp)
+        if got != src.sha256:
+            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {src.sha256}; reinstall tslrec")
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        for p in created:
             try:
-                with gzip.open(packed, "rb") as f:
-                    shutil.copyfileobj(f, tmp)
-            except BaseException:
-                Path(tmp.name).unlink(missing_ok=True)
-                raise
-        _check_sha256(Path(tmp.name), src, f"packaged {packed}")
-    Path(tmp.name).replace(dest)
+                p.rmdir()
+            except OSError:
+                break
+        raise
     return dest
+
+
+def where_to_put(src: Source, data_dir: Path) -> str:
+    """What the user can do instead of a download: the file, its sha256, where it goes."""
+    return (f"put {src.url.rsplit('/', 1)[-1]} (sha256 {src.sha256[:12]}...) at {data_dir / src.fetch_to}, "
+            f"or point --data-dir / TSLREC_DATA_DIR at a folder that holds {src.fetch_to}")
 
 
 def locate(name: str, rt: Runtime) -> Path:
@@ -100,51 +114,28 @@ def locate(name: str, rt: Runtime) -> Path:
             f"unknown dataset {name!r}: no {name}/{name}.txt (or .inter) under {rt.data_dir}; "
             f"known: {', '.join(KNOWN)}, synthetic; add your own with `tslrec data import FILE --name {name}`")
     if rt.offline:
-        src = KNOWN[name]
-        raise DatasetError(f"dataset {name!r} not found and offline: {where_to_put(src, rt.data_dir)}")
-    return fetch(KNOWN[name], rt.data_dir)
-
-
-def where_to_put(src: Source, data_dir: Path) -> str:
-    """What the user can do instead of a download: the file, its sha256, where it goes."""
-    return (f"put {src.url.rsplit('/', 1)[-1]} (sha256 {src.sha256[:12]}...) at {data_dir / src.fetch_to}, "
-            f"or point --data-dir / TSLREC_DATA_DIR at a folder that holds {src.fetch_to}")
-
-
-@contextlib.contextmanager
-def _new_dirs(folder: Path) -> Iterator[None]:
-    """Create folder (and parents); if the body fails, remove the ones created here that are still empty."""
-    created = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+        raise DatasetError(f"dataset {name!r} not found and offline: {where_to_put(KNOWN[name], rt.data_dir)}")
     try:
-        yield
-    except BaseException:
-        for p in created:   # deepest first
-            try:
-                p.rmdir()
-            except OSError:
-                break
-        raise
-
-
-def _check_sha256(path: Path, src: Source, what: str) -> None:
-    got = file_sha256(path)
-    if got != src.sha256:
-        path.unlink(missing_ok=True)
-        raise DatasetError(f"sha256 mismatch for {what}: got {got}, expected {src.sha256}")
+        return fetch(KNOWN[name], rt.data_dir)
+    except DatasetError as e:
+        raise DatasetError(f"{e}; or point --data-dir / TSLREC_DATA_DIR at a folder that holds {KNOWN[name].fetch_to}") from e
 
 
 def fetch(src: Source, data_dir: Path, *, timeout: float = 60.0) -> Path:
     """Download src.url to data_dir/src.fetch_to, verifying sha256 before the file appears."""
     dest = data_dir / src.fetch_to
-    with _new_dirs(dest.parent):
-        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as tmp:
-            try:
-                with urllib.request.urlopen(src.url, timeout=timeout) as resp:
-                    shutil.copyfileobj(resp, tmp)
-            except Exception as e:
-                Path(tmp.name).unlink(missing_ok=True)
-                raise DatasetError(f"cannot download {src.name} from {src.url} ({e}); {where_to_put(src, data_dir)}") from e
-        _check_sha256(Path(tmp.name), src, src.url)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as tmp:
+        try:
+            with urllib.request.urlopen(src.url, timeout=timeout) as resp:
+                shutil.copyfileobj(resp, tmp)
+        except Exception as e:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise DatasetError(f"cannot download {src.name} from {src.url} ({e}); "
+                               f"put the file at {dest} by hand (sha256 {src.sha256})") from e
+    got = file_sha256(Path(tmp.name))
+    if got != src.sha256:
+        Path(tmp.name).unlink(missing_ok=True)
+        raise DatasetError(f"sha256 mismatch for {src.url}: got {got}, expected {src.sha256}")
     Path(tmp.name).replace(dest)
     return dest
