@@ -8,7 +8,7 @@
 - train: backbone.safetensors.
 Row i of every item-indexed tensor is internal item i (row 0 is padding); item_ids.tsv maps rows to the
 user's own item ids (from the data run's `item_ids` artifact when it has one, else the ids are the
-dataset's own). README.txt says what each file is, its shape and which run made it.
+dataset's own), and user_ids.tsv likewise when the data run has a `user_ids` map. README.txt says what each file is, its shape and which run made it.
 The folder is written under a temporary name and renamed at the end: a crash leaves nothing half-written.
 """
 from __future__ import annotations
@@ -28,14 +28,14 @@ from pipeline.console import err
 from pipeline.overrides import ConfigError
 from schemas.common import RunRecord
 
-SKIPPED_KINDS = {"ranks", "sequences", "item_ids"}   # per-user evaluation data and the data stage's own
+SKIPPED_KINDS = {"ranks", "sequences", "item_ids", "user_ids"}   # evaluation data; the data stage's own (id maps: .tsv)
 WHAT = {
     "enhanced.embeddings": "enhanced item embeddings: the tuned LLM's hidden state for each item's one-item prompt",
     "enhanced.category_probs": "each item's predicted distribution over the K latent categories",
     "item_embeddings.weight": "item embeddings of the pretrained ID backbone",
     "groups.cluster_map": "k-means group of each item (-1 on the padding row)",
     "groups.centroids": "k-means centroids",
-    "groups.user_pref": "each user's preference distribution over the K groups (row = internal user - 1)",
+    "groups.user_pref": "each user's preference distribution over the K groups (row r = internal user r+1)",
     "heads.linear_proj.weight": "projection of item embeddings into the LLM (d -> H), weight",
     "heads.linear_proj.bias": "projection of item embeddings into the LLM, bias",
     "heads.group_head.weight": "category head on the LLM's hidden state (H -> K), weight",
@@ -70,25 +70,34 @@ def data_record(cache: Cache, rec: RunRecord) -> Optional[RunRecord]:
                  and r.outputs["sequences"].digest == digest), None)
 
 
-def item_ids(cache: Cache, data: Optional[RunRecord]) -> Optional[list[str]]:
-    """The user's own id of internal items 1..N, from the data run's 'item_ids' artifact; None if it
-    has none (the dataset's ids are then the internal ids). Accepted tensors: a uint8 UTF-8 JSON list
-    of ids (`tokens`/`__json__`), or an integer tensor of ids; one entry per item, or N+1 with padding."""
-    if data is None or "item_ids" not in data.outputs:
-        return None
-    tensors = cache.get(data.outputs["item_ids"])
-    n = int(data.result["n_items"])
-    name, t = next(iter(sorted(tensors.items())))
+def decode_ids(tensors: dict[str, Any]) -> list[str]:
+    """An id map artifact -> the user's ids, index i = internal id i+1. The data stage's encoding
+    (stages/idmap.py): `utf8` uint8 bytes + `offsets` int64 (n+1,). Also read: one uint8 tensor of
+    UTF-8 JSON (a list of ids), or one integer tensor of ids."""
+    if "utf8" in tensors and "offsets" in tensors:
+        raw, bounds = tensors["utf8"].numpy().tobytes(), tensors["offsets"].tolist()
+        return [raw[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+    (t,) = tensors.values()
     ids = json.loads(t.numpy().tobytes().decode()) if str(t.dtype) == "torch.uint8" else t.tolist()
-    ids = [str(x) for x in ids]
-    return ids[1:] if len(ids) == n + 1 else ids
+    return [str(x) for x in ids]
 
 
-def write_item_ids(out: Path, n_items: int, ids: Optional[list[str]]) -> dict[str, Any]:
-    lines = ["row\titem_id"] + [f"{row}\t{ids[row - 1] if ids else row}" for row in range(1, n_items + 1)]
-    (out / "item_ids.tsv").write_text("\n".join(lines) + "\n")
-    source = "the data run's item_ids map" if ids else "identity: the dataset's item ids are the internal ids"
-    return {"file": "item_ids.tsv", "shape": [n_items], "what": f"row -> your item id ({source})"}
+def id_map(cache: Cache, data: Optional[RunRecord], kind: str, n: int) -> Optional[list[str]]:
+    """The user's own ids of internal ids 1..n from the data run's `kind` artifact ('item_ids' or
+    'user_ids'); None if it has none (the file's ids are then the internal ids)."""
+    if data is None or kind not in data.outputs:
+        return None
+    ids = decode_ids(cache.get(data.outputs[kind]))
+    return ids[1:] if len(ids) == n + 1 else ids   # tolerate a map that includes the padding id
+
+
+def write_id_map(out: Path, kind: str, n: int, ids: Optional[list[str]]) -> dict[str, Any]:
+    """<kind>.tsv: internal id (the tensor row; users are row+1 in per-user tensors) -> the user's own id."""
+    what = kind.removesuffix("_ids")
+    lines = [f"row\t{what}_id"] + [f"{row}\t{ids[row - 1] if ids else row}" for row in range(1, n + 1)]
+    (out / f"{kind}.tsv").write_text("\n".join(lines) + "\n")
+    source = f"the data run's {kind} map" if ids else f"identity: the dataset's {what} ids are the internal ids"
+    return {"file": f"{kind}.tsv", "shape": [n], "what": f"internal {what} id -> your {what} id ({source})"}
 
 
 def write_tensors(out: Path, kind: str, tensors: dict[str, Any], npy: bool) -> list[dict[str, Any]]:
@@ -149,7 +158,12 @@ def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) ->
             files += write_adapter(tmp, tensors) if kind == "adapter" else write_tensors(tmp, kind, tensors, npy)
         data = data_record(cache, rec)
         if data is not None:
-            files.append(write_item_ids(tmp, int(data.result["n_items"]), item_ids(cache, data)))
+            n_items = int(data.result["n_items"])
+            files.append(write_id_map(tmp, "item_ids", n_items, id_map(cache, data, "item_ids", n_items)))
+            n_users = int(data.result["n_users"])
+            users = id_map(cache, data, "user_ids", n_users)
+            if users is not None:   # per-user tensors (groups.user_pref) in the user's own ids
+                files.append(write_id_map(tmp, "user_ids", n_users, users))
         (tmp / "README.txt").write_text(readme(rec, files))
         tmp.chmod(0o755)   # mkdtemp makes it private
         if out.exists():

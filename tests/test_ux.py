@@ -136,21 +136,31 @@ def test_export_embeddings_cluster_map_and_a_peft_adapter(cli, dirs, tmp_path):
 
 
 def test_export_writes_the_users_own_item_ids_when_the_data_run_has_a_map(cli, dirs, tmp_path):
-    """A data run that stores an `item_ids` artifact (tokens as UTF-8 JSON): export maps rows to them."""
+    """A data run with `item_ids` / `user_ids` artifacts (the data stage's encoding: utf8 bytes + offsets,
+    stages/idmap.py on the rel-input branch): export maps rows to the user's own ids."""
+    import torch
+
     from pipeline.cache import Cache
-    from stages.lm.model import encode_json
+
+    def encode(tokens):
+        blobs = [t.encode() for t in tokens]
+        offsets = torch.tensor([0, *[len(b) for b in blobs]], dtype=torch.int64).cumsum(0)
+        return {"utf8": torch.frombuffer(bytearray(b"".join(blobs)), dtype=torch.uint8).clone(), "offsets": offsets}
 
     toy(dirs[1])
     rec_json = cli("run", "data", "--dataset", "toy", "--json").out
     cache = Cache(dirs[0])
     rec = cache.get_run(json.loads(rec_json)["key"])
-    tokens = [f"B00{i:04d}X" for i in range(1, 26)]
-    ref = cache.put("item_ids", {"tokens": encode_json(tokens)})
-    cache.put_run(rec.model_copy(update={"outputs": {**rec.outputs, "item_ids": ref}}))
+    items = [f"B00{i:04d}X" for i in range(1, 26)]
+    users = [f"user-{chr(0x3b1 + i % 20)}{i}" for i in range(1, 41)]     # non-ASCII ids round-trip too
+    outputs = {**rec.outputs, "item_ids": cache.put("item_ids", encode(items)), "user_ids": cache.put("user_ids", encode(users))}
+    cache.put_run(rec.model_copy(update={"outputs": outputs}))
     r = cli("export", rec.key, "-o", str(tmp_path / "ids"))
     assert r.code == 0, r.err
-    rows = [line.split("\t") for line in (tmp_path / "ids" / "item_ids.tsv").read_text().splitlines()[1:]]
-    assert [tok for _, tok in rows] == tokens and [int(row) for row, _ in rows] == list(range(1, 26))
+    for file, tokens in (("item_ids.tsv", items), ("user_ids.tsv", users)):
+        rows = [line.split("\t") for line in (tmp_path / "ids" / file).read_text().splitlines()[1:]]
+        assert [tok for _, tok in rows] == tokens and [int(row) for row, _ in rows] == list(range(1, len(tokens) + 1))
+    assert "user_ids.tsv" in (tmp_path / "ids" / "README.txt").read_text()
 
 
 # -- 3. config discovery -------------------------------------------------------------------------
