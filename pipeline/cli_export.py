@@ -8,7 +8,8 @@
 - train: backbone.safetensors.
 Row i of every item-indexed tensor is internal item i (row 0 is padding); item_ids.tsv maps rows to the
 user's own item ids (from the data run's `item_ids` artifact when it has one, else the ids are the
-dataset's own), and user_ids.tsv likewise when the data run has a `user_ids` map. README.txt says what each file is, its shape and which run made it.
+dataset's own), and user_ids.tsv likewise when the data run has a `user_ids` map. README.txt says what
+each file is, its shape and which run made it.
 The folder is written under a temporary name and renamed at the end: a crash leaves nothing half-written.
 """
 from __future__ import annotations
@@ -48,10 +49,10 @@ WHAT = {
 def find_record(cache: Cache, key: Optional[str], from_: Optional[str]) -> RunRecord:
     """The run to export: a key (or unique prefix) in the cache, or a run record (file or '-')."""
     if (key is None) == (from_ is None):
-        raise ConfigError("give a run KEY (or prefix) or --from RECORD, not both")
+        raise ConfigError("give either a run KEY (or a prefix of it) or --from RECORD")
     if from_ is not None:
-        text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
         try:
+            text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
             return RunRecord.model_validate_json(text)
         except Exception as e:
             raise ConfigError(f"--from {from_}: not a tslrec run record ({str(e).splitlines()[0]})") from e
