@@ -27,9 +27,9 @@ COMMANDS = [["--help"], ["--version"], ["cache", "path"], ["cache", "ls"], ["con
 LIMIT_S = 0.5
 
 
-def git_commit() -> str | None:
+def git_commit(tree: Path = ROOT) -> str | None:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -84,7 +84,7 @@ def main() -> None:
               "git_commit": git_commit(), "machine": machine(), "repeats": args.repeats, "limit_s": LIMIT_S,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "commands": timed["this"]}
     if args.baseline:
-        result["baseline"] = {"tree": str(args.baseline), "commands": timed["baseline"]}
+        result["baseline"] = {"tree": str(args.baseline), "git_commit": git_commit(args.baseline), "commands": timed["baseline"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(args.out)
