@@ -70,8 +70,10 @@ def rm_cmd(keys: list[str] = typer.Argument(..., help="Run keys or unique prefix
         records.append(rec)
     for rec in records:
         cache.run_path(rec.key).unlink(missing_ok=True)
-        err.print(f"removed {rec.stage} run {rec.key[:12]}")
-    emit(None, False, plain="\n".join(rec.key for rec in records))
+    said = [f"removed {rec.stage} run {rec.key}" for rec in records]
+    if not sys.stdout.isatty():   # on a terminal stdout says it; in a pipe stdout is the keys alone
+        err.print("\n".join(said), markup=False)
+    emit(None, False, plain="\n".join(said if sys.stdout.isatty() else [rec.key for rec in records]))
 
 
 @cache_app.command("show")
