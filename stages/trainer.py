@@ -148,7 +148,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
                 best, bad = (ndcg, epoch, state, valid_ranks), 0
             else:
                 bad += 1
-            bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0])
+            bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0], since_best=bad, patience=cfg.patience)
             if bad >= cfg.patience:
                 break
             checkpoint.save(rt, ckpt, epoch, model, opt, [gen], (best, bad, epoch_s, eval_s))   # resume point
