@@ -33,7 +33,7 @@ FUSIONS = ["add", "init", "dual", "nullspace", "ensemble", "gate"]
 def table2_jobs(dataset: str, backbones: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
     """One `experiment.py` per dataset x seed x backbone (base, ci, tslrec at that train seed)."""
     return [(f"t2-{dataset}-{b}-{s}", ["benchmarks/experiment.py", "--dataset", dataset, "--backbones", b, "--seeds", "1",
-                                       "--set", f"train.trainer.seed={s}", "--tag", f"-{b}-{s}", "--no-report"])
+                                       "--set", f"train.trainer.seed={s}", f"--tag=-{b}-{s}", "--no-report"])
             for s in seeds for b in backbones]
 
 
@@ -49,13 +49,20 @@ def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int]) -> list[tup
     return jobs
 
 
+def ml1m_length_jobs() -> list[tuple[str, list[str]]]:
+    """ML-1M SASRec pretrain with the original SASRec's maximum length (200) next to ours (50): does
+    seeing more of a long history explain our low unmasked figures (the speed issue, item 3)?"""
+    return [(f"len-ml-1m-{n}", ["tslrec.py", "run", "pretrain", "-d", "ml-1m", "--set", f"pretrain.backbone.max_len={n}",
+                                "--json"]) for n in (200,)]
+
+
 def plan(name: str) -> list[tuple[str, list[str]]]:
     """Jobs in priority order. `gpu`: Beauty's Table 2, the first seed of Yelp's and ML-1M's chains
     (their upstream stages start early), Beauty's SASRec fusions, then the rest."""
     if name == "gpu":
         beauty = table2_jobs("beauty", BACKBONES, SEEDS)
         yelp, ml = table2_jobs("yelp", BACKBONES, SEEDS), table2_jobs("ml-1m", BACKBONES, SEEDS)
-        return [*beauty, yelp[0], ml[0], *fusion_jobs("sasrec", FUSIONS, SEEDS), *yelp[1:], *ml[1:],
+        return [*beauty, yelp[0], ml[0], *ml1m_length_jobs(), *fusion_jobs("sasrec", FUSIONS, SEEDS), *yelp[1:], *ml[1:],
                 *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
     if name == "tiny":   # the runner's own check on synthetic data
         return [*table2_jobs("synthetic", ["sasrec", "caser"], [42, 43]),
@@ -66,6 +73,9 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
 
 def job_command(args: list[str], out: Path, device: str, sets: list[str]) -> list[str]:
     script = args[0]
+    if script == "tslrec.py":   # a CLI run: global options first; its JSON record goes to stdout (the log)
+        return [sys.executable, str(ROOT / script), "--device", device, "--threads", "1", "--no-progress", *args[1:],
+                *[a for s in sets for a in ("--set", s)]]
     flag = "--out"
     target = out / ("table2" if "experiment" in script else "fusion")
     if "fusion" in script:
@@ -78,6 +88,7 @@ def run(args: argparse.Namespace) -> None:
     jobs = plan(args.plan)
     (args.out / "table2").mkdir(parents=True, exist_ok=True)
     (args.out / "fusion").mkdir(parents=True, exist_ok=True)
+    (args.out / "misc").mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs"
     logs.mkdir(exist_ok=True)
     t0, todo, live, done = time.monotonic(), list(jobs), {}, []
@@ -85,9 +96,10 @@ def run(args: argparse.Namespace) -> None:
         now = time.monotonic() - t0
         while todo and len(live) < args.workers and now < args.deadline_s:
             name, jargs = todo.pop(0)
-            with open(logs / f"{name}.log", "w") as log:
-                live[name] = (subprocess.Popen(job_command(jargs, args.out, args.device, args.sets), stdout=log,
-                                               stderr=subprocess.STDOUT, cwd=ROOT), time.monotonic())
+            cli = jargs[0] == "tslrec.py"
+            with open(logs / f"{name}.log", "w") as log, open(args.out / "misc" / f"{name}.json", "w") if cli else log as out:
+                live[name] = (subprocess.Popen(job_command(jargs, args.out, args.device, args.sets), stdout=out,
+                                               stderr=log, cwd=ROOT), time.monotonic())
         if now >= args.deadline_s:
             todo.clear()
         for name, (proc, started) in list(live.items()):

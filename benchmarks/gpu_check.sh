@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU check: one prepared script for a lent GPU (15 minutes of device time a session, in two calls).
+#
+#   bash benchmarks/gpu_check.sh check   # ~3 min: CUDA tests, speed-gpu-beauty.json (+ run all, cold cache)
+#   bash benchmarks/gpu_check.sh grid    # ~7 min: Table 2 / fusion / ML-1M length jobs, 14 at a time, then stop
+#
+# Needs, beside the working tree (carried; both ignored by git):
+#   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's
+#          Python 3.12 (its image has torch, transformers, peft, typer, rich, scipy, matplotlib, filelock)
+#   .gpu/  datasets/{beauty,ml-1m,yelp}/ as in ../shared/datasets, and minilm-fp16/: MiniLM's config and
+#          tokenizer with its weights in float16 (the 64 MiB transfer limit); restored to float32 here.
+#          So GPU runs use MiniLM weights rounded to fp16 (a local model folder: its own cache identity).
+# Results land in $OUT (the device tool brings them back); the cache lives in .gpu-cache, kept while the
+# machine stays warm, so `grid` reuses what `check` computed.
+set -uo pipefail
+phase=${1:?usage: gpu_check.sh check|grid}
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+cd "$(dirname "$0")/.."
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+if [ ! -d /tmp/site ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+fi
+export PYTHONPATH=/tmp/site:$PWD
+export TSLREC_DATA_DIR=$PWD/.gpu/datasets TSLREC_CACHE_DIR=$PWD/.gpu-cache
+MODEL=/tmp/minilm-l6
+if [ ! -f $MODEL/model.safetensors ]; then
+  mkdir -p $MODEL && cp .gpu/minilm-fp16/*.json .gpu/minilm-fp16/vocab.txt $MODEL/
+  python3 -c "
+from safetensors.torch import load_file, save_file
+t = load_file('.gpu/minilm-fp16/model.fp16.safetensors')
+save_file({k: v.float() if v.is_floating_point() else v for k, v in t.items()}, '$MODEL/model.safetensors')"
+fi
+SETS=(--set "sft.model=$MODEL" --set pretrain.trainer.eval_batch_size=2048 --set train.trainer.eval_batch_size=2048)
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" | tee -a "$OUT/gpu.txt"
+
+if [ "$phase" = check ]; then
+  timeout 150 python3 -m pytest -q -x tests/test_cuda.py 2>&1 | tail -15 | tee "$OUT/cuda-tests.log"
+  # Speed on the GPU: the four backbones in fp32 and bf16, then `run all` on Beauty in the empty cache.
+  timeout 240 python3 benchmarks/speed.py --dataset beauty --device cuda --threads 1 --epochs 2 \
+    --eval-batches 128 2048 --run-all --run-all-cache "$TSLREC_CACHE_DIR" \
+    --run-all-set "sft.model=$MODEL" --run-all-set pretrain.trainer.eval_batch_size=2048 \
+    --run-all-set train.trainer.eval_batch_size=2048 --out "$OUT/speed-gpu-beauty.json" 2>&1 | tail -12
+elif [ "$phase" = grid ]; then
+  timeout 450 python3 benchmarks/grid.py run --plan gpu --out /tmp/grid --workers 14 --deadline-s 300 \
+    --hard-deadline-s 400 --device cuda "${SETS[@]}" 2>&1 | tail -40
+  tar czf "$OUT/grid.tgz" -C /tmp grid
+else
+  echo "unknown phase $phase" >&2; exit 2
+fi
