@@ -43,8 +43,9 @@ if [ "$phase" = check ]; then
     --run-all-set "sft.model=$MODEL" --run-all-set pretrain.trainer.eval_batch_size=2048 \
     --run-all-set train.trainer.eval_batch_size=2048 --out "$OUT/speed-gpu-beauty.json" 2>&1 | tail -12
 elif [ "$phase" = grid ]; then
-  timeout 450 python3 benchmarks/grid.py run --plan gpu --out /tmp/grid --workers 14 --deadline-s 300 \
-    --hard-deadline-s 400 --device cuda "${SETS[@]}" 2>&1 | tail -40
+  deadline=${GRID_DEADLINE:-300} hard=${GRID_HARD:-400}     # seconds: no job starts after / all stop at
+  timeout $((hard + 40)) python3 benchmarks/grid.py run --plan gpu --out /tmp/grid --workers 14 --deadline-s "$deadline" \
+    --hard-deadline-s "$hard" --device cuda "${SETS[@]}" 2>&1 | tail -40
   tar czf "$OUT/grid.tgz" -C /tmp grid
 else
   echo "unknown phase $phase" >&2; exit 2
