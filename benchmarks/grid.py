@@ -37,13 +37,13 @@ def table2_jobs(dataset: str, backbones: list[str], seeds: list[int]) -> list[tu
             for s in seeds for b in backbones]
 
 
-def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
-    """One `fusion.py` per fusion x seed on Beauty: enhanced (MiniLM), pretrain and random sources.
-    The gate's enhanced cell is Table 2's tslrec cell; Base comes from Table 2 too (same keys)."""
+def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int], lm: str = "minilm") -> list[tuple[str, list[str]]]:
+    """One `fusion.py` per fusion x seed on Beauty: enhanced (language model `lm`), pretrain and random
+    sources. The gate's enhanced cell is Table 2's tslrec cell; Base comes from Table 2 too (same keys)."""
     jobs = []
     for s in seeds:
         for f in fusions:
-            sources = ["pretrain", "random"] if f == "gate" else ["enhanced-minilm", "pretrain", "random"]
+            sources = ["pretrain", "random"] if f == "gate" else [f"enhanced-{lm}", "pretrain", "random"]
             jobs.append((f"fu-{backbone}-{f}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", backbone,
                                                    "--fusions", f, "--sources", *sources, "--seeds", str(s), "--no-base"]))
     return jobs
@@ -86,6 +86,9 @@ def job_command(args: list[str], out: Path, device: str, sets: list[str]) -> lis
 
 def run(args: argparse.Namespace) -> None:
     jobs = plan(args.plan)
+    model = [s.split("=", 1)[1] for s in args.sets if s.startswith("sft.model=")]
+    if model:   # fusion.py's `enhanced-minilm` source sets sft.model itself: name the model the jobs use
+        jobs = [(n, [a.replace("enhanced-minilm", f"enhanced-{model[-1]}") for a in j]) for n, j in jobs]
     (args.out / "table2").mkdir(parents=True, exist_ok=True)
     (args.out / "fusion").mkdir(parents=True, exist_ok=True)
     (args.out / "misc").mkdir(parents=True, exist_ok=True)

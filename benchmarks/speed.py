@@ -205,6 +205,8 @@ def main() -> None:
     for name in args.backbones:
         benches = {p: Bench(name, p, seqs, chunks, steps, args.eval_batches[-1], device) for p in args.precisions}
         times = {p: {"epoch": [], "eval": {b: [] for b in args.eval_batches}} for p in args.precisions}
+        for b in benches.values():                                     # untimed: allocator, kernels, caches
+            b.epoch()
         for _ in range(args.epochs):                                   # interleaved: same noise for all
             for p, b in benches.items():
                 times[p]["epoch"].append(b.epoch())
