@@ -107,14 +107,22 @@ def run_cmd(
 
     if stage != "all" and stage not in STAGES:
         raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
+    from pipeline.distributed import join, shutdown
+
     cfg, _ = stage_config(dataset, sets, config, profile, from_)
-    runner = Runner(runtime(), compute_upstream=not no_compute_upstream, force=force)
+    rt = join(runtime())   # under torchrun: this process's rank, world and device
+    if stage == "all" and rt.world > 1:
+        raise ConfigError("`run all` does not run under torchrun; run its stages one by one (README, Scaling out)")
+    runner = Runner(rt, compute_upstream=not no_compute_upstream, force=force)
     if stage == "all":
         from pipeline.experiment import run_all
         summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants))
         emit(summary, as_json, plain=summary.get("table_tsv", ""))
         return
     record = runner.run(stage, cfg)
+    shutdown()
+    if rt.rank != 0:   # rank 0 alone prints
+        return
     emit(record.model_dump(mode="json"), as_json, plain=record.key)
     if not as_json:
         err.print_json(json.dumps(record.result))

@@ -42,5 +42,8 @@ class RunRecord(Frozen):
     outputs: dict[str, ArtifactRef] = Field(description="Artifacts written by the run.")
     result: dict[str, Any] = Field(description="The stage's typed result (metrics, timings).")
     wall_s: float = Field(description="Seconds the stage itself took when computed.")
+    peak_rss_mb: float | None = Field(default=None, description="Peak resident memory (MiB) of the process while the stage ran (rank 0 under torchrun); None in records from before it was measured.")
+    peak_rss_exact: bool | None = Field(default=None, description="True: the stage's own peak (Linux VmHWM reset before it); False: the process's peak so far, an upper bound.")
+    peak_cuda_mb: float | None = Field(default=None, description="Peak CUDA memory allocated by tensors (MiB) while the stage ran; None off CUDA.")
     created: str = Field(description="UTC time the run was computed (ISO 8601).")
     cached: bool = Field(default=False, description="True when this invocation was a cache hit.")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -84,15 +85,23 @@ def batch_inputs(items: torch.Tensor, inst: Instances, idx: torch.Tensor, max_it
 
 
 def train_step(model: PromptLM, task: Task, opt: torch.optim.Optimizer, items: torch.Tensor, inst: Instances,
-               targets: torch.Tensor, idx: torch.Tensor, max_items: int) -> tuple[float, int]:
-    """One optimisation step on instances `idx`: (loss, real prompt positions)."""
-    ids, counts = batch_inputs(items, inst, idx, max_items)
-    h, _ = model.hidden(ids, counts)
-    loss = task.loss(task.predict(model.head(h)), targets[idx.to(targets.device)])
+               targets: torch.Tensor, idx: torch.Tensor, max_items: int, dist: Any = None) -> tuple[float, int]:
+    """One optimisation step on instances `idx`: (loss, real prompt positions of this rank).
+
+    Under torchrun (`dist`, pipeline/distributed.py) this rank takes its slice of `idx`; its mean loss is
+    weighted by its share of the batch, so the gradients summed over ranks are those of the global batch's mean loss."""
+    local = dist.shard(idx) if dist is not None else idx
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss, tokens = None, 0
+    if local.numel():
+        ids, counts = batch_inputs(items, inst, local, max_items)
+        h, _ = model.hidden(ids, counts)
+        loss = task.loss(task.predict(model.head(h)), targets[local.to(targets.device)]) * (local.numel() / idx.numel())
+        loss.backward()
+        tokens = int(model.template.lengths(counts).sum())
+    value = dist.all_reduce_grads(model, loss) if dist is not None else float(loss.detach())
     opt.step()
-    return float(loss.detach()), int(model.template.lengths(counts).sum())
+    return value, tokens
 
 
 @torch.no_grad()
@@ -150,7 +159,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             total, seen = 0.0, 0
             t0 = time.perf_counter()
             for idx in batches:
-                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items)
+                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items, dist=rt.dist)
                 total += value * idx.numel()
                 seen += idx.numel()
                 log.tokens += tokens

@@ -152,11 +152,13 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
             model.train()
             total, steps = 0.0, batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
             for i, idx in enumerate(steps, 1):
-                loss = batch_loss(model, chunks[idx.to(device)], per_batch)
+                local = rt.dist.shard(idx)   # torchrun: this rank's slice of the global batch (else all of it)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = batch_loss(model, chunks[local.to(device)], per_batch) if local.numel() else None
+                if loss is not None:
+                    loss.backward()
+                total += rt.dist.all_reduce_grads(model, loss)   # summed over ranks; the global batch's loss
                 opt.step()
-                total += loss.item()
                 if i % 20 == 0:
                     bar.update(step=f"{i}/{len(steps)}", loss=total / i, ndcg10=max(best[0], 0.0))
             epoch_s.append(time.perf_counter() - t0)

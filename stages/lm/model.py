@@ -122,10 +122,15 @@ def decode_json(t: torch.Tensor) -> Any:
 
 
 def peft_config_json(peft_model: Any, adapter_name: str = "default") -> dict[str, Any]:
-    """adapter_config.json exactly as peft writes it."""
+    """adapter_config.json as peft writes it, target_modules sorted."""
     with tempfile.TemporaryDirectory() as tmp:
         peft_model.peft_config[adapter_name].save_pretrained(tmp)
-        return json.loads((Path(tmp) / "adapter_config.json").read_text())
+        out = json.loads((Path(tmp) / "adapter_config.json").read_text())
+    # peft keeps target_modules as a set: its JSON order follows the process's hash seed, and would
+    # make the adapter artifact's digest differ between two runs of the same config.
+    if isinstance(out.get("target_modules"), list):
+        out["target_modules"] = sorted(out["target_modules"])
+    return out
 
 
 def pack_adapter(peft_model: Any, sft_config: dict[str, Any]) -> dict[str, torch.Tensor]:
