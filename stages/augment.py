@@ -18,7 +18,8 @@ from schemas.runtime import Runtime
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
 
 VERSION = 1
-MODULES = ["stages.augment", "stages.sequences", "stages.lm.load", "stages.lm.prompt", "stages.lm.model"]
+MODULES = ["stages.augment", "stages.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
+           "stages.lm.model"]
 
 
 def agreement(probs: torch.Tensor, pre_group: torch.Tensor) -> tuple[float, float, float]:
@@ -53,7 +54,7 @@ def run(cfg: AugmentConfig, inp: AugmentIn, rt: Runtime) -> AugmentOut:
     weight = inp.item_embeddings["weight"].to(torch.float32)
     n = weight.shape[0] - 1
     cluster_map = inp.groups["cluster_map"].long()
-    lm, tok, _ = load_adapted_lm(inp.adapter, merge=True, cache_dir=rt.cache_dir, offline=rt.offline)
+    lm, tok, _ = load_adapted_lm(inp.adapter, merge=True, cache_dir=rt.cache_dir, offline=rt.offline, device=rt.device)
     proj, head, head_name = load_heads(inp.heads)
     if head_name != "group_head":
         raise ValueError(f"augment needs a 'group' sft adapter; the heads artifact holds {head_name!r}")
