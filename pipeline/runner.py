@@ -82,6 +82,8 @@ class Runner:
         msg = self.dist.broadcast()
         if "compute" in msg:
             inputs = self.dist.broadcast()
+            if self.rt.threads:
+                torch.set_num_threads(self.rt.threads)
             spec.load().run(spec.config(cfg), spec.inputs(**inputs), self.rt)
             msg = self.dist.broadcast()
         if "error" in msg:
