@@ -78,9 +78,7 @@ def runs(tmp_path_factory):
     data = tmp / "data"
     single, multi = tmp / "single", tmp / "multi"
     base = ["--data-dir", str(data), "--threads", "1", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    synth = [sys.executable, str(ROOT / "tslrec.py"), *base, "data", "synth", "--name", "toy", "--users", "40", "--items", "24"]
-    subprocess.run(synth, check=True, capture_output=True, env=env, cwd=ROOT)
+    assert in_process(*base, "data", "synth", "--name", "toy", "--users", "40", "--items", "24") == 0
     procs = [torchrun(multi, data, "run", "augment", "-d", "toy", *ARGS, "--json"),
              torchrun(multi, data, "run", "sft", "-d", "toy", *ARGS, *NEXT_ITEM, "--json")]
     for p in procs:
