@@ -4,10 +4,11 @@ For each size, `tslrec data synth` writes U users and U x --items-per-user items
 with the items), then every stage runs once through the real CLI in its own process (its run record
 carries `wall_s` and `peak_rss_mb`, measured by the runner): data, pretrain (one epoch), group, sft
 (one epoch, a small LM), augment, train (variant tslrec, one epoch). Upstream results come from the
-benchmark's private cache. A stage whose predicted time at a size (from its smaller sizes, at least
-linear) exceeds --budget-s (default 30 min) is measured on --steps steps instead and extrapolated
-(benchmarks/scaling_sample.py; marked "extrapolated": true). The fitted exponent per stage is the
-least-squares slope of log(seconds) (and log(peak RSS)) over log(users).
+benchmark's private cache. Each stage that can be is first timed on --steps steps and extrapolated
+(benchmarks/scaling_sample.py); if that estimate (or the growth from the smaller sizes, at least linear)
+exceeds --budget-s (default 30 min), the estimate is the result ("extrapolated": true), else the stage
+runs whole and the estimate is kept next to it ("estimate_s": how good the extrapolation is). The fitted
+exponent per stage is the least-squares slope of log(seconds) (and log(peak RSS)) over log(users).
 Writes benchmarks/results/scaling.json and scaling.png (log-log); progress goes to stderr.
 
     python benchmarks/scaling.py                                     # 10k, 100k, 1M users (hours)
@@ -71,7 +72,7 @@ def run_whole(stage: str, name: str, dirs: dict, args: argparse.Namespace) -> di
     """The stage through the CLI; -> its record's timing and memory."""
     cmd = [sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(dirs["cache"]), "--data-dir", str(dirs["data"]),
            "--device", args.device, "--threads", str(args.threads), "--no-progress", "-q", "run", stage, "-d", name,
-           *[a for s in stage_sets(args) for a in ("--set", s)], "--cached-inputs", "--json"]
+           *[a for s in stage_sets(args) for a in ("--set", s)], "--cached-inputs", "--force", "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env(args))
     if p.returncode != 0:
         raise RuntimeError(f"{stage} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")
@@ -82,6 +83,7 @@ def run_whole(stage: str, name: str, dirs: dict, args: argparse.Namespace) -> di
 
 def run_sampled(stage: str, name: str, dirs: dict, args: argparse.Namespace) -> dict:
     cmd = [sys.executable, str(ROOT / "benchmarks" / "scaling_sample.py"), "--stage", stage, "--steps", str(args.steps),
+           "--eval-batches", str(args.eval_batches),
            "--dataset", name, "--cache-dir", str(dirs["cache"]), "--data-dir", str(dirs["data"]), "--device", args.device,
            "--threads", str(args.threads), "--", *stage_sets(args)]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env(args))
@@ -156,11 +158,15 @@ def measure(size: dict, done: list[dict], dirs: dict, args: argparse.Namespace) 
     row = {**size, "synth_seconds": round(synth(size, name, dirs, args), 3), "stages": {}}
     log(f"{name}: {size['items']} items, generated in {row['synth_seconds']:.1f}s")
     for stage in STAGES:
-        guess = predicted_seconds(stage, size["users"], done)
-        sample = stage in SAMPLED and (args.sample_all or (guess is not None and guess > args.budget_s))
-        res = run_sampled(stage, name, dirs, args) if sample else run_whole(stage, name, dirs, args)
+        res = run_sampled(stage, name, dirs, args) if stage in SAMPLED else None
+        growth = predicted_seconds(stage, size["users"], done) or 0.0
+        if res is None or not (args.sample_all or max(res["seconds"], growth) > args.budget_s):
+            estimate = res
+            res = run_whole(stage, name, dirs, args)      # --force: replaces the sampled stand-in
+            if estimate is not None:
+                res["estimate_s"] = round(estimate["seconds"], 3)
         row["stages"][stage] = res
-        how = f"extrapolated from {res['steps_measured']}/{res['steps_total']} steps" if sample else "whole"
+        how = f"extrapolated from {res['steps_measured']}/{res['steps_total']} steps" if res["extrapolated"] else "whole"
         log(f"  {stage:<8} {res['seconds']:10.1f}s  peak RSS {res['peak_rss_mb']:8.0f} MiB  ({how})")
     return row
 
@@ -174,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=16, help="groups K")
     ap.add_argument("--set", action="append", default=[], help="more stage.field=value overrides")
     ap.add_argument("--budget-s", type=float, default=1800.0, help="longer predicted stages are sampled")
-    ap.add_argument("--steps", type=int, default=20, help="steps a sampled stage is timed on")
-    ap.add_argument("--sample-all", action="store_true", help="sample every samplable stage (a quick check)")
+    ap.add_argument("--steps", type=int, default=20, help="training steps a sampled stage is timed on")
+    ap.add_argument("--eval-batches", type=int, default=2, help="evaluation batches a sampled stage is timed on")
+    ap.add_argument("--sample-all", action="store_true", help="keep every estimate, run no samplable stage whole (a quick check)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work-dir", type=Path, default=None, help="data and private cache (default: a temp dir, removed)")
@@ -194,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "commit": git_commit(), "machine": machine(), "versions": versions(), "model": args.model,
               "device": args.device, "threads": args.threads, "budget_s": args.budget_s, "steps": args.steps,
+              "eval_batches": args.eval_batches,
               "sets": stage_sets(args), "sizes": done, "exponents": exponents(done),
               "wall_seconds": round(time.perf_counter() - t0, 1)}
     args.out.parent.mkdir(parents=True, exist_ok=True)

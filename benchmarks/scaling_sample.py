@@ -53,9 +53,9 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
-def sample_backbone(stage: str, steps: int, report: dict) -> Callable:
+def sample_backbone(stage: str, steps: int, eval_batches: int, report: dict) -> Callable:
     """pretrain / train: `steps` optimisation steps of stages.trainer, and the 3 full-ranking passes
-    of one epoch (valid, test, test under the other masking) timed on steps x eval_batch_size users."""
+    of one epoch (valid, test, test under the other masking) timed on `eval_batches` batches of users."""
     from stages import train as train_stage
     from stages.backbones import build
     from stages.backbones.embedding import ItemEmbedding, make_embedding
@@ -90,7 +90,7 @@ def sample_backbone(stage: str, steps: int, report: dict) -> Callable:
             loss.backward()
             opt.step()
         step_s = (time.perf_counter() - t0) / max(1, min(steps, len(all_steps)))
-        sub = first_users(train, steps * cfg.trainer.eval_batch_size)
+        sub = first_users(train, eval_batches * cfg.trainer.eval_batch_size)
         _, eval_s = timed(lambda: rank_users(model, sub, seqs.valid_targets()[:sub.n_users], max_len=model.max_len,
                                              batch_size=cfg.trainer.eval_batch_size, mask_history=True, device=rt.device))
         per_user = eval_s / max(1, sub.n_users)
@@ -114,9 +114,9 @@ def sample_backbone(stage: str, steps: int, report: dict) -> Callable:
     return run
 
 
-def sample_sft(steps: int, report: dict) -> Callable:
+def sample_sft(steps: int, eval_batches: int, report: dict) -> Callable:
     """sft ('group'): model loading, `steps` calls of stages.sft.train_step, and the held-out users'
-    predictions timed on steps x batch_size of them."""
+    predictions timed on `eval_batches` batches of them."""
     from schemas.llm import SftOut, SftResult
     from stages import sft
     from stages.lm.prompt import length_batches
@@ -136,7 +136,7 @@ def sample_sft(steps: int, report: dict) -> Callable:
         for idx in all_steps[:steps]:
             sft.train_step(model, task, opt, items, tr, targets, idx, cfg.max_items)
         step_s = (time.perf_counter() - t0) / max(1, min(steps, len(all_steps)))
-        n_eval = min(len(va), steps * (cfg.eval_batch_size or cfg.batch_size))
+        n_eval = min(len(va), eval_batches * (cfg.eval_batch_size or cfg.batch_size))
         sub = va.subset(torch.arange(n_eval))
         _, eval_s = timed(lambda: sft.predict(model, task, items, sub, cfg.max_items, cfg.eval_batch_size or cfg.batch_size))
         per_inst = eval_s / max(1, n_eval)
@@ -179,11 +179,11 @@ def sample_augment(steps: int, report: dict) -> Callable:
     return run
 
 
-def sampler(stage: str, steps: int, report: dict) -> Callable:
+def sampler(stage: str, steps: int, eval_batches: int, report: dict) -> Callable:
     if stage in ("pretrain", "train"):
-        return sample_backbone(stage, steps, report)
+        return sample_backbone(stage, steps, eval_batches, report)
     if stage == "sft":
-        return sample_sft(steps, report)
+        return sample_sft(steps, eval_batches, report)
     if stage == "augment":
         return sample_augment(steps, report)
     raise SystemExit(f"error: no sampled measurement for stage {stage!r} (run it whole)")
@@ -193,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", required=True)
     ap.add_argument("--steps", type=int, default=20, help="training steps / inference batches timed")
+    ap.add_argument("--eval-batches", type=int, default=2, help="evaluation / prediction batches timed")
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--cache-dir", type=Path, required=True)
     ap.add_argument("--data-dir", type=Path, required=True)
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets])
     report: dict = {"stage": args.stage, "extrapolated": True}
     module = STAGES[args.stage].load()
-    module.run = sampler(args.stage, args.steps, report)       # the runner then keys and stores as usual
+    module.run = sampler(args.stage, args.steps, args.eval_batches, report)       # the runner then keys and stores as usual
     with track_peak(args.device) as peak:
         Runner(rt, compute_upstream=False, force=True).run(args.stage, cfg)
     report.update(peak_rss_mb=peak.rss_mb, peak_cuda_mb=peak.cuda_mb)

@@ -137,12 +137,16 @@ def test_scaling_slope_prediction_and_figure(tmp_path):
 def test_scaling_benchmark_end_to_end_on_tiny_sizes(tmp_path):
     import scaling
 
-    out = tmp_path / "scaling.json"
-    assert scaling.main(["--users", "300,600", "--model", "tiny-llama", "--budget-s", "1", "--steps", "2",
-                         "--sft-batch-size", "16", "--out", str(out)]) == 0
-    report = json.loads(out.read_text())
+    whole, sampled = tmp_path / "whole.json", tmp_path / "sampled.json"
+    common = ["--model", "tiny-llama", "--steps", "2", "--sft-batch-size", "16"]
+    assert scaling.main(["--users", "300", "--budget-s", "1e9", *common, "--out", str(whole)]) == 0
+    assert scaling.main(["--users", "300,600", "--sample-all", *common, "--out", str(sampled)]) == 0
+    (one,) = json.loads(whole.read_text())["sizes"]
+    assert not any(s["extrapolated"] for s in one["stages"].values())
+    assert all(one["stages"][s]["estimate_s"] > 0 for s in scaling.SAMPLED)     # the estimate next to the truth
+    report = json.loads(sampled.read_text())
     assert [r["users"] for r in report["sizes"]] == [300, 600]
-    first, second = report["sizes"]
-    assert not any(s["extrapolated"] for s in first["stages"].values())
-    assert second["stages"]["sft"]["extrapolated"] and not second["stages"]["group"]["extrapolated"]
-    assert all(s["peak_rss_mb"] > 50 for r in report["sizes"] for s in r["stages"].values())
+    for row in report["sizes"]:
+        assert all(row["stages"][s]["extrapolated"] == (s in scaling.SAMPLED) for s in scaling.STAGES)
+        assert all(s["peak_rss_mb"] > 50 for s in row["stages"].values())
+    assert (tmp_path / "sampled.png").stat().st_size > 10_000
