@@ -54,7 +54,18 @@ def synthetic_tensors(cfg: SyntheticConfig) -> tuple[torch.Tensor, torch.Tensor]
     """(items (nnz,) int64 in 1..N, offsets (U+1,) int64): every user's sequence, time order.
 
     All users walk at once, one position per step: max_len vectorised steps of O(users) each,
-    so 1M users take seconds (the walk of a user is the one of the module docstring)."""
+    so 1M users take ~4 s (the walk of a user is the one of the module docstring). One thread:
+    these memory-bound element-wise ops gain nothing from more, and on a busy machine a second
+    OpenMP thread that loses its core stalls every op (measured 15x slower at 100k users)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _walk(cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _walk(cfg: SyntheticConfig) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(cfg.seed + 1)
     cats = category_tensor(cfg)[1:]                                           # (N,)
     n_cats = min(cfg.categories, cfg.items)                                   # only non-empty categories
