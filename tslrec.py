@@ -6,11 +6,12 @@
     tslrec cache ls
 
 stdout carries results only (one JSON object with --json); progress, logs and tables go to
-stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage.
+stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage, 130/143 on Ctrl-C/SIGTERM.
 """
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -51,15 +52,15 @@ def main_options(
 
 
 def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path], profile: Optional[str],
-                 from_: Optional[str]) -> tuple[Any, Optional[RunRecord]]:
+                 from_: Optional[str], stage: str = "all") -> tuple[Any, Optional[RunRecord]]:
+    """The config `run STAGE` runs with: defaults < the --from record's own config (its stage and
+    the stages it came from, see pipeline/upstream.py) < --profile < --config < --dataset/--set."""
+    from pipeline.upstream import check_feeds, inherited_config, read_record
+
     base, upstream = {}, None
     if from_ is not None:
-        text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
-        try:
-            upstream = RunRecord.model_validate_json(text)
-        except Exception as e:
-            raise ConfigError(f"--from {from_}: not a tslrec run record ({str(e).splitlines()[0]})") from e
-        base = upstream.pipeline
+        upstream = read_record(from_)
+        base = inherited_config(upstream)
         if dataset is not None and dataset != base["data"]["dataset"]:
             raise ConfigError(f"--dataset {dataset} conflicts with the upstream run's dataset {base['data']['dataset']}")
     presets = {}
@@ -70,7 +71,10 @@ def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path]
         raise ConfigError(f"--profile {profile!r}: known profiles: paper")
     if dataset is not None:
         sets = [f"data.dataset={dataset}", *sets]
-    return build_config(base=base, config_file=config, sets=sets, presets=presets), upstream
+    cfg = build_config(base=base, config_file=config, sets=sets, presets=presets)
+    if upstream is not None:
+        check_feeds(stage, cfg, upstream, base)
+    return cfg, upstream
 
 
 STAGE_HELP = "\n".join(f"  {n:<9} {s.doc}" for n, s in STAGES.items())
@@ -102,6 +106,7 @@ def run_cmd(
     seeds: int = typer.Option(1, "--seeds", help="(all) seeds per train variant."),
     backbones: Optional[str] = typer.Option(None, "--backbones", help="(all) comma-separated train backbones (default: the pretrain backbone)."),
     variants: str = typer.Option("base,ci,tslrec", "--variants", help="(all) comma-separated train variants."),
+    reseed_chain: bool = typer.Option(False, "--reseed-chain", help="(all) seed s re-runs pretrain, group, sft and augment with seed s too (default: only train varies)."),
 ) -> None:
     from pipeline.runner import Runner
 
@@ -109,14 +114,18 @@ def run_cmd(
         raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
     from pipeline.distributed import join, shutdown
 
-    cfg, _ = stage_config(dataset, sets, config, profile, from_)
+    cfg, upstream = stage_config(dataset, sets, config, profile, from_, stage)
     rt = join(runtime())   # under torchrun: this process's rank, world and device
     if stage == "all" and rt.world > 1:
         raise ConfigError("`run all` does not run under torchrun; run its stages one by one (README, Scaling out)")
     runner = Runner(rt, compute_upstream=not no_compute_upstream, force=force)
+    if upstream is not None:
+        from pipeline.upstream import check_reproduced
+        check_reproduced(runner, cfg, upstream)
     if stage == "all":
         from pipeline.experiment import run_all
-        summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants))
+        summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants),
+                          reseed_chain=reseed_chain)
         emit(summary, as_json, plain=summary.get("table_tsv", ""))
         return
     record = runner.run(stage, cfg)
@@ -153,10 +162,36 @@ def _split(s: Optional[str]) -> Optional[list[str]]:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised by our handler. Not a KeyboardInterrupt (typer turns that into
+    Exit(130) before main sees it) and not an Exception (no `except Exception` swallows it): it
+    unwinds to main, so locks are released and temp files removed on the way."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
-    """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error."""
+    """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error, 128+n on signal n."""
+    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _main()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _main() -> None:
     try:
         rc = app(standalone_mode=False)   # typer returns Exit's code instead of raising it here
+    except Interrupted as e:
+        err.print("interrupted")
+        sys.exit(128 + e.signum)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:

@@ -102,7 +102,7 @@ def overhead(cfg: SftConfig, seqs: Sequences, weight: torch.Tensor, groups: dict
     task, items, tr, _, n_out = sft.prepare(cfg, seqs, weight, groups)
     model = sft.make_model(cfg, task, weight, n_out, rt).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    opt = torch.optim.AdamW(params, lr=cfg.resolved().lr)
     targets = tr.targets
     raw_inputs = []
     with torch.no_grad():

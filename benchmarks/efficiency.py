@@ -67,7 +67,7 @@ def load(dataset: str, root: Path, dim: int, k: int, seed: int) -> tuple[Sequenc
     weight = torch.randn(seqs.n_items + 1, dim, generator=g)
     weight[0] = 0
     cmap = torch.cat([torch.tensor([-1]), torch.randint(0, k, (seqs.n_items,), generator=g)])
-    return seqs, weight, {"user_pref": preference_histogram(seqs.train_part(), cmap, k)}
+    return seqs, weight, {"user_pref": preference_histogram(seqs.train_part(), cmap, k), "cluster_map": cmap}
 
 
 @dataclass
@@ -129,7 +129,7 @@ def train_job(cfg: SftConfig, seqs: Sequences, weight: torch.Tensor, groups: dic
     """sft.train_step (batch, forward, head, loss, backward, AdamW) on a sample of the epoch's batches."""
     task, items, tr, _, n_out = sft.prepare(cfg, seqs, weight, groups)
     model = sft.make_model(cfg, task, weight, n_out, rt).train()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.resolved().lr)
     lengths = (tr.ends - tr.starts).clamp(max=cfg.max_items)
     batches = length_batches(lengths, cfg.batch_size, torch.Generator().manual_seed(cfg.seed + 1))   # as sft.train
 

@@ -52,18 +52,32 @@ def main() -> None:
     ap.add_argument("--variants", default="base,ci,tslrec")
     ap.add_argument("--backbones", default="sasrec")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--device", default="cpu", help="torch device: cpu, cuda")
+    ap.add_argument("--no-report", action="store_true", help="skip the tables and figures (the JSON only)")
+    ap.add_argument("--reseed-chain", action="store_true",
+                    help="seed s re-runs pretrain, group, sft and augment with seed s (writes experiment-<dataset>-chain.json)")
+    ap.add_argument("--profile", choices=["paper"], default=None,
+                    help="the paper's training settings (lr 1e-4, batch 1024, dim 256; writes experiment-<dataset>-paper.json)")
+    ap.add_argument("--tag", default="", help="suffix of the result names: experiment-<dataset><tag>.json")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="stage.field=value override")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
-    rt = Runtime(threads=args.threads, progress=True)
-    cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets])
+    rt = Runtime(threads=args.threads, progress=True, device=args.device)
+    presets = {}
+    if args.profile == "paper":
+        from stages.trainer import PAPER_PROFILE
+        presets = PAPER_PROFILE
+    cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets], presets=presets)
     t0 = time.perf_counter()
     summary = run_all(Runner(rt), cfg, seeds=args.seeds, backbones=args.backbones.split(","),
-                      variants=args.variants.split(","))
-    report = write_report(rt.cache_dir, args.out / f"experiment-{args.dataset}", experiments=[Path(summary["experiment"])])
+                      variants=args.variants.split(","), reseed_chain=args.reseed_chain)
+    default_tag = ("-paper" if args.profile else "") + ("-chain" if args.reseed_chain else "")
+    name = f"experiment-{args.dataset}{args.tag or default_tag}"
+    report = {"files": {}} if args.no_report else \
+        write_report(rt.cache_dir, args.out / name, experiments=[Path(summary["experiment"])])
     result = {
-        "benchmark": f"experiment-{args.dataset}",
+        "benchmark": name,
         "command": "python " + " ".join(sys.argv),
         "git_commit": commit(),
         "machine": machine(),
@@ -75,7 +89,7 @@ def main() -> None:
         **{k: v for k, v in summary.items() if k not in ("table_tsv",)},
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"experiment-{args.dataset}.json").write_text(json.dumps(result, indent=1))
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
     print(summary["table_tsv"])
 
 

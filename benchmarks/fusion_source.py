@@ -11,7 +11,8 @@ be expected to; if it does, the loss is in the LLM stages.
 
     python benchmarks/fusion_source.py --cache-dir ~/.cache/tslrec --augment 2a9a0c74 --source pretrain random
 
-Reads runs from a tslrec cache by key prefix (`tslrec cache ls`); trains outside the cache (these are
+Superseded by the stage's own `train.source` (pretrain, random) and benchmarks/fusion.py, which run
+through the runner and its cache; kept to reproduce fusion-source-*.json. Reads runs from a tslrec cache by key prefix (`tslrec cache ls`); trains outside the cache (these are
 not pipeline runs); writes benchmarks/results/fusion-source-<dataset>.json (merging earlier sources).
 """
 from __future__ import annotations

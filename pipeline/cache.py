@@ -2,17 +2,21 @@
 
 Layout (DVC-run-cache style):  <root>/objects/ab/<digest>.safetensors
                                <root>/runs/ab/<key>.json
+                               <root>/runs/ab/<key>.lock (+ .owner while held)
+                               <root>/checkpoints/<key>/ (an unfinished run's resume point)
 Every write goes to a temp file in the same folder, then os.replace, so a crash never leaves
 a half-written object or manifest under its final name.
 """
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import json
 import os
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -28,6 +32,10 @@ from stages.data import file_sha256  # noqa: F401  (re-exported: one hashing of 
 
 class CorruptObject(Exception):
     """An object is missing, unreadable, or its tensors no longer hash to its digest."""
+
+
+class CorruptRecord(Exception):
+    """A run record is unreadable, does not parse, or no longer matches its own digest."""
 
 
 def canonical_json(x: Any) -> str:
@@ -71,20 +79,17 @@ def _module_ast(name: str) -> str:
     return ast.dump(ast.parse(Path(spec.origin).read_text()))
 
 
-def holder_alive(lock: Path) -> bool:
+def _owner_text() -> str:
+    return canonical_json({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+
+
+def describe_owner(owner: Path) -> str:
+    """'pid 123 on host, 42 s ago' from a lock's owner file (or what little can be said without it)."""
     try:
-        pid = int(lock.read_text() or "0")
-    except (OSError, ValueError):
-        return True           # being written right now: assume alive, look again next poll
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        info = json.loads(owner.read_text())
+        return f"pid {info['pid']} on {info['host']}, {time.time() - float(info['since']):.0f} s ago"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -113,6 +118,9 @@ class Cache:
         path = self.object_path(digest)
         if not path.exists():
             _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+        else:
+            with contextlib.suppress(OSError):   # a read-only cache still serves; gc then judges by age
+                os.utime(path)   # fresh again: `cache gc` spares recent objects that no record names yet
         return ArtifactRef(kind=kind, digest=digest, path=str(path))
 
     def get(self, ref: ArtifactRef) -> dict[str, torch.Tensor]:
@@ -132,55 +140,109 @@ class Cache:
         """Remove a bad object so the next put() writes it afresh."""
         self.object_path(digest).unlink(missing_ok=True)
 
+    def checkpoint_dir(self, key: str) -> Path:
+        """Where the run `key` keeps its per-epoch resume point while it is being computed."""
+        return self.root / "checkpoints" / key
+
     # -- run manifests -------------------------------------------------------------------
     def run_path(self, key: str) -> Path:
         return self.root / "runs" / key[:2] / f"{key}.json"
 
-    def get_run(self, key: str) -> RunRecord | None:
-        path = self.run_path(key)
-        if not path.exists():
-            return None
+    def read_run(self, key: str) -> RunRecord | None:
+        """The record stored under `key`, None if there is none; CorruptRecord if it cannot be trusted.
+
+        A record whose content no longer hashes to its record_digest (one flipped digit in a
+        metric) is corrupt. A record without a digest (written by an older version) is returned
+        as it is: the runner seals it once its objects verify."""
+        return self._read_record(self.run_path(key), key)
+
+    @staticmethod
+    def _read_record(path: Path, key: str) -> RunRecord | None:
         try:
-            return RunRecord.model_validate_json(path.read_text())
-        except Exception:
-            return None  # a manifest we cannot read is a miss, not a crash
+            text = path.read_text()
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as e:
+            raise CorruptRecord(f"run record {key[:12]} is unreadable ({e})") from e
+        try:
+            rec = RunRecord.model_validate_json(text)
+        except ValueError as e:          # pydantic's ValidationError: name the first bad field
+            first = e.errors()[0] if hasattr(e, "errors") else {"loc": (), "msg": str(e)}
+            where = ".".join(str(p) for p in first["loc"]) or "JSON"
+            raise CorruptRecord(f"run record {key[:12]} does not parse ({where}: {first['msg']})") from e
+        if rec.key != key:
+            raise CorruptRecord(f"run record {key[:12]} holds the record of another key ({rec.key[:12]})")
+        if rec.record_digest is not None and rec.record_digest != rec.content_digest():
+            raise CorruptRecord(f"run record {key[:12]} does not match its record_digest (edited or corrupted)")
+        return rec
+
+    def get_run(self, key: str) -> RunRecord | None:
+        """The record under `key` if it can be trusted, else None (a bad record is a miss, not a crash)."""
+        try:
+            return self.read_run(key)
+        except CorruptRecord:
+            return None
 
     def put_run(self, record: RunRecord) -> None:
-        text = record.model_copy(update={"cached": False}).model_dump_json(indent=1)
+        text = record.sealed().model_copy(update={"cached": False}).model_dump_json(indent=1)
         _atomic_write(self.run_path(record.key), lambda tmp: Path(tmp).write_text(text))
 
-    @contextmanager
-    def claim(self, key: str, poll: float = 2.0) -> Iterator[bool]:
-        """Exclusive right to compute `key` across processes (a lock file with our pid).
+    def lock_path(self, key: str) -> Path:
+        return self.run_path(key).with_suffix(".lock")
 
-        Yields True if we had to wait for another live process (whose result may now be cached),
-        so two terminals running the same pipeline share work instead of doing it twice.
-        A lock left by a dead process is taken over."""
-        lock = self.run_path(key).with_suffix(".lock")
-        lock.parent.mkdir(parents=True, exist_ok=True)
+    @contextmanager
+    def claim(self, key: str, label: str = "") -> Iterator[bool]:
+        """Exclusive right to compute `key` across processes.
+
+        An flock through the `filelock` package on runs/ab/<key>.lock: the kernel releases it when
+        its holder exits in any way (kill -9 included), so a dead or reused PID can never block a
+        run. The holder writes who it is to <key>.owner and removes it on release; finding that file
+        once we hold the lock means its writer died holding it: reported with its age, taken over.
+        Yields True if we had to wait for another process (whose result may now be cached), so two
+        terminals running the same pipeline share work instead of doing it twice."""
+        from filelock import FileLock, Timeout
+
+        from pipeline.console import log
+
+        lock_file = self.lock_path(key)
+        owner = lock_file.with_suffix(".owner")
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(lock_file)
+        what = f"{label} {key[:12]}".strip()
         waited = False
-        while True:
-            try:
-                fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                break
-            except FileExistsError:
-                if not holder_alive(lock):
-                    lock.unlink(missing_ok=True)
-                    continue
-                waited = True
-                time.sleep(poll)
         try:
-            os.write(fd, str(os.getpid()).encode())
-            os.close(fd)
+            lock.acquire(blocking=False)
+        except Timeout:
+            waited = True
+            log(f"[yellow]waiting[/yellow]   for {what}: being computed by {describe_owner(owner)}")
+            lock.acquire()
+        try:
+            if owner.exists():
+                log(f"[yellow]stale lock[/yellow] on {what} (left by {describe_owner(owner)}, which died); taking it over")
+            _atomic_write(owner, lambda tmp: Path(tmp).write_text(_owner_text()))
             yield waited
         finally:
-            lock.unlink(missing_ok=True)
+            try:
+                owner.unlink(missing_ok=True)
+            finally:
+                lock.release()
 
     def runs(self) -> Iterator[RunRecord]:
-        for path in sorted((self.root / "runs").glob("*/*.json")):
-            rec = self.get_run(path.stem)
+        """Every trustworthy record (scan_runs also names the others)."""
+        for _, rec, _ in self.scan_runs():
             if rec is not None:
                 yield rec
+
+    def scan_runs(self) -> Iterator[tuple[Path, RunRecord | None, CorruptRecord | None]]:
+        """(path, record, None) for every record file, or (path, None, problem) where it cannot be trusted."""
+        for path in sorted((self.root / "runs").glob("*/*.json")):
+            try:
+                rec = self._read_record(path, path.stem)
+            except CorruptRecord as e:
+                yield path, None, e
+                continue
+            if rec is not None:
+                yield path, rec, None
 
     def find_run(self, prefix: str) -> RunRecord | None:
         hits = [p for p in (self.root / "runs").glob(f"{prefix[:2]}/{prefix}*.json")] if len(prefix) >= 2 else []
@@ -189,4 +251,5 @@ class Cache:
         return self.get_run(hits[0].stem)
 
     def objects(self) -> Iterator[Path]:
-        yield from sorted((self.root / "objects").glob("*/*.safetensors"))
+        """Stored objects; never a temp file (`.tmp-*.safetensors` is being written right now)."""
+        yield from sorted(p for p in (self.root / "objects").glob("*/*.safetensors") if not p.name.startswith("."))

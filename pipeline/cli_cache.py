@@ -6,9 +6,11 @@ import shutil
 import typer
 from rich.table import Table
 
-from pipeline.cache import Cache, CorruptObject, holder_alive
+from pipeline.cache import Cache, CorruptObject
+from pipeline.cache_gc import MIN_AGE_S, collect, remove, remove_free_locks
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
+from schemas.common import ArtifactRef
 
 cache_app = typer.Typer(help="The content-addressed cache: runs and safetensors objects.", no_args_is_help=True)
 
@@ -32,7 +34,12 @@ def ls_cmd(
 
     Example: tslrec cache ls --stage train | cut -f1
     """
-    runs = [r for r in _cache().runs() if stage is None or r.stage == stage]
+    runs = []
+    for path, rec, problem in _cache().scan_runs():
+        if problem is not None:
+            err.print(f"unreadable record {path}: {problem}", markup=False)
+        elif stage is None or rec.stage == stage:
+            runs.append(rec)
     rows = [(r.key, r.stage, r.pipeline["data"]["dataset"], r.created, f"{r.wall_s:.1f}") for r in runs]
     table = Table("key", "stage", "dataset", "created", "wall s")
     for row in rows:
@@ -55,27 +62,46 @@ def show_cmd(key: str = typer.Argument(..., help="Run key or a unique prefix of 
 
 @cache_app.command("verify")
 def verify_cmd(
-    fix: bool = typer.Option(False, "--fix", help="Delete corrupt objects (they are recomputed on the next run)."),
+    fix: bool = typer.Option(False, "--fix", help="Delete corrupt records and objects (they are recomputed on the next run)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Re-hash every object referenced by a run; exit 1 if any is missing or corrupt.
+    """Check every run record against its own digest and re-hash every object (those runs refer to
+    and any other in the store); exit 1 if any is unparsable, missing or corrupt.
 
     Example: tslrec cache verify --fix
     """
     cache = _cache()
-    bad, checked = [], 0
-    for rec in cache.runs():
+    bad, referenced, records, unsealed = [], {}, 0, 0
+    for path, rec, problem in cache.scan_runs():
+        records += 1
+        if problem is not None:
+            bad.append({"run": path.stem, "stage": None, "digest": None, "error": str(problem)})
+            err.print(f"corrupt record {path}: {problem}", markup=False)
+            if fix:
+                path.unlink(missing_ok=True)
+            continue
+        unsealed += rec.record_digest is None
         for ref in rec.outputs.values():
-            checked += 1
-            try:
-                cache.get(ref)
-            except CorruptObject as e:
-                bad.append({"run": rec.key, "stage": rec.stage, "digest": ref.digest, "error": str(e)})
-                err.print(f"[red]corrupt[/red] {rec.stage} {rec.key[:12]}: {e}")
-                if fix:
-                    cache.object_path(ref.digest).unlink(missing_ok=True)
-    err.print(f"checked {checked} objects, {len(bad)} bad")
-    emit({"checked": checked, "bad": bad}, as_json, plain=f"{checked}\t{len(bad)}")
+            referenced.setdefault(ref.digest, (rec, ref))
+    for path in cache.objects():   # objects no record names yet are checked too
+        if path != cache.object_path(path.stem):
+            bad.append({"run": None, "stage": None, "digest": None, "error": f"{path} is not named by a digest"})
+            err.print(f"corrupt {path}: not named by a digest", markup=False)
+            continue
+        referenced.setdefault(path.stem, (None, ArtifactRef(kind="unreferenced", digest=path.stem, path=str(path))))
+    for digest, (rec, ref) in referenced.items():
+        try:
+            cache.get(ref)
+        except CorruptObject as e:
+            where = f"{rec.stage} {rec.key[:12]}" if rec is not None else "unreferenced"
+            bad.append({"run": rec.key if rec else None, "stage": rec.stage if rec else None, "digest": digest, "error": str(e)})
+            err.print(f"corrupt {where}: {e}", markup=False)
+            if fix:
+                cache.object_path(digest).unlink(missing_ok=True)
+    checked = len(referenced)
+    note = f" ({unsealed} written before records carried a digest; sealed when next used)" if unsealed else ""
+    err.print(f"checked {records} records{note} and {checked} objects, {len(bad)} bad")
+    emit({"checked": checked, "records": records, "unsealed": unsealed, "bad": bad}, as_json, plain=f"{checked}\t{len(bad)}")
     if bad and not fix:
         raise typer.Exit(1)
 
@@ -83,26 +109,27 @@ def verify_cmd(
 @cache_app.command("gc")
 def gc_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
-    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (runs, objects, models)."),
+    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (runs, objects, models, checkpoints)."),
+    checkpoints: bool = typer.Option(False, "--checkpoints", help="Also remove the resume points of interrupted runs."),
+    min_age: float = typer.Option(MIN_AGE_S / 3600, "--min-age", min=0.0, help="Hours: spare temp files and unrecorded objects younger than this (a live run's)."),
 ) -> None:
-    """Remove objects no run refers to, and leftover temp files. Prints bytes freed.
+    """Remove objects no run refers to, stale temp files, free lock files and finished checkpoints.
+    Prints bytes freed. Safe next to running commands: it never touches what they hold.
 
     Example: tslrec cache gc --dry-run
     """
     cache = _cache()
     if everything:
         if not dry_run and cache.root.exists():
-            for sub in ("runs", "objects", "models"):
+            for sub in ("runs", "objects", "models", "checkpoints"):
                 shutil.rmtree(cache.root / sub, ignore_errors=True)
         emit(None, False, plain="all")
         return
-    live = {ref.digest for rec in cache.runs() for ref in rec.outputs.values()}
-    doomed = [p for p in cache.objects() if p.stem not in live]
-    doomed += list(cache.root.glob("*/*/.tmp-*"))
-    doomed += [p for p in cache.root.glob("runs/*/*.lock") if not holder_alive(p)]   # left by killed runs
-    freed = sum(p.stat().st_size for p in doomed)
-    for p in doomed:
-        err.print(f"{'would remove' if dry_run else 'removed'} {p}")
-        if not dry_run:
-            p.unlink(missing_ok=True)
+    min_age_s = min_age * 3600
+    doomed = collect(cache, min_age_s=min_age_s, checkpoints=checkpoints)
+    for d in doomed:
+        err.print(f"{'would remove' if dry_run else 'removing'} {d.why}: {d.path} ({d.size} bytes)", markup=False)
+    freed = sum(d.size for d in doomed) if dry_run else remove(cache, doomed, min_age_s)
+    locks = remove_free_locks(cache, dry_run)
+    err.print(f"{'would free' if dry_run else 'freed'} {freed} bytes; {locks} free lock files")
     emit(None, False, plain=str(freed))

@@ -10,7 +10,9 @@ from rich.table import Table
 
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
-from pipeline.datasets import KNOWN, Source, fetch, local_path
+from pipeline.cache import file_sha256
+from pipeline.datasets import (EXTENSIONS, KNOWN, DatasetUsageError, Source, candidates, check_https, checked_name,
+                               fetch, install, local_path, under_data_dir)
 from pipeline.overrides import build_config
 
 data_app = typer.Typer(help="Datasets: statistics, download, import, synthetic data.", no_args_is_help=True)
@@ -38,54 +40,87 @@ def stats(
 
 @data_app.command("fetch")
 def fetch_cmd(
-    name: str = typer.Argument(..., help=f"Dataset name: {', '.join(KNOWN)} (or any name with --url/--sha256)."),
-    url: Optional[str] = typer.Option(None, "--url", help="Download from this URL instead."),
-    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 (required with --url for new names)."),
-    force: bool = typer.Option(False, "--force", help="Download even if the file is there."),
+    name: str = typer.Argument(..., help=f"Dataset name: {', '.join(KNOWN)} (or a new name with --url/--file and --sha256)."),
+    url: Optional[str] = typer.Option(None, "--url", help="Download from this https:// URL instead (a known dataset keeps its pinned sha256)."),
+    file: Optional[Path] = typer.Option(None, "--file", exists=True, dir_okay=False, help="Install from this local file instead of downloading."),
+    sha256: Optional[str] = typer.Option(None, "--sha256", help="Expected sha256 (required for new names; cannot replace a known dataset's pinned hash)."),
+    force: bool = typer.Option(False, "--force", help="Fetch again and replace the dataset's file(s)."),
 ) -> None:
-    """Download a dataset into the data dir and check its sha256. Prints the file's path.
+    """Download a dataset (https only) into the data dir, check its sha256 and that it parses as a
+    dataset, then keep it. Prints the file's path.
 
-    Example: tslrec --data-dir ./data data fetch beauty
+    \b
+    Examples:
+      tslrec --data-dir ./data data fetch beauty
+      tslrec data fetch beauty --file ~/Downloads/Beauty.txt
     """
     rt = runtime()
-    src = KNOWN.get(name)
-    if src is None and not (url and sha256):
-        raise typer.BadParameter(f"unknown dataset {name!r}; give --url and --sha256", param_hint="NAME")
-    if src is None or url or sha256:
-        base = src or Source(name, (f"{name}/{name}.txt",), f"{name}/{name}.txt", "", "")
-        src = Source(name, base.local, base.fetch_to, url or base.url, sha256 or base.sha256)
+    src = fetch_source(checked_name(name), url, sha256, from_file=file)
     existing = local_path(name, rt.data_dir)
     if existing is not None and not force:
-        err.print(f"already there: {existing}")
-        emit(None, False, plain=str(existing))
-        return
-    path = fetch(src, rt.data_dir)
+        if name in KNOWN or file_sha256(existing) == src.sha256:
+            err.print(f"already there: {existing}")
+            emit(None, False, plain=str(existing))
+            return
+        raise DatasetUsageError(f"dataset {name!r} already exists at {existing} with other content; "
+                                f"pass --force to replace it")
+    path = fetch(src, rt.data_dir, from_file=file, replace=force)
     err.print(f"fetched {name} -> {path}")
     emit(None, False, plain=str(path))
+
+
+def fetch_source(name: str, url: Optional[str], sha256: Optional[str], *, from_file: Optional[Path]) -> Source:
+    """The Source to fetch: a known one (its pinned hash, maybe another https URL) or a new one."""
+    if url is not None and from_file is not None:
+        raise DatasetUsageError("give --url or --file, not both")
+    if url is not None:
+        check_https(url)
+    known = KNOWN.get(name)
+    if known is not None:
+        if sha256 is not None and sha256.lower() != known.sha256:
+            raise DatasetUsageError(f"{name}'s sha256 is pinned ({known.sha256}); --sha256 cannot replace it")
+        return Source(name, known.local, known.fetch_to, url or known.url, known.sha256)
+    if not sha256 or (url is None and from_file is None):
+        raise DatasetUsageError(f"unknown dataset {name!r}: give --url (https) or --file, and --sha256")
+    suffix = from_file.suffix if from_file is not None and from_file.suffix in EXTENSIONS else ".txt"
+    rel = f"{name}/{name}{suffix}"
+    return Source(name, (rel,), rel, url or "", sha256.lower())
 
 
 @data_app.command("import")
 def import_cmd(
     file: Path = typer.Argument(..., exists=True, dir_okay=False, help="Interaction file to import."),
-    name: str = typer.Option(..., "--name", help="Dataset name to use with --dataset."),
-    fmt: str = typer.Option("auto", "--format", help="lines, pairs, inter or auto."),
+    name: str = typer.Option(..., "--name", help="Dataset name to use with --dataset (letters, digits, '-', '_', '.' not first)."),
+    fmt: str = typer.Option("auto", "--format", help="lines, pairs, inter or auto. An .inter file without a timestamp column keeps each user's rows in file order."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset of that name."),
 ) -> None:
     """Validate a file and copy it into the data dir as dataset NAME. Prints the new path.
 
+    Users' and items' own ids (any size; any token in .inter files) are mapped to contiguous
+    internal ids; the maps are kept with the `data` stage's results.
+
     Example: tslrec data import ml-100k.inter --name ml-100k && tslrec run all --dataset ml-100k
     """
-    from schemas.data import DataConfig, DataIn
-    from stages import data
-
-    data.run(DataConfig(dataset=name, format=fmt), DataIn(path=file), runtime())   # raises on bad input
+    rt = runtime()
+    checked_name(name)
+    if name in KNOWN:
+        raise DatasetUsageError(f"{name!r} is a known dataset; get it with `tslrec data fetch {name}` or pick another name")
+    if fmt not in ("auto", "lines", "pairs", "inter"):
+        raise typer.BadParameter(f"{fmt!r}: choose lines, pairs, inter or auto", param_hint="--format")
     suffix = ".inter" if (fmt == "inter" or (fmt == "auto" and file.suffix == ".inter")) else ".txt"
-    dest = runtime().data_dir / name / f"{name}{suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.tmp")
-    shutil.copyfile(file, tmp)
-    tmp.replace(dest)
+    dest = under_data_dir(rt.data_dir, f"{name}/{name}{suffix}")
+    others = refuse_overwrite(name, rt.data_dir, force)
+    install(dest, lambda tmp: shutil.copyfile(file, tmp), name, str(file), fmt=fmt, replaces=others)
     err.print(f"imported {file} as {name}")
     emit(None, False, plain=str(dest))
+
+
+def refuse_overwrite(name: str, data_dir: Path, force: bool) -> list[Path]:
+    """The existing files of dataset `name` (to replace with --force); without --force, an error."""
+    existing = [p for p in candidates(name, data_dir) if p.is_file()]
+    if existing and not force:
+        raise DatasetUsageError(f"dataset {name!r} already exists at {existing[0]}; pass --force to replace it")
+    return existing
 
 
 @data_app.command("synth")
@@ -93,6 +128,7 @@ def synth_cmd(
     name: str = typer.Option("synthetic", "--name", help="Dataset name."),
     users: int = typer.Option(300, "--users"), items: int = typer.Option(120, "--items"),
     categories: int = typer.Option(6, "--categories"), seed: int = typer.Option(0, "--seed"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing dataset of that name."),
 ) -> None:
     """Write a seeded synthetic dataset with planted categories. Prints its path.
 
@@ -100,6 +136,12 @@ def synth_cmd(
     """
     from stages.synthetic import SyntheticConfig, write_synthetic
 
+    rt = runtime()
+    checked_name(name)
+    if name in KNOWN:
+        raise DatasetUsageError(f"{name!r} is a known dataset; pick another name")
     cfg = SyntheticConfig(users=users, items=items, categories=categories, seed=seed)
-    path = write_synthetic(cfg, runtime().data_dir / name / f"{name}.txt")
+    dest = under_data_dir(rt.data_dir, f"{name}/{name}.txt")
+    others = refuse_overwrite(name, rt.data_dir, force)
+    path = install(dest, lambda tmp: write_synthetic(cfg, tmp), name, f"synthetic {name}", replaces=others)
     emit(None, False, plain=str(path))

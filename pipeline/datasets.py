@@ -1,21 +1,34 @@
-"""Where datasets live and how to get them: the data dir, known sources, sha256-checked download.
+"""Where datasets live and how to get them: the data dir, known sources, checked install.
 
 Not a stage: this is I/O around the `data` stage, which only parses a file it is given.
+A dataset name is one identifier (schemas.data.check_dataset_name), never a path, and every
+file written here is resolved and checked to lie under the data dir. A file is installed only
+after it passed the `data` stage's validation (and, when fetched, its sha256): to a temp file
+first, then renamed; a failed install leaves no file and no empty folder behind.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
 
 from pipeline.cache import file_sha256
+from pipeline.overrides import ConfigError
+from schemas.data import check_dataset_name
 from schemas.runtime import Runtime
 
 
 class DatasetError(Exception):
     """A dataset cannot be found, fetched or verified; the message says what to do."""
+
+
+class DatasetUsageError(ConfigError):
+    """A bad dataset name, URL or hash, or an install that would overwrite (a usage error: exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +55,31 @@ KNOWN: dict[str, Source] = {
 EXTENSIONS = (".txt", ".inter", ".csv", ".tsv")
 
 
+def checked_name(name: str) -> str:
+    try:
+        return check_dataset_name(name)
+    except ValueError as e:
+        raise DatasetUsageError(str(e)) from None
+
+
+def under_data_dir(data_dir: Path, rel: str) -> Path:
+    """data_dir/rel, refused if it resolves (through '..' or links) outside the data dir."""
+    root = Path(data_dir).resolve()
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise DatasetUsageError(f"dataset file {rel!r} would lie outside the data dir {root}")
+    return path
+
+
+def candidates(name: str, data_dir: Path) -> list[Path]:
+    """Files that may hold dataset `name`, in order of preference. Unknown names: <name>/<name>.<ext>."""
+    rels = KNOWN[name].local if name in KNOWN else tuple(f"{name}/{name}{ext}" for ext in EXTENSIONS)
+    return [under_data_dir(data_dir, rel) for rel in rels]
+
+
 def local_path(name: str, data_dir: Path) -> Path | None:
-    """The file for dataset `name` under data_dir, or None. Unknown names: <name>/<name>.<ext>."""
-    candidates = KNOWN[name].local if name in KNOWN else tuple(f"{name}/{name}{ext}" for ext in EXTENSIONS)
-    for rel in candidates:
-        if (data_dir / rel).is_file():
-            return data_dir / rel
-    return None
+    """The file for dataset `name` under data_dir, or None."""
+    return next((p for p in candidates(checked_name(name), data_dir) if p.is_file()), None)
 
 
 def locate(name: str, rt: Runtime) -> Path:
@@ -59,7 +90,7 @@ def locate(name: str, rt: Runtime) -> Path:
     if name == "synthetic":
         from stages.synthetic import SyntheticConfig, write_synthetic
 
-        return write_synthetic(SyntheticConfig(), rt.data_dir / "synthetic" / "synthetic.txt")
+        return write_synthetic(SyntheticConfig(), under_data_dir(rt.data_dir, "synthetic/synthetic.txt"))
     if name not in KNOWN:
         raise DatasetError(
             f"unknown dataset {name!r}: no {name}/{name}.txt (or .inter) under {rt.data_dir}; "
@@ -71,21 +102,101 @@ def locate(name: str, rt: Runtime) -> Path:
     return fetch(KNOWN[name], rt.data_dir)
 
 
-def fetch(src: Source, data_dir: Path, *, timeout: float = 60.0) -> Path:
-    """Download src.url to data_dir/src.fetch_to, verifying sha256 before the file appears."""
-    dest = data_dir / src.fetch_to
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=".download-", delete=False) as tmp:
+def validate_dataset(path: Path, name: str, fmt: str = "auto") -> None:
+    """Parse the file exactly as `tslrec run data` will; raises stages.data.DataFormatError."""
+    from schemas.data import DataConfig, DataIn
+    from stages import data
+
+    data.run(DataConfig(dataset=name, format=fmt), DataIn(path=path), Runtime(progress=False))
+
+
+def install(dest: Path, write: Callable[[Path], None], name: str, origin: str, *, fmt: str = "auto",
+            replaces: list[Path] = ()) -> Path:
+    """Write a dataset file through `write(tmp)`, validate it, then rename it to dest.
+
+    `origin` names the source in errors (file:line refers to it); `replaces`: other files of the
+    same dataset to remove once dest is in place (--force)."""
+    from stages.data import DataFormatError
+
+    created = _make_dirs(dest.parent)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".install-", suffix=dest.suffix)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
         try:
-            with urllib.request.urlopen(src.url, timeout=timeout) as resp:
-                shutil.copyfileobj(resp, tmp)
-        except Exception as e:
-            Path(tmp.name).unlink(missing_ok=True)
-            raise DatasetError(f"cannot download {src.name} from {src.url} ({e}); "
-                               f"put the file at {dest} by hand (sha256 {src.sha256})") from e
-    got = file_sha256(Path(tmp.name))
-    if got != src.sha256:
-        Path(tmp.name).unlink(missing_ok=True)
-        raise DatasetError(f"sha256 mismatch for {src.url}: got {got}, expected {src.sha256}")
-    Path(tmp.name).replace(dest)
+            validate_dataset(tmp, name, fmt)
+        except DataFormatError as e:
+            raise DataFormatError(str(e).replace(str(tmp), origin)) from None
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+    for old in replaces:
+        if old != dest:
+            old.unlink(missing_ok=True)
     return dest
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """mkdir -p folder; returns the folders it created, deepest last."""
+    missing = []
+    for p in [folder, *folder.parents]:
+        if p.exists():
+            break
+        missing.append(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing[::-1]
+
+
+def _remove_empty(created: list[Path]) -> None:
+    for p in reversed(created):
+        try:
+            p.rmdir()
+        except OSError:
+            break     # not empty (another file arrived): keep it and its parents
+
+
+def check_https(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.netloc:
+        raise DatasetUsageError(f"--url {url!r}: only https:// URLs are fetched; give a local file with --file PATH")
+    return url
+
+
+class _HttpsOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects only to https URLs (a https URL must not be turned into plain http)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        if urlsplit(newurl).scheme != "https":
+            raise DatasetError(f"{req.full_url} redirects to {newurl}: refused (not https)")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+OPENER = urllib.request.build_opener(_HttpsOnlyRedirects)
+
+
+def fetch(src: Source, data_dir: Path, *, from_file: Path | None = None, replace: bool = False,
+          timeout: float = 60.0) -> Path:
+    """Download src.url (https only) or copy from_file to data_dir/src.fetch_to; the file appears
+    only once its sha256 matches and it parses as a dataset."""
+    dest = under_data_dir(data_dir, src.fetch_to)
+    origin = str(from_file) if from_file is not None else check_https(src.url)
+
+    def write(tmp: Path) -> None:
+        try:
+            if from_file is not None:
+                shutil.copyfile(from_file, tmp)
+            else:
+                with OPENER.open(src.url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                    shutil.copyfileobj(resp, out)
+        except (OSError, DatasetError) as e:
+            raise DatasetError(f"cannot get {src.name} from {origin} ({e}); "
+                               f"put the file at {dest} by hand (sha256 {src.sha256})") from e
+        got = file_sha256(tmp)
+        if got != src.sha256:
+            raise DatasetError(f"sha256 mismatch for {origin}: got {got}, expected {src.sha256}")
+
+    others = [p for p in candidates(src.name, data_dir) if p != dest] if replace and src.name not in KNOWN else []
+    return install(dest, write, src.name, origin, replaces=others)

@@ -85,19 +85,19 @@ class Dist:
             return idx
         return idx.tensor_split(self.world)[self.rank]
 
-    def all_reduce_grads(self, model: torch.nn.Module, loss: torch.Tensor | None) -> float:
+    def all_reduce_grads(self, model: torch.nn.Module, loss: torch.Tensor | None) -> torch.Tensor:
         """Sum the gradients of `model`'s trainable parameters and the local losses over ranks, in one
-        flat buffer; -> the global loss. A parameter no rank produced a gradient for keeps grad None
-        (Adam then skips it, as in one process); one only some ranks touched gets zeros elsewhere."""
-        value = 0.0 if loss is None else float(loss.detach())
+        flat buffer; -> the global loss, a 0-dim tensor (no host sync in one process). A parameter no
+        rank produced a gradient for keeps grad None (Adam then skips it, as in one process); one only
+        some ranks touched gets zeros elsewhere."""
         if not self.enabled:
-            return value
+            return loss.detach() if loss is not None else torch.zeros(())
         params = [p for p in model.parameters() if p.requires_grad]
         dev = params[0].device if params else torch.device("cpu")
         has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=dev)
-        flat = torch.cat([has, torch.tensor([value], device=dev)]
-                         + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
-                            for p in params])
+        local = loss.detach().float().reshape(1).to(dev) if loss is not None else torch.zeros(1, device=dev)
+        flat = torch.cat([has, local] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                                         for p in params])
         tdist.all_reduce(flat)
         n = len(params)
         offset = n + 1
@@ -105,7 +105,7 @@ class Dist:
             size = p.numel()
             p.grad = flat[offset:offset + size].view_as(p).to(p.dtype).clone() if flag > 0 else None
             offset += size
-        return float(flat[n])
+        return flat[n].clone()
 
     def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """Concatenate every rank's (n_r, ...) rows in rank order (ranks may hold different n_r)."""

@@ -2,6 +2,12 @@
 
 Not a stage: it only asks the runner for stage results and summarizes them. The summary is also
 saved under <cache>/experiments/ so `tslrec report` can find it.
+
+Seeds: by default only the downstream training varies with the seed; pretrain, group, sft and
+augment run once (at their configured seeds) and every seed's train run shares them. With
+`reseed_chain`, seed s re-runs the whole chain: pretrain, group (k-means), sft and augment with
+seed s too (augment has no seed; it follows its sft), so the spread over seeds, and the t-tests,
+include the language-model stages' variance. The experiment JSON says which (`seed_mode`).
 """
 from __future__ import annotations
 
@@ -17,21 +23,40 @@ from rich.table import Table
 from pipeline.cache import cache_key
 from pipeline.console import err, log
 from pipeline.overrides import deep_set
-from pipeline.stats import METRICS, significance, summarize
+from pipeline.stats import METRICS, significance, summarize, ttest_p
 from schemas.pipeline import PipelineConfig
 
 UPSTREAM_OF = {"base": [], "ci": ["pretrain", "group"], "tslrec": ["pretrain", "group", "sft", "augment"]}
 
 
-def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], variants: list[str]) -> list[PipelineConfig]:
+CHAIN_SEEDS = [["pretrain", "trainer", "seed"], ["group", "seed"], ["sft", "seed"]]   # re-seeded with reseed_chain
+
+
+def seed_configs(cfg: PipelineConfig, seeds: int, reseed_chain: bool) -> list[PipelineConfig]:
+    """One pipeline config per seed s = train seed + i: train.trainer.seed = s, and with
+    reseed_chain the upstream stages' seeds too (pretrain.trainer.seed, group.seed, sft.seed)."""
     out = []
-    tree = cfg.model_dump(mode="json")
+    for i in range(seeds):
+        tree = cfg.model_dump(mode="json")
+        seed = cfg.train.trainer.seed + i
+        for path in [["train", "trainer", "seed"], *(CHAIN_SEEDS if reseed_chain else [])]:
+            deep_set(tree, path, seed)
+        out.append(PipelineConfig.model_validate(tree))
+    return out
+
+
+def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], variants: list[str],
+                  reseed_chain: bool = False) -> list[PipelineConfig]:
+    out = []
     for backbone in backbones:
         for variant in variants:
-            for i in range(seeds):
+            for seeded in seed_configs(cfg, seeds, reseed_chain):
+                tree = seeded.model_dump(mode="json")
                 deep_set(tree, ["train", "variant"], variant)
+                fusion = (cfg.train.fusion, cfg.train.source) if variant == "tslrec" else ("gate", "enhanced")
+                deep_set(tree, ["train", "fusion"], fusion[0])   # the fusion belongs to tslrec runs only
+                deep_set(tree, ["train", "source"], fusion[1])
                 deep_set(tree, ["train", "backbone", "name"], backbone)
-                deep_set(tree, ["train", "trainer", "seed"], cfg.train.trainer.seed + i)
                 out.append(PipelineConfig.model_validate(tree))
     return out
 
@@ -54,8 +79,12 @@ def train_run(runner: Any, cfg: PipelineConfig) -> tuple[Any, dict[str, Any]]:
     return rec, rec.result
 
 
+def upstream_summary(upstream: dict[str, Any]) -> dict[str, Any]:
+    return {s: {"key": rec.key, "result": rec.result, "wall_s": rec.wall_s, "cached": rec.cached} for s, rec in upstream.items()}
+
+
 def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list[str] | None = None,
-            variants: list[str] | None = None) -> dict[str, Any]:
+            variants: list[str] | None = None, reseed_chain: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     backbones = backbones or [cfg.train.backbone.name]
     variants = variants or ["base", "ci", "tslrec"]
@@ -63,9 +92,11 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         if v not in UPSTREAM_OF:
             raise ValueError(f"unknown variant {v!r}; choose from {', '.join(UPSTREAM_OF)}")
     needed = ["data"] + [s for s in ["pretrain", "group", "sft", "augment"] if any(s in UPSTREAM_OF[v] for v in variants)]
-    upstream = {s: runner.run(s, cfg) for s in needed}
+    chains = seed_configs(cfg, seeds, True) if reseed_chain else [cfg]
+    upstreams = {c.train.trainer.seed: {s: runner.run(s, c) for s in needed} for c in chains}   # seed -> stage -> record
+    upstream = next(iter(upstreams.values()))
     runs = []
-    for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants):
+    for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants, reseed_chain=reseed_chain):
         rec, r = train_run(runner, tcfg)
         runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key, "stage": rec.stage,
                      "test": r["test"], "test_alt": r.get("test_alt"), "valid": r["valid"], "best_epoch": r["best_epoch"],
@@ -74,9 +105,10 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     summary = {
         "dataset": cfg.data.dataset,
         "mask_history": cfg.train.trainer.mask_history,
-        "upstream": {s: {"key": rec.key, "result": rec.result, "wall_s": rec.wall_s, "cached": rec.cached}
-                     for s, rec in upstream.items()},
-        "runs": runs, "summary": rows, "significance": significance(rows),
+        "seed_mode": "chain" if reseed_chain else "downstream",
+        "upstream": upstream_summary(upstream),
+        **({"upstream_by_seed": {str(s): upstream_summary(u) for s, u in upstreams.items()}} if reseed_chain else {}),
+        "runs": runs, "summary": rows, "significance": significance(rows), "significance_vs_each": versus_each(rows),
         "pipeline": cfg.model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),
     }
     summary["experiment"] = save_experiment(runner.rt.cache_dir, summary)
@@ -85,9 +117,24 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     return summary
 
 
+def versus_each(rows: list[dict[str, Any]], ours: str = "tslrec") -> list[dict[str, Any]]:
+    """TSLRec against base and against ci separately, per backbone and metric (two-sample t-test;
+    `significance` compares with the best of them only, as the paper's stars)."""
+    by = {(r["backbone"], r["variant"]): r for r in rows}
+    out = []
+    for (backbone, variant), other in sorted(by.items()):
+        mine = by.get((backbone, ours))
+        if variant == ours or mine is None:
+            continue
+        out += [{"backbone": backbone, "metric": m, "vs": variant, "diff": mine["mean"][m] - other["mean"][m],
+                 "p": ttest_p(mine["per_seed"][m], other["per_seed"][m])} for m in METRICS]
+    return out
+
+
 def save_experiment(cache_dir: Path, summary: dict[str, Any]) -> str:
     """Store the summary under experiments/<dataset>-<key>.json (atomic), keyed by its train runs."""
-    key = cache_key({"dataset": summary["dataset"], "runs": sorted(r["key"] for r in summary["runs"])})[:16]
+    key = cache_key({"dataset": summary["dataset"], "runs": sorted(r["key"] for r in summary["runs"]),
+                     **({"seed_mode": "chain"} if summary.get("seed_mode") == "chain" else {})})[:16]
     path = Path(cache_dir) / "experiments" / f"{summary['dataset']}-{key}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
@@ -99,8 +146,9 @@ def save_experiment(cache_dir: Path, summary: dict[str, Any]) -> str:
 
 def print_table(summary: dict[str, Any]) -> None:
     mask = "history masked" if summary["mask_history"] else "no history masking"
+    reseeded = "every stage re-seeded" if summary.get("seed_mode") == "chain" else "downstream seed only"
     table = Table("backbone", "variant", "seeds", *[m.upper().replace("HR", "HR@").replace("NDCG", "NDCG@") for m in METRICS],
-                  "s/epoch", title=f"{summary['dataset']}: test metrics, mean ± std over seeds ({mask})")
+                  "s/epoch", title=f"{summary['dataset']}: test metrics, mean ± std over seeds ({mask}; {reseeded})")
     for row in summary["summary"]:
         cells = [f"{row['mean'][m]:.4f}" + (f" ± {row['std'][m]:.4f}" if row["n_seeds"] > 1 else "") for m in METRICS]
         table.add_row(row["backbone"], row["variant"], str(row["n_seeds"]), *cells, f"{row['seconds_per_epoch']:.1f}")

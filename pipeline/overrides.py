@@ -1,12 +1,17 @@
-"""Pipeline config from defaults, a TOML file and `--set stage.field=value` overrides."""
+"""Pipeline config from defaults, a TOML file and `--set stage.field=value` overrides.
+
+Values are parsed strictly: a `--set` value is JSON for numeric, boolean and list fields and
+plain text for text fields, and the whole config is then validated in pydantic's strict mode,
+so `--set pretrain.trainer.lr=true` is refused instead of running with lr 1.0.
+"""
 from __future__ import annotations
 
 import json
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from schemas.pipeline import PipelineConfig
 
@@ -15,12 +20,34 @@ class ConfigError(ValueError):
     """Bad config; the message names the field. A usage error (exit 2)."""
 
 
-def parse_value(text: str) -> Any:
-    """JSON where it parses (numbers, true/false, null, lists), else the raw string."""
+def parse_value(text: str, annotation: Any = None) -> Any:
+    """JSON where it parses (numbers, true/false, null, lists), else the raw string.
+
+    A text field (str or a Literal of strings) takes the text itself (`data.dataset=123` is the
+    name '123'), or the string a JSON string literal spells (`sft.model="minilm-l6"`)."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         return text
+    if _is_text(annotation) and not isinstance(value, str):
+        return text
+    return value
+
+
+def _is_text(annotation: Any) -> bool:
+    if annotation is str:
+        return True
+    return get_origin(annotation) is Literal and all(isinstance(a, str) for a in get_args(annotation))
+
+
+def field_annotation(keys: list[str]) -> Any:
+    """The type of PipelineConfig field `a.b.c`, or None if there is no such field."""
+    model: Any = PipelineConfig
+    for k in keys:
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or k not in model.model_fields:
+            return None
+        model = model.model_fields[k].annotation
+    return model
 
 
 def parse_set(expr: str) -> tuple[list[str], Any]:
@@ -30,7 +57,7 @@ def parse_set(expr: str) -> tuple[list[str], Any]:
     keys = [k.strip().replace("-", "_") for k in path.split(".")]
     if not all(keys):
         raise ConfigError(f"--set {expr!r}: empty field name")
-    return keys, parse_value(value.strip())
+    return keys, parse_value(value.strip(), field_annotation(keys))
 
 
 def deep_set(tree: dict[str, Any], keys: list[str], value: Any) -> None:
@@ -70,7 +97,7 @@ def build_config(base: dict[str, Any] | None = None, config_file: Path | None = 
         keys, value = parse_set(expr)
         deep_set(tree, keys, value)
     try:
-        return PipelineConfig.model_validate(tree)
+        return PipelineConfig.model_validate(tree, strict=True)   # no bool -> float, no "1" -> 1
     except ValidationError as e:
         raise ConfigError(format_validation(e)) from e
 

@@ -30,8 +30,14 @@ class StageSpec:
         return getattr(cfg, self.name)
 
 
+# The stage that provides each train.source table ('random' and 'none' need none).
+SOURCE_STAGE = {"enhanced": ["augment"], "pretrain": ["pretrain"], "random": [], "none": []}
+
+
 def _train_deps(cfg: PipelineConfig) -> list[str]:
-    return {"base": ["data"], "ci": ["data", "group"], "tslrec": ["data", "augment"]}[cfg.train.variant]
+    if cfg.train.variant == "tslrec":
+        return ["data", *SOURCE_STAGE[cfg.train.source]]
+    return {"base": ["data"], "ci": ["data", "group"]}[cfg.train.variant]
 
 
 STAGES: dict[str, StageSpec] = {

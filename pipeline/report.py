@@ -1,4 +1,11 @@
-"""`tslrec report`: Table 1, Table 2 (markdown + CSV), Fig. 4 and Fig. 5 from saved experiments."""
+"""`tslrec report`: Table 1, Table 2 (markdown + CSV), the paper's Table 2 next to ours, Fig. 4 and
+Fig. 5 from saved experiments.
+
+Table 2 has one row per backbone x variant and one column per dataset x metric, across every
+experiment given: mean ± std over seeds, **best** and <u>second</u> per column, * where TSLRec beats
+the best other variant of its backbone with p <= 0.05 (two-sample t-test, as the paper), † where
+it is worse with p <= 0.05. The CSV holds the same numbers, one line per dataset x row x metric.
+"""
 from __future__ import annotations
 
 import csv
@@ -6,15 +13,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from pipeline.cache import Cache
-from pipeline.figures import activity_groups, fig4_agreement, fig5_activity
-from pipeline.stats import METRICS, summarize
-from schemas.common import RunRecord
+from pipeline.figures import activity_bins, bin_metrics, fig4_agreement, fig5_activity
+from pipeline.paper_table2 import PAPER_TABLE2, PROTOCOL, STARS
+from pipeline.stats import METRICS, mean_std, summarize
 from stages.sequences import Sequences
 
 HEAD = {"hr5": "HR@5", "hr10": "HR@10", "ndcg5": "NDCG@5", "ndcg10": "NDCG@10"}
+VARIANT_ORDER = ["base", "ci", "tslrec"]
 
 
 def latest_experiments(cache_dir: Path, datasets: list[str] | None = None) -> list[dict[str, Any]]:
@@ -49,26 +55,86 @@ def with_e4srec(exps: list[dict[str, Any]], cache: Cache) -> list[dict[str, Any]
     return [{**e, "summary": e["summary"] + e4srec_rows(cache, e["dataset"], e["mask_history"])} for e in exps]
 
 
-def table2(exps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Rows backbone x variant, columns dataset x metric; **best**, <u>second</u>, * for p <= 0.05."""
-    keys = sorted({(r["backbone"], r["variant"]) for e in exps for r in e["summary"]},
-                  key=lambda k: (k[0], ["base", "ci", "tslrec"].index(k[1]) if k[1] in ("base", "ci", "tslrec") else 9))
-    header = ["backbone", "variant"] + [f"{e['dataset']} {HEAD[m]}" for e in exps for m in METRICS]
-    cells: dict[tuple[str, str], list[str]] = {k: list(k) for k in keys}
+def merge_by_dataset(exps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One experiment per dataset (and protocol) for the tables: rows of several experiments on the
+    same dataset are pooled; where two have the same backbone x variant, the one with more seeds
+    wins (the first on a tie), and each backbone's t-tests come from the experiment its TSLRec row came from."""
+    merged: dict[tuple[str, Any], dict[str, Any]] = {}
+    for e in exps:
+        key = (e["dataset"], e.get("mask_history"))
+        if key not in merged:
+            merged[key] = {**e, "summary": list(e["summary"]), "significance": list(e["significance"])}
+            continue
+        m = merged[key]
+        rows = {(r["backbone"], r["variant"]): i for i, r in enumerate(m["summary"])}
+        for r in e["summary"]:
+            k = (r["backbone"], r["variant"])
+            if k not in rows:
+                m["summary"].append(r)
+            elif r["n_seeds"] > m["summary"][rows[k]]["n_seeds"]:
+                m["summary"][rows[k]] = r
+            else:
+                continue
+            if r["variant"] == "tslrec":
+                m["significance"] = [s for s in m["significance"] if s["backbone"] != r["backbone"]] + \
+                    [s for s in e["significance"] if s["backbone"] == r["backbone"]]
+    return list(merged.values())
+
+
+def row_order(key: tuple[str, str]) -> tuple[str, int]:
+    return key[0], VARIANT_ORDER.index(key[1]) if key[1] in VARIANT_ORDER else len(VARIANT_ORDER)
+
+
+def marks(exp: dict[str, Any]) -> dict[tuple[str, str], str]:
+    """(backbone, metric) -> '*' (TSLRec significantly better, p <= 0.05), '†' (significantly worse) or ''."""
+    out = {}
+    for s in exp["significance"]:
+        significant = s["p"] is not None and s["p"] <= 0.05
+        out[(s["backbone"], s["metric"])] = ("*" if s["diff"] > 0 else "†") if significant else ""
+    return out
+
+
+def table2_cells(exps: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], list[dict[str, Any]]]:
+    """(row keys, cells): one cell per dataset x row x metric with mean, std, n_seeds, mark, rank."""
+    keys = sorted({(r["backbone"], r["variant"]) for e in exps for r in e["summary"]}, key=row_order)
+    cells = []
     for e in exps:
         by = {(r["backbone"], r["variant"]): r for r in e["summary"]}
-        stars = {(s["backbone"], s["metric"]) for s in e["significance"] if s["p"] is not None and s["p"] <= 0.05 and s["diff"] > 0}
+        mark = marks(e)
         for m in METRICS:
             ranked = sorted({by[k]["mean"][m] for k in keys if k in by}, reverse=True)
             for k in keys:
                 if k not in by:
-                    cells[k].append("-")
                     continue
-                v = by[k]["mean"][m]
-                s = f"{v:.4f}" + ("*" if k[1] == "tslrec" and (k[0], m) in stars else "")
-                s = f"**{s}**" if v == ranked[0] else f"<u>{s}</u>" if len(ranked) > 1 and v == ranked[1] else s
-                cells[k].append(s)
-    return header, [cells[k] for k in keys]
+                row, v = by[k], by[k]["mean"][m]
+                cells.append({"dataset": e["dataset"], "mask_history": e.get("mask_history"), "backbone": k[0], "variant": k[1],
+                              "metric": m, "n_seeds": row["n_seeds"], "mean": v, "std": row["std"][m],
+                              "mark": mark.get((k[0], m), "") if k[1] == "tslrec" else "", "rank": ranked.index(v) + 1})
+    return keys, cells
+
+
+def format_cell(c: dict[str, Any]) -> str:
+    s = f"{c['mean']:.4f}" + (f" ± {c['std']:.4f}" if c["n_seeds"] > 1 else "") + c["mark"]
+    return f"**{s}**" if c["rank"] == 1 else f"<u>{s}</u>" if c["rank"] == 2 else s
+
+
+def table2(exps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Rows backbone x variant, columns dataset x metric (markdown cells)."""
+    keys, cells = table2_cells(exps)
+    header = ["backbone", "variant"] + [f"{e['dataset']} {HEAD[m]}" for e in exps for m in METRICS]
+    at = {(c["dataset"], c["backbone"], c["variant"], c["metric"]): c for c in cells}
+    rows = [[*k, *[format_cell(at[(e["dataset"], *k, m)]) if (e["dataset"], *k, m) in at else "-"
+                   for e in exps for m in METRICS]] for k in keys]
+    return header, rows
+
+
+def write_table2_csv(path: Path, cells: list[dict[str, Any]]) -> None:
+    cols = ["dataset", "mask_history", "backbone", "variant", "metric", "n_seeds", "mean", "std", "mark", "rank"]
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for c in cells:
+            w.writerow({**c, "mean": f"{c['mean']:.6f}", "std": f"{c['std']:.6f}"})
 
 
 def markdown(header: list[str], rows: list[list[str]]) -> str:
@@ -87,27 +153,63 @@ def table1(exps: list[dict[str, Any]]) -> str:
     return markdown(header, rows)
 
 
-def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> Path | None:
-    """Per-variant HR@10/NDCG@10 over 5 activity groups; the first seed's ranks of each variant."""
-    data = exp["upstream"]["data"]
-    rec = cache.get_run(data["key"])
+def paper_vs_ours(exps: list[dict[str, Any]]) -> str:
+    """HR@10 and NDCG@10 per dataset x backbone x variant: the paper's, ours in our protocol, and ours
+    in the paper's protocol (the same weights' `test_alt`, where the experiment has it)."""
+    ours = {(e["dataset"], r["backbone"], "-" if r["backbone"] == "e4srec" else r["variant"]): (e, r)
+            for e in exps for r in e["summary"]}
+    header = ["dataset", "backbone", "variant"] + [f"{HEAD[m]} {who}" for m in ("hr10", "ndcg10")
+                                                   for who in ("paper", "ours", "ours, paper's protocol")]
+    rows = []
+    for e in exps:
+        for (dataset, backbone, variant), paper in PAPER_TABLE2.items():
+            if dataset != e["dataset"]:
+                continue
+            got = ours.get((dataset, backbone, variant))
+            cells = []
+            for m in ("hr10", "ndcg10"):
+                star = "*" if (dataset, backbone, m) in STARS and variant == "tslrec" else ""
+                cells.append(f"{paper[m]:.4f}{star}")
+                cells.append("-" if got is None else format_cell({**table2_cell(got[0], got[1], m), "rank": 0}))
+                alt = None if got is None else got[1].get("alt")
+                cells.append("-" if alt is None else f"{alt[m]:.4f}")
+            rows.append([dataset, backbone, variant, *cells])
+    protocols = {e["dataset"]: "history masked" if e["mask_history"] else "history not masked" for e in exps}
+    note = (f"Paper: {PROTOCOL}; * p <= 0.05 as published. Ours: " + ", ".join(f"{k} {v}" for k, v in protocols.items())
+            + " (mean ± std over seeds; * / † TSLRec significantly better / worse than the best other variant, p <= 0.05); "
+            "'ours, paper's protocol': the same weights ranked under the other masking setting (mean over seeds). "
+            "'-': not run.\n\n")
+    return note + markdown(header, rows)
+
+
+def table2_cell(exp: dict[str, Any], row: dict[str, Any], m: str) -> dict[str, Any]:
+    mark = marks(exp).get((row["backbone"], m), "") if row["variant"] == "tslrec" else ""
+    return {"mean": row["mean"][m], "std": row["std"][m], "n_seeds": row["n_seeds"], "mark": mark}
+
+
+def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> dict[str, Path]:
+    """One Fig. 5 per backbone: HR@10 / NDCG@10 per activity bin and variant, mean ± std over seeds."""
+    rec = cache.get_run(exp["upstream"]["data"]["key"])
     if rec is None:
-        return None
-    seqs = Sequences.from_tensors(cache.get(rec.outputs["sequences"]))
-    lengths = seqs.train_part().lengths
-    groups, labels = {}, []
-    for run in exp["runs"]:
-        if run["variant"] in groups or run["backbone"] != exp["runs"][0]["backbone"]:
+        return {}
+    lengths = Sequences.from_tensors(cache.get(rec.outputs["sequences"])).train_part().lengths
+    bins, labels, counts = activity_bins(lengths)
+    files = {}
+    for backbone in dict.fromkeys(r["backbone"] for r in exp["runs"]):
+        per_variant: dict[str, list[dict[str, list[float]]]] = {}
+        for run in exp["runs"]:
+            train = cache.get_run(run["key"]) if run["backbone"] == backbone else None
+            if train is not None and "ranks" in train.outputs:
+                per_variant.setdefault(run["variant"], []).append(bin_metrics(bins, cache.get(train.outputs["ranks"])["test"], len(labels)))
+        if not per_variant:
             continue
-        train = cache.get_run(run["key"])
-        if train is None or "ranks" not in train.outputs:
-            continue
-        ranks = cache.get(train.outputs["ranks"])["test"]
-        groups[run["variant"]], labels = activity_groups(lengths, ranks)
-    if not groups:
-        return None
-    title = f"{exp['dataset']} ({exp['runs'][0]['backbone']}): test metrics by user activity"
-    return fig5_activity(groups, labels, title, out / f"fig5_activity_{exp['dataset']}.png")
+        groups = {v: {m: [mean_std([s[m][b] for s in seeds]) for b in range(len(labels))] for m in ("hr10", "ndcg10")}
+                  for v, seeds in sorted(per_variant.items(), key=lambda kv: row_order((backbone, kv[0])))}
+        n_seeds = {v: len(s) for v, s in per_variant.items()}
+        title = f"{exp['dataset']}, {backbone}: test metrics by user activity (mean ± std over {max(n_seeds.values())} seeds)"
+        name = f"fig5_{exp['dataset']}_{backbone}"
+        files[name] = fig5_activity(groups, labels, counts, title, out / f"{name}.png")
+    return files
 
 
 def write_report(cache_dir: Path, out: Path, datasets: list[str] | None = None,
@@ -117,21 +219,22 @@ def write_report(cache_dir: Path, out: Path, datasets: list[str] | None = None,
         raise FileNotFoundError(f"no saved experiments under {Path(cache_dir) / 'experiments'}; run `tslrec run all` first")
     out.mkdir(parents=True, exist_ok=True)
     cache = Cache(cache_dir)
-    header, rows = table2(with_e4srec(exps, cache))
-    files = {"table2_md": out / "table2.md", "table2_csv": out / "table2.csv", "table1_md": out / "table1.md"}
+    full = with_e4srec(merge_by_dataset(exps), cache)
+    header, rows = table2(full)
+    files = {"table2_md": out / "table2.md", "table2_csv": out / "table2.csv", "table1_md": out / "table1.md",
+             "table2_paper_md": out / "table2-paper-vs-ours.md"}
     mask = {e["dataset"]: e["mask_history"] for e in exps}
-    note = "Test metrics, mean over seeds; * p <= 0.05 (two-sample t-test, TSLRec vs best other variant). History masking: " + \
-        ", ".join(f"{k} {'on' if v else 'off'}" for k, v in mask.items()) + "\n\n"
+    note = ("Test metrics, mean ± std over seeds; **best**, <u>second</u>; * TSLRec better than the best other variant "
+            "of its backbone with p <= 0.05 (two-sample t-test), † worse with p <= 0.05. History masking: "
+            + ", ".join(f"{k} {'on' if v else 'off (RecBole full-sort, the paper)'}" for k, v in mask.items()) + "\n\n")
     files["table2_md"].write_text(note + markdown(header, rows))
-    with open(files["table2_csv"], "w", newline="") as f:
-        csv.writer(f).writerows([header] + [[c.replace("**", "").replace("<u>", "").replace("</u>", "") for c in r] for r in rows])
+    write_table2_csv(files["table2_csv"], table2_cells(full)[1])
     files["table1_md"].write_text(table1(exps))
+    files["table2_paper_md"].write_text(paper_vs_ours(full))
     agreement = {e["dataset"]: {c: e["upstream"]["augment"]["result"][c] for c in ("c1", "c2", "c3")}
                  for e in exps if "augment" in e["upstream"]}
     if agreement:
         files["fig4"] = fig4_agreement(agreement, out / "fig4_agreement.png")
     for e in exps:
-        p = fig5_for(e, cache, out)
-        if p is not None:
-            files[f"fig5_{e['dataset']}"] = p
+        files.update(fig5_for(e, cache, out))
     return {"datasets": [e["dataset"] for e in exps], "files": {k: str(v) for k, v in files.items()}}

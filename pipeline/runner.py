@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import functools
 import platform
+import shutil
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import torch
+from rich.markup import escape
 
-from pipeline.cache import Cache, CorruptObject, cache_key, code_digest, file_sha256
+from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest, file_sha256
 from pipeline.console import debug, log
 from pipeline.datasets import locate
 from pipeline.distributed import PARALLEL_STAGES
@@ -60,12 +62,13 @@ class Runner:
 
     # -- public ----------------------------------------------------------------------------
     def run(self, stage: str, cfg: PipelineConfig, *, top: bool = True) -> RunRecord:
-        """The stage's record (cached or computed). Under torchrun every rank calls this in the same order;
-        rank 0 decides and tells the others (one broadcast per call; see pipeline/distributed.py)."""
+        """The record of `stage` under `cfg`, from the cache or computed (see _as_requested). Under torchrun
+        every rank calls this in the same order; rank 0 decides and tells the others (one broadcast per
+        call; see pipeline/distributed.py)."""
         if not self.dist.leader:
             return self._follow(stage, cfg)
         try:
-            record = self._lead(stage, cfg, top=top)
+            record = self._as_requested(self._run(stage, cfg, top=top), cfg)
         except BaseException as e:
             if self.dist.enabled and not getattr(e, "_followers_told", False):
                 e._followers_told = True    # the callers up the recursion must not broadcast it again
@@ -90,7 +93,17 @@ class Runner:
             raise SystemExit(1)   # rank 0 reports the error; torchrun shows its line
         return msg["record"]
 
-    def _lead(self, stage: str, cfg: PipelineConfig, *, top: bool) -> RunRecord:
+    @staticmethod
+    def _as_requested(record: RunRecord, cfg: PipelineConfig) -> RunRecord:
+        """The record with THIS request's pipeline config, sealed: a hit's stored record has the
+        config of whichever command first computed it, and `--from` must never continue from that
+        one; the digest covers what is printed, so `--from` can check it."""
+        pipeline = cfg.model_dump(mode="json")
+        if record.pipeline != pipeline:
+            record = record.model_copy(update={"pipeline": pipeline})
+        return record.sealed()
+
+    def _run(self, stage: str, cfg: PipelineConfig, *, top: bool) -> RunRecord:
         spec = STAGES[stage]
         upstream = [self.run(dep, cfg, top=False) for dep in spec.deps(cfg)]
         refs = self._input_refs(spec.inputs.model_fields, upstream)
@@ -109,6 +122,8 @@ class Runner:
             "input_digests": input_digests,
             "env": env_versions(),
         }
+        if hasattr(module, "identity"):   # e.g. sft: the model's weights, not only its name
+            parts["identity"] = module.identity(stage_cfg, self.rt)
         key = cache_key(parts)
         if key in self._done:
             return self._done[key]
@@ -119,14 +134,17 @@ class Runner:
             return hit
         if not top and not self.compute_upstream:
             raise MissingUpstream(f"{stage} result {key[:12]} is not in the cache (run `tslrec run {stage}` first)")
-        with self.cache.claim(key) as waited:
-            hit = self._verified_hit(key) if waited else None   # another process just computed it
+        with self.cache.claim(key, label=stage) as waited:
+            # Look again under the lock: another process may have computed it meanwhile (we waited
+            # for it, or it finished between our first look and the claim).
+            hit = self._verified_hit(key) if waited or not (self.force and top) else None
             if hit is not None:
                 log(f"[green]cache hit[/green]  {stage:<8} {key[:12]} (computed by another process)")
                 self._done[key] = hit
                 return hit
             record = self._compute(stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs,
                                    path if stage == "data" else None)
+            shutil.rmtree(self.cache.checkpoint_dir(key), ignore_errors=True)   # recorded: the resume point has served
         self._done[key] = record
         return record
 
@@ -140,11 +158,16 @@ class Runner:
                 self.dist.broadcast({"compute": stage})
                 self.dist.broadcast(tensors)
             inp = spec.inputs(**tensors)
+        # A killed run's resume point, if any. Not under torchrun: every rank would have to restore
+        # the same state, and only rank 0 touches the cache.
+        ckpt = None if self.dist.enabled else self.cache.checkpoint_dir(key)
+        if ckpt is not None and any(ckpt.glob("*.pt")):
+            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
         with track_peak(self.rt.device) as peak:
             t0 = time.perf_counter()
-            out = module.run(stage_cfg, inp, self.rt)
+            out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
             wall = time.perf_counter() - t0
         outputs = {}
         for kind, tensors in out.artifacts.items():
@@ -177,7 +200,11 @@ class Runner:
         return refs
 
     def _verified_hit(self, key: str) -> RunRecord | None:
-        rec = self.cache.get_run(key)
+        try:
+            rec = self.cache.read_run(key)
+        except CorruptRecord as e:
+            log(f"[red]cache corrupt[/red] {escape(str(e))}; recomputing")
+            return None
         if rec is None:
             return None
         for ref in rec.outputs.values():
@@ -187,6 +214,9 @@ class Runner:
                 log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
                 self.cache.discard(ref.digest)
                 return None
+        if rec.record_digest is None:       # written before records carried a digest: seal it now
+            self.cache.put_run(rec)
+            rec = rec.sealed()
         return rec.model_copy(update={"cached": True})
 
     def _load(self, ref: Any) -> dict[str, torch.Tensor]:

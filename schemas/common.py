@@ -1,6 +1,8 @@
 """Base models shared by every stage: frozen configs, artifact references, run manifests."""
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,7 +34,7 @@ class RunRecord(Frozen):
     """What a stage run prints with --json and what the cache stores as its manifest."""
 
     stage: str = Field(description="Stage name.")
-    key: str = Field(description="Content-addressed cache key of this run.")
+    key: str = Field(pattern=r"^[0-9a-f]{64}$", description="Content-addressed cache key of this run (sha256, hex).")
     stage_version: int = Field(description="Stage's own version number (bumped on semantic change).")
     code_digest: str = Field(description="sha256 of the AST of the stage's modules.")
     config: dict[str, Any] = Field(description="The stage's own config, as hashed.")
@@ -47,3 +49,17 @@ class RunRecord(Frozen):
     peak_cuda_mb: float | None = Field(default=None, description="Peak CUDA memory allocated by tensors (MiB) while the stage ran; None off CUDA.")
     created: str = Field(description="UTC time the run was computed (ISO 8601).")
     cached: bool = Field(default=False, description="True when this invocation was a cache hit.")
+    record_digest: str | None = Field(default=None, description="sha256 of this record's canonical JSON without record_digest and cached; checked whenever the record is read (None: written before records carried one).")
+
+    def content_digest(self) -> str:
+        """sha256 of the canonical JSON of what the record says (not record_digest, not cached).
+
+        Taken from the JSON text the record is written as, so it survives a write and a read
+        (pydantic writes NaN as null, for example)."""
+        body = json.loads(self.model_dump_json(exclude={"record_digest", "cached"}))
+        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def sealed(self) -> "RunRecord":
+        """This record with record_digest set to its content digest."""
+        return self.model_copy(update={"record_digest": self.content_digest()})

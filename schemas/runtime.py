@@ -25,6 +25,7 @@ class Runtime(Frozen):
     progress: bool = Field(default=True, description="Show rich progress bars on stderr.")
     data_dir: Path = Field(default_factory=default_data_dir, description="Where datasets live.")
     cache_dir: Path = Field(default_factory=default_cache_dir, description="Content-addressed cache root.")
+    checkpoint_dir: Path | None = Field(default=None, description="Where a training stage keeps its per-epoch resume point (set by the runner under the run's key; None: no checkpoints).")
     offline: bool = Field(default=False, description="Never download; say which file to put where.")
     log_level: Literal["quiet", "info", "debug"] = Field(default="info", description="stderr verbosity.")
     rank: int = Field(default=0, ge=0, description="This process's rank under torchrun (0 alone touches the cache and prints).")

@@ -28,7 +28,8 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, history: torc
     target), from their gathered scores: no (B, N) mask is built or applied."""
     targets = targets.long().to(scores.device)
     t = scores.gather(1, targets.unsqueeze(1))                             # (B, 1) target score
-    ranks = (scores[:, 1:] >= t).sum(1) - 1                                # (B,) padding never competes
+    # int32 counts: summing a bool (B, N) matrix into int64 first copies it to int64 (2x slower).
+    ranks = (scores[:, 1:] >= t).sum(1, dtype=torch.int32).long() - 1     # (B,) padding never competes
     if history is not None:
         h = history.long().to(scores.device).sort(1).values                # (B, H) repeats now adjacent
         first = torch.ones_like(h, dtype=torch.bool)

@@ -14,7 +14,7 @@ from stages.sequences import Sequences
 from stages.trainer import state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.pretrain", "stages.trainer", "stages.evaluate", "stages.sequences"]
+COMMON_MODULES = ["stages.pretrain", "stages.trainer", "stages.linear_ce", "stages.evaluate", "stages.sequences"]
 
 
 def modules(cfg) -> list[str]:

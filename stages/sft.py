@@ -27,17 +27,26 @@ import torch
 
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
+from stages import checkpoint
 from stages.lm import e4srec
-from stages.lm.load import default_lora_targets, load_lm, prepare_for_training, quiet_transformers
+from stages.lm.load import load_lm, prepare_for_training, quiet_transformers
 from stages.lm.precision import grad_scaler
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.prompt import length_batches, recent_items
+from stages.lm.schedule import lr_scheduler
 from stages.lm.tasks import Instances, Task, get_task
 from stages.sequences import Sequences
 
 VERSION = 1
 MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
-           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec"]
+           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
+
+
+def identity(cfg: SftConfig, rt: Runtime) -> dict[str, str]:
+    """Hashed into the run's key next to the config: what the model name stands for (its weights)."""
+    from stages.lm.identity import model_identity
+
+    return {"model": model_identity(cfg.model, rt.cache_dir, rt.offline)}
 
 
 @dataclass
@@ -67,16 +76,17 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
     """Base LLM + LoRA + linear_proj + head, initialised from cfg.seed (deterministic)."""
     from peft import LoraConfig, get_peft_model
 
+    cfg = cfg.resolved()
     lm, tok = load_lm(cfg.model, num_layers=cfg.num_layers, cache_dir=rt.cache_dir, offline=rt.offline,
                       precision=cfg.precision, load_in_4bit=cfg.load_in_4bit, device=rt.device)
     lm = prepare_for_training(lm, gradient_checkpointing=cfg.gradient_checkpointing, quantized=cfg.load_in_4bit)
-    targets = list(cfg.target_modules) if cfg.target_modules else default_lora_targets(lm)
+    targets = list(cfg.target_modules) if cfg.target_modules else task.lora_targets(lm)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none")
     with torch.random.fork_rng(devices=[]), quiet_transformers():
         torch.manual_seed(cfg.seed)
         peft_lm = get_peft_model(lm, lora)
-        head = task.build_head(lm.config.hidden_size, n_out)
+        head = task.build_head(lm.config.hidden_size, n_out, cfg.head_bias)
         model = build_prompt_lm(peft_lm, tok, item_weight, n_out, head, task.head_name,
                                 instruction=task.instruction,
                                 # the prefix's KV cache needs use_cache, which checkpointing turns off
@@ -105,7 +115,7 @@ def train_step(model: PromptLM, task: Task, opt: torch.optim.Optimizer, items: t
         loss = task.loss(task.predict(model.head(h)), targets[local.to(targets.device)]) * (local.numel() / idx.numel())
         (scaler.scale(loss) if scaler is not None else loss).backward()
         tokens = int(model.template.lengths(counts).sum())
-    value = dist.all_reduce_grads(model, loss) if dist is not None else float(loss.detach())
+    value = float(dist.all_reduce_grads(model, loss)) if dist is not None else float(loss.detach())
     if scaler is not None:   # fp16: unscale, skip the step on inf/nan, adapt the scale
         scaler.step(opt)
         scaler.update()
@@ -138,11 +148,11 @@ def predict(model: PromptLM, task: Task, items: torch.Tensor, inst: Instances, m
 def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor]
             ) -> tuple[Task, torch.Tensor, Instances, Instances, int]:
     """(task, training-part CSR items, train instances, validation instances, head outputs)."""
-    task = get_task(cfg.task)
+    task, cfg = get_task(cfg.task), cfg.resolved()
     if item_weight.shape[0] != seqs.n_items + 1:
         raise ValueError(f"item embeddings have {item_weight.shape[0]} rows; expected N+1 = {seqs.n_items + 1}")
     train_seqs = seqs.train_part()          # the only view of the data from here on: no valid/test items
-    inst = task.instances(train_seqs, groups)
+    inst = task.instances(train_seqs, groups, cfg)
     tr, va = split_instances(inst, cfg.valid_fraction if task.holdout_users else 0.0, cfg.seed)
     if len(tr) == 0:
         raise ValueError("no training instances for sft (every user is held out or has no training items)")
@@ -151,6 +161,7 @@ def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: 
 
 def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor],
           rt: Runtime) -> tuple[PromptLM, SftResult, TrainLog]:
+    cfg = cfg.resolved()
     task, items, tr, va, n_out = prepare(cfg, seqs, item_weight, groups)
     model = make_model(cfg, task, item_weight, n_out, rt)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -161,10 +172,14 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     log = TrainLog()
     scaler = grad_scaler(cfg.precision, rt.device)
     n_steps = -(-len(tr) // cfg.batch_size)
+    sched = lr_scheduler(opt, cfg.lr_schedule, cfg.warmup_steps, cfg.epochs * n_steps)
     with torch.random.fork_rng(devices=[]), rt.track("sft", cfg.epochs * n_steps) as bar:
         torch.manual_seed(cfg.seed)     # LoRA / model dropout
         model.train()
-        for _ in range(cfg.epochs):
+        done = 0
+        if (resumed := checkpoint.restore(rt, "sft", model, opt, [gen])) is not None:   # after a crash
+            done, (log.epoch_seconds, log.epoch_losses, log.batches, log.tokens) = resumed
+        for epoch in range(done + 1, cfg.epochs + 1):
             batches = length_batches(lengths, cfg.batch_size, gen)
             log.batches.append(batches)
             total, seen = 0.0, 0
@@ -172,12 +187,15 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             for idx in batches:
                 value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items, dist=rt.dist,
                                            scaler=scaler)
+                sched.step()
                 total += value * idx.numel()
                 seen += idx.numel()
                 log.tokens += tokens
                 bar.advance(1, loss=total / seen)
             log.epoch_seconds.append(time.perf_counter() - t0)
             log.epoch_losses.append(total / max(seen, 1))
+            checkpoint.save(rt, "sft", epoch, model, opt, [gen], (log.epoch_seconds, log.epoch_losses, log.batches,
+                                                                  log.tokens), trainable_only=True)
     model.eval()
     valid_mse = baseline = valid = test = None
     eval_batch = cfg.eval_batch_size or cfg.batch_size
@@ -199,6 +217,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
         seconds_per_epoch=statistics.median(log.epoch_seconds),
         tokens_per_second=log.tokens / max(sum(log.epoch_seconds), 1e-9),
         instances_per_epoch=len(tr),
+        settings=run_settings(cfg, model),
         shared_prefix=model.shares_prefix,
         valid=valid,
         test=test,
@@ -206,8 +225,17 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     return model, result, log
 
 
+def run_settings(cfg: SftConfig, model: PromptLM) -> dict:
+    """The resolved task-dependent settings (what the record's None fields meant in this run)."""
+    from stages.lm.model import peft_config_json
+
+    out = {k: getattr(cfg, k) for k in ("lora_r", "lora_alpha", "lr", "lr_schedule", "warmup_steps", "epochs",
+                                         "head_bias", "empty_prefix", "recent_targets", "target")}
+    return {**out, "target_modules": sorted(peft_config_json(model.lm)["target_modules"])}
+
+
 def artifacts(model: PromptLM, cfg: SftConfig, log: TrainLog | None = None) -> dict[str, dict[str, torch.Tensor]]:
-    out = {"adapter": pack_adapter(model.lm, cfg.model_dump(mode="json")), "heads": model.heads_state()}
+    out = {"adapter": pack_adapter(model.lm, cfg.resolved().model_dump(mode="json")), "heads": model.heads_state()}
     if log is not None and log.ranks is not None:
         out["ranks"] = {k: v.contiguous() for k, v in log.ranks.items()}
     return out

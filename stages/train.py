@@ -2,26 +2,38 @@
 
 base:   random item embeddings (nn.Embedding)
 ci:     + a learnable embedding of each item's pre-grouped category (cluster_map from `group`)
-tslrec: gate fusion with the frozen LLM-enhanced embeddings (from `augment`)
+tslrec: a fusion (train.fusion, stages/backbones/fusion.py) of learnable ID embeddings with a frozen
+        item table (train.source): the LLM-enhanced embeddings (from `augment`, the default), the
+        pretrain backbone's own table (from `pretrain`) or a fixed random one; the last two are
+        controls. The `ensemble` fusion trains two models and mixes their scores (stages/ensemble.py).
 """
 from __future__ import annotations
 
 from functools import partial
 
-from schemas.pretrain import TrainConfig, TrainIn, TrainOut
+import torch
+
+from schemas.pretrain import TrainConfig, TrainIn, TrainOut, TrainResult
 from schemas.runtime import Runtime
-from stages.backbones import modules_for
-from stages.backbones.embedding import make_embedding
+from stages.backbones import build, modules_for
+from stages.backbones.embedding import ItemEmbedding, make_embedding
+from stages.backbones.fusion import build_fused, make_fusion
+from stages.ensemble import fit_ensemble
+from stages.evaluate import metrics
 from stages.sequences import Sequences
-from stages.trainer import state_tensors, train_backbone
+from stages.trainer import fit, state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.train", "stages.trainer", "stages.evaluate", "stages.sequences"]
+COMMON_MODULES = ["stages.train", "stages.trainer", "stages.linear_ce", "stages.evaluate", "stages.sequences"]
+FUSION_MODULES = ["stages.backbones.fusion", "stages.ensemble"]
+RANDOM_SOURCE_SEED = 0   # the 'random' control is one fixed table, the same for every seed and fusion
 
 
 def modules(cfg) -> list[str]:
-    """Modules hashed into the cache key: the common ones and only the chosen backbone's."""
-    return [*COMMON_MODULES, *modules_for(cfg.backbone.name)]
+    """Modules hashed into the cache key: the common ones, only the chosen backbone's, and the fusion
+    code only for 'tslrec' (editing a fusion must not invalidate cached base runs)."""
+    fusion = FUSION_MODULES if cfg.variant == "tslrec" else []
+    return [*COMMON_MODULES, *modules_for(cfg.backbone.name), *fusion]
 
 
 def _needed(tensors: dict | None, name: str, variant: str, field: str, stage: str):
@@ -31,20 +43,71 @@ def _needed(tensors: dict | None, name: str, variant: str, field: str, stage: st
     return tensors[name]
 
 
+def source_table(cfg: TrainConfig, inp: TrainIn, n_items: int) -> torch.Tensor | None:
+    """The frozen (N+1, H) table of train.source; None for 'none' (the ensemble's base + base control)."""
+    if cfg.source == "enhanced":
+        return _needed(inp.enhanced, "embeddings", "tslrec", "enhanced", "augment").float()
+    if cfg.source == "pretrain":
+        return _needed(inp.item_embeddings, "weight", "tslrec", "item_embeddings", "pretrain").float()
+    if cfg.source == "random":
+        g = torch.Generator().manual_seed(RANDOM_SOURCE_SEED)
+        return torch.randn(n_items + 1, cfg.random_dim, generator=g)   # (N+1, H)
+    return None
+
+
+def fused_model(cfg: TrainConfig, fusion: str, table: torch.Tensor, n_items: int, seed: int):
+    """Seed torch, then build the backbone around `fusion` over `table` (same order as train_backbone)."""
+    torch.manual_seed(seed)
+    emb = make_fusion(fusion, n_items, cfg.backbone.dim, table, standardize=cfg.enhanced_norm == "standardize",
+                      whiten=cfg.init_whiten, semantic_share=cfg.semantic_share)
+    return build_fused(cfg.backbone, emb)
+
+
+def base_model(cfg: TrainConfig, n_items: int, seed: int):
+    torch.manual_seed(seed)
+    return build(cfg.backbone, ItemEmbedding(n_items, cfg.backbone.dim))
+
+
+def run_ensemble(cfg: TrainConfig, seqs: Sequences, table: torch.Tensor | None, rt: Runtime) -> TrainOut:
+    n = seqs.n_items
+    second = partial(base_model, cfg, n) if table is None else partial(fused_model, cfg, cfg.ensemble_member, table, n)
+    ens = fit_ensemble(cfg, seqs, partial(base_model, cfg, n), second, rt)
+    a, b = ens.members
+    mask = cfg.trainer.mask_history
+    result = TrainResult(
+        backbone=cfg.backbone.name, variant="tslrec", seed=cfg.trainer.seed,
+        valid=metrics(ens.valid_ranks, mask), test=metrics(ens.test_ranks, mask),
+        test_alt=metrics(ens.test_alt_ranks, not mask),
+        best_epoch=b.result.best_epoch, epochs_run=a.result.epochs_run + b.result.epochs_run,
+        seconds_per_epoch=b.result.seconds_per_epoch, seconds_per_eval=b.result.seconds_per_eval,
+        train_seconds=round(a.result.train_seconds + b.result.train_seconds, 3),
+        fusion="ensemble", source=cfg.source, ensemble_weight=ens.weight,
+    )
+    backbone = {f"{name}.{k}": v for name, f in (("base", a), ("second", b)) for k, v in state_tensors(f.model).items()}
+    ranks = {"valid": ens.valid_ranks.contiguous(), "test": ens.test_ranks.contiguous()}
+    return TrainOut(result=result, artifacts={"backbone": backbone, "ranks": ranks})
+
+
 def run(cfg: TrainConfig, inp: TrainIn, rt: Runtime) -> TrainOut:
     seqs = Sequences.from_tensors(inp.sequences)
-    extra = {}
-    if cfg.variant == "ci":
-        extra["cluster_map"] = _needed(inp.groups, "cluster_map", "ci", "groups", "group")
-    elif cfg.variant == "tslrec":
-        extra["enhanced"] = _needed(inp.enhanced, "embeddings", "tslrec", "enhanced", "augment")
-        extra["standardize"] = cfg.enhanced_norm == "standardize"
-    factory = partial(make_embedding, cfg.variant, seqs.n_items, cfg.backbone.dim, **extra)
-    fit = train_backbone(cfg.backbone, cfg.trainer, seqs, factory, rt, variant=cfg.variant)
+    if cfg.variant == "tslrec":
+        table = source_table(cfg, inp, seqs.n_items)
+        if cfg.fusion == "ensemble":
+            return run_ensemble(cfg, seqs, table, rt)
+        model = fused_model(cfg, cfg.fusion, table, seqs.n_items, cfg.trainer.seed)
+        fitted = fit(model, seqs, cfg.trainer, rt, variant="tslrec", desc=f"tslrec {cfg.backbone.name}")
+        result = fitted.result.model_copy(update={"fusion": cfg.fusion, "source": cfg.source})
+    else:
+        extra = {}
+        if cfg.variant == "ci":
+            extra["cluster_map"] = _needed(inp.groups, "cluster_map", "ci", "groups", "group")
+        factory = partial(make_embedding, cfg.variant, seqs.n_items, cfg.backbone.dim, **extra)
+        fitted = train_backbone(cfg.backbone, cfg.trainer, seqs, factory, rt, variant=cfg.variant)
+        result = fitted.result
     return TrainOut(
-        result=fit.result,
+        result=result,
         artifacts={
-            "backbone": state_tensors(fit.model),
-            "ranks": {k: v.contiguous() for k, v in fit.ranks.items()},
+            "backbone": state_tensors(fitted.model),
+            "ranks": {k: v.contiguous() for k, v in fitted.ranks.items()},
         },
     )

@@ -116,22 +116,3 @@ def test_key_changes_with_config_and_input(dirs):
     c = Runner(rt).run("data", _cfg())
     assert c.key != a.key
 
-
-def test_claim_waits_for_a_live_holder_and_takes_over_a_dead_one(tmp_path):
-    import os
-    import subprocess
-    import threading
-
-    cache = Cache(tmp_path)
-    lock = cache.run_path("ab" * 32).with_suffix(".lock")
-    lock.parent.mkdir(parents=True)
-    dead = subprocess.Popen(["true"])
-    dead.wait()
-    lock.write_text(str(dead.pid))
-    with cache.claim("ab" * 32, poll=0.05) as waited:
-        assert waited is False and lock.read_text() == str(os.getpid())
-    assert not lock.exists()
-    lock.write_text(str(os.getpid()))                       # a live holder ...
-    threading.Timer(0.3, lambda: lock.unlink()).start()     # ... that finishes shortly
-    with cache.claim("ab" * 32, poll=0.05) as waited:
-        assert waited is True

@@ -29,25 +29,24 @@ def test_lines_pairs_and_inter_agree(tmp_path):
     rb, b = parse(tmp_path / "b.txt")
     rc, c = parse(tmp_path / "c.inter")
     assert torch.equal(a.items, b.items) and torch.equal(a.offsets, b.offsets)
-    assert (ra.n_users, ra.n_items, ra.n_interactions) == (2, 9, 7)
-    # inter remaps tokens 5..9 to 1..5 in natural order
-    assert c.items.tolist() == [1, 2, 3, 3, 4, 5, 1]
+    # every format remaps ids 5..9 to 1..5 in natural order: 5 items, not a 9-item catalogue
+    assert (ra.n_users, ra.n_items, ra.n_interactions) == (2, 5, 7)
+    assert a.items.tolist() == c.items.tolist() == [1, 2, 3, 3, 4, 5, 1]
 
 
 def test_leave_one_out_split(tmp_path):
-    (tmp_path / "a.txt").write_text("1 5 6 7 8\n2 1 2 3\n")
+    (tmp_path / "a.txt").write_text("1 4 5 6 7\n2 1 2 3\n")   # ids 1..7: the map is the identity
     _, s = parse(tmp_path / "a.txt")
-    assert s.test_targets().tolist() == [8, 3]
-    assert s.valid_targets().tolist() == [7, 2]
+    assert s.test_targets().tolist() == [7, 3]
+    assert s.valid_targets().tolist() == [6, 2]
     tr = s.train_part()
-    assert tr.items.tolist() == [5, 6, 1] and tr.offsets.tolist() == [0, 2, 3]
-    assert s.padded(3).tolist() == [[6, 7, 8], [1, 2, 3]]
-    assert tr.padded(3).tolist() == [[0, 5, 6], [0, 0, 1]]
+    assert tr.items.tolist() == [4, 5, 1] and tr.offsets.tolist() == [0, 2, 3]
+    assert s.padded(3).tolist() == [[5, 6, 7], [1, 2, 3]]
+    assert tr.padded(3).tolist() == [[0, 4, 5], [0, 0, 1]]
 
 
 BAD = [
-    ("1 5 6 7\n\n2 1 2 3\n", ":2:", "empty line"),
-    ("1 5 x 7\n", ":1:", "not an integer"),
+    ("1 5 x 7\n", ":1:", "not a positive integer"),
     ("1 5 6 7\n2 1 2\n", ":2:", "at least 3"),
     ("1 5 0 7\n", ":1:", "out of range"),
     ("1 5 6 7\n1 1 2 3\n", ":2:", "already appeared"),

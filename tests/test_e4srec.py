@@ -48,17 +48,21 @@ def cfg(model: str = "tiny-llama", **kw) -> SftConfig:
 
 
 def test_instances_are_exactly_the_training_prefixes():
+    old = SftConfig(task="next_item", empty_prefix=False).resolved()     # n-1 prefixes per user
     # user 0: 1 2 3 | 4 | 5   user 1: 6 | 7 | 8 (one training item: no instance)   user 2: 9 10 | 11 | 12
     seqs = Sequences(torch.tensor([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], dtype=torch.int32),
                      torch.tensor([0, 5, 8, 12]), 12)
     train = seqs.train_part()
-    inst = NEXT_ITEM.instances(train, {})
+    inst = NEXT_ITEM.instances(train, {}, old)
     got = [(int(u), train.items[s:e].tolist(), int(t)) for u, s, e, t in zip(inst.users, inst.starts, inst.ends, inst.targets)]
     assert got == [(0, [1], 2), (0, [1, 2], 3), (2, [9], 10)]
+    inst = NEXT_ITEM.instances(train, {}, SftConfig(task="next_item").resolved())   # E4SRec: the empty prefix too
+    got = [(int(u), train.items[s:e].tolist(), int(t)) for u, s, e, t in zip(inst.users, inst.starts, inst.ends, inst.targets)]
+    assert got == [(0, [], 1), (0, [1], 2), (0, [1, 2], 3), (1, [], 6), (2, [], 9), (2, [9], 10)]
     # Random data against a brute-force reference; the sentinel (valid/test) item is never a target or an input.
     seqs, _ = synthetic(sentinel=True)
     train = seqs.train_part()
-    inst = NEXT_ITEM.instances(train, {})
+    inst = NEXT_ITEM.instances(train, {}, old)
     want = [(u, t[:j], t[j]) for u in range(M) for t in [train.user(u).tolist()] for j in range(1, len(t))]
     got = [(int(u), train.items[s:e].tolist(), int(t)) for u, s, e, t in zip(inst.users, inst.starts, inst.ends, inst.targets)]
     assert got == want and len(inst) == int((seqs.lengths - 3).sum())
@@ -66,7 +70,7 @@ def test_instances_are_exactly_the_training_prefixes():
 
 
 def test_item_head_scores_n_plus_1_and_never_the_padding_column():
-    head = NEXT_ITEM.build_head(16, NEXT_ITEM.n_out(synthetic()[0], {}))
+    head = NEXT_ITEM.build_head(16, NEXT_ITEM.n_out(synthetic()[0], {}), False)
     assert head.out_features == N + 1
     logits = torch.randn(4, N + 1, requires_grad=True)
     with torch.no_grad():
@@ -97,7 +101,8 @@ def test_validation_and_test_items_are_never_training_targets(tmp_path, monkeypa
     monkeypatch.setattr(sft, "train_step", spy)
     _, res, log = sft.train(cfg(), seqs, weight, {}, rt(tmp_path))
     flat = torch.cat(seen)
-    assert flat.numel() == res.instances_per_epoch == int((seqs.lengths - 3).sum())
+    # E4SRec's instances: the empty prefix included, targets among the last max_items (6) training items
+    assert flat.numel() == res.instances_per_epoch == int((seqs.lengths - 2).clamp(max=6).sum())
     assert not bool((flat == N).any())
     assert log.ranks is not None and res.valid is not None and res.valid.n_users == M
 
@@ -110,9 +115,9 @@ def test_end_to_end_metrics_and_ranks(model, tmp_path):
     res, arts = out.result, out.artifacts
     assert res.valid_mse is None and res.valid is not None and res.test is not None
     assert res.shared_prefix == (model == "tiny-llama")
-    assert res.instances_per_epoch == int((seqs.lengths - 3).sum())
+    assert res.instances_per_epoch == int((seqs.lengths - 2).clamp(max=6).sum())
     assert sorted(arts) == ["adapter", "heads", "ranks"]
-    assert sorted(arts["heads"]) == ["item_head.bias", "item_head.weight", "linear_proj.bias", "linear_proj.weight"]
+    assert sorted(arts["heads"]) == ["item_head.weight", "linear_proj.bias", "linear_proj.weight"]   # bias-free head
     assert arts["heads"]["item_head.weight"].shape == (N + 1, 64)
     ranks = arts["ranks"]
     assert sorted(ranks) == ["test", "valid"]

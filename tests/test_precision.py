@@ -75,18 +75,19 @@ def test_lora_on_a_local_folder_model_in_bf16(tmp_path):
     assert res.model == str(tmp_path / "m") and res.hidden_size == 64 and res.trainable_params > 0
 
 
-def test_4bit_is_refused_in_one_line_without_cuda_or_package(monkeypatch, cli):
+def test_4bit_is_refused_in_one_line_without_cuda_or_package(cli, dirs):
     with pytest.raises(ValueError, match="needs a CUDA device"):
         precision.check_4bit("cpu")
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(precision.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ValueError, match=r"pip install 'tslrec\[quant\]'"):
-        precision.check_4bit("cuda")
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as mp:   # its own patcher: the `dirs` fixture's env vars stay
+        mp.setattr(torch.cuda, "is_available", lambda: True)
+        mp.setattr(precision.importlib.util, "find_spec", lambda name: None)
+        with pytest.raises(ValueError, match=r"pip install 'tslrec\[quant\]'"):
+            precision.check_4bit("cuda")
     assert cli("data", "synth", "--name", "toy", "--users", "20", "--items", "12").code == 0
     r = cli("run", "sft", "-d", "toy", "--set", "sft.load_in_4bit=true", "--set", "pretrain.trainer.epochs=1",
             "--set", "sft.model=tiny-llama", "--set", "group.k=2", "--set", "pretrain.backbone.dim=8")
     assert r.code == 1 and r.out == ""
+    assert (dirs[0] / "runs").is_dir()                      # the upstream runs went to the test's cache
     assert r.err.strip().splitlines()[-1].startswith("error: sft.load_in_4bit needs a CUDA device")
 
 

@@ -147,7 +147,7 @@ def test_padding_and_bucketing_do_not_change_h(model, tmp_path):
         for n, p in pm.named_parameters():
             if "lora_B" in n:
                 p.normal_(0, 0.1)
-    inst = GROUP.instances(seqs.train_part(), groups)
+    inst = GROUP.instances(seqs.train_part(), groups, c.resolved())
     items = seqs.train_part().items
     h_batch, _ = sft.predict(pm, GROUP, items, inst, c.max_items, batch_size=5)   # bucketed, padded
     with torch.no_grad():

@@ -190,7 +190,8 @@ def load_heads(heads: dict[str, torch.Tensor]) -> tuple[nn.Linear, nn.Linear, st
     head_name = names.pop()
     proj_w, head_w = heads["linear_proj.weight"], heads[f"{head_name}.weight"]
     proj = nn.Linear(proj_w.shape[1], proj_w.shape[0])
-    head = nn.Linear(head_w.shape[1], head_w.shape[0])
+    bias = f"{head_name}.bias" in heads                                 # E4SRec's item head has none
+    head = nn.Linear(head_w.shape[1], head_w.shape[0], bias=bias)
     proj.load_state_dict({"weight": proj_w, "bias": heads["linear_proj.bias"]})
-    head.load_state_dict({"weight": head_w, "bias": heads[f"{head_name}.bias"]})
+    head.load_state_dict({"weight": head_w, **({"bias": heads[f"{head_name}.bias"]} if bias else {})})
     return proj, head, head_name

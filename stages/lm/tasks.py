@@ -2,24 +2,38 @@
 
 A task turns (training sequences, group artifact) into `Instances` (a CSR slice of items per
 instance and a target), builds the head on h^u, and scores it.
-- "group" (TSLRec, user-level): one instance per user with training items; target ḡ^u; softmax
-  head over K groups; Eq. 3. A seeded fraction of users is held out for validation.
-- "next_item" (E4SRec, instance-level): for training items t1..tn of a user, the n-1 prefixes
-  (t1)->t2, (t1,t2)->t3, ..., (t1..t_{n-1})->tn; an item head over N+1 columns whose padding column
-  0 is set to -inf (never predicted, never ranked); cross-entropy. No user is held out: validation
-  ranks every user's validation item (stages/lm/e4srec.py), which is never a training target.
+- "group" (TSLRec, user-level): one instance per user with training items; target ḡ^u, by default
+  (`sft.target=prompt`) the histogram of exactly the items the prompt shows (the last max_items
+  training items), or (`all`) of every training item (the group stage's user_pref); softmax head
+  over K groups; Eq. 3. A seeded fraction of users is held out for validation.
+- "next_item" (E4SRec, instance-level): for training items t1..tn of a user, the prefixes
+  ()->t1 (with `empty_prefix`, E4SRec's default), (t1)->t2, ..., (t1..t_{n-1})->tn, by default
+  (`recent_targets`, E4SRec's maxlen window) only those whose target is among the last max_items; an item head
+  over N+1 columns (bias-free by default, as E4SRec's score layer) whose padding column 0 is set to
+  -inf (never predicted, never ranked); cross-entropy. No user is held out: validation ranks every
+  user's validation item (stages/lm/e4srec.py), which is never a training target.
+The LoRA targets are the task's too (`lora_targets`): attention projections for "group", the
+feed-forward projections for "next_item" (E4SRec's gate_proj, up_proj, down_proj on Llama).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from schemas.llm import SftConfig
+from stages.group import preference_histogram
+from stages.lm.load import default_lora_targets
 from stages.lm.prompt import INSTRUCTION, NEXT_ITEM_INSTRUCTION
 from stages.sequences import Sequences
+
+# Feed-forward Linear layers by full module name: Llama & co (gate/up/down_proj), BERT & co
+# (intermediate.dense and the layer's own output.dense, not attention.output.dense), DistilBERT.
+FFN_MODULE = re.compile(r"(^|\.)(gate_proj|up_proj|down_proj|intermediate\.dense|layer\.\d+\.output\.dense|ffn\.lin[12])$")
 
 
 def preference_mse(pred: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
@@ -57,8 +71,9 @@ class Task:
     name: str
     head_name: str                                                     # prefix of the head in the 'heads' artifact
     n_out: Callable[[Sequences, dict[str, torch.Tensor]], int]
-    instances: Callable[[Sequences, dict[str, torch.Tensor]], Instances]   # from the TRAINING part only
-    build_head: Callable[[int, int], nn.Module]
+    instances: Callable[[Sequences, dict[str, torch.Tensor], SftConfig], Instances]   # TRAINING part only; resolved cfg
+    build_head: Callable[[int, int, bool], nn.Module]                 # (H, outputs, bias)
+    lora_targets: Callable[[Any], list[str]]                          # base LM -> LoRA target modules
     predict: Callable[[torch.Tensor], torch.Tensor]                   # logits -> prediction
     loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]        # (prediction, targets) -> scalar
     metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]      # (prediction, targets) -> per-instance error
@@ -66,10 +81,38 @@ class Task:
     holdout_users: bool = True                                         # validate on held-out users' instances
 
 
-def _group_instances(train: Sequences, groups: dict[str, torch.Tensor]) -> Instances:
-    pref = groups["user_pref"].to(torch.float32)
+def ffn_lora_targets(lm: Any) -> list[str]:
+    """Sorted full names of the feed-forward projections of `lm` (E4SRec's LoRA targets)."""
+    names = sorted(n for n, m in lm.named_modules() if isinstance(m, nn.Linear) and FFN_MODULE.search(n))
+    if not names:
+        raise ValueError(f"no feed-forward projections found in a {getattr(lm.config, 'model_type', '?')} model; "
+                         "set sft.target_modules")
+    return names
+
+
+def last_items(seqs: Sequences, n: int) -> Sequences:
+    """Each user's last min(length, n) items, in order (what a prompt of at most n items shows)."""
+    lengths = seqs.lengths.clamp(max=n)                                       # (M,)
+    first_kept = torch.repeat_interleave(seqs.offsets[1:] - lengths, lengths)  # (nnz',) owner's first kept position
+    rank = torch.arange(first_kept.numel()) - torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    offsets = torch.zeros_like(seqs.offsets)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    return Sequences(items=seqs.items[first_kept + rank], offsets=offsets, n_items=seqs.n_items)
+
+
+def group_targets(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftConfig) -> torch.Tensor:
+    """(M, K) ḡ^u: of the prompt's items (the last max_items) or, with target="all", every training item."""
+    if cfg.target == "all":
+        return groups["user_pref"].to(torch.float32)
+    k = int(groups["user_pref"].shape[1])
+    return preference_histogram(last_items(train, cfg.max_items), groups["cluster_map"], k)
+
+
+def _group_instances(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftConfig) -> Instances:
+    pref = groups["user_pref"]
     if pref.shape[0] != train.n_users:
         raise ValueError(f"user_pref has {pref.shape[0]} rows but there are {train.n_users} users")
+    pref = group_targets(train, groups, cfg)
     users = torch.nonzero(train.lengths > 0).flatten()   # a user without training items has nothing to read
     return Instances(users=users, starts=train.offsets[users], ends=train.offsets[users + 1], targets=pref[users])
 
@@ -79,22 +122,28 @@ GROUP = Task(
     head_name="group_head",
     n_out=lambda seqs, groups: int(groups["user_pref"].shape[1]),
     instances=_group_instances,
-    build_head=lambda h, k: nn.Linear(h, k),
+    build_head=lambda h, k, bias: nn.Linear(h, k, bias=bias),
+    lora_targets=default_lora_targets,                                 # attention projections
     predict=lambda logits: torch.softmax(logits, dim=-1),                 # Eq. 2
     loss=lambda pred, target: preference_mse(pred, target, "mean"),      # Eq. 3, averaged over users
     metric=lambda pred, target: preference_mse(pred, target, "none"),
 )
 
 
-def _next_item_instances(train: Sequences, groups: dict[str, torch.Tensor]) -> Instances:
-    """Every training prefix of every user: n training items give n-1 instances (the validation
-    and test items are not in `train`, so they can never be a target)."""
-    n_inst = (train.lengths - 1).clamp(min=0)                                   # (M,)
+def _next_item_instances(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftConfig) -> Instances:
+    """Every training prefix of every user: n training items give n-1 instances, n with the empty
+    prefix; with recent_targets only the prefixes whose target is among the last max_items items
+    (the validation and test items are not in `train`, so they can never be a target)."""
+    lengths = train.lengths                                                     # (M,)
+    shortest = torch.full_like(lengths, 0 if cfg.empty_prefix else 1)           # shortest prefix per user
+    if cfg.recent_targets:                                                      # E4SRec: targets among the last max_items
+        shortest = torch.maximum(shortest, lengths - cfg.max_items)
+    n_inst = (lengths - shortest).clamp(min=0)                                  # (M,)
     users = torch.repeat_interleave(torch.arange(train.n_users), n_inst)         # (n,)
     first = torch.repeat_interleave(torch.cumsum(n_inst, 0) - n_inst, n_inst)   # (n,) first instance of its user
-    j = torch.arange(users.numel()) - first                                     # (n,) 0..n_u-2
+    j = torch.arange(users.numel()) - first                                     # (n,) 0..n_inst-1
     starts = train.offsets[users]
-    ends = starts + j + 1                                                       # prefix t1..t_{j+1}
+    ends = starts + shortest[users] + j                                         # prefix t1..t_{shortest+j}
     return Instances(users=users, starts=starts, ends=ends, targets=train.items[ends].long())
 
 
@@ -109,7 +158,8 @@ NEXT_ITEM = Task(
     head_name="item_head",
     n_out=lambda seqs, groups: seqs.n_items + 1,
     instances=_next_item_instances,
-    build_head=lambda h, n: nn.Linear(h, n),
+    build_head=lambda h, n, bias: nn.Linear(h, n, bias=bias),
+    lora_targets=ffn_lora_targets,                                     # E4SRec: the feed-forward projections
     predict=mask_padding,                                                  # logits over N+1 columns
     loss=lambda logits, target: F.cross_entropy(logits, target),
     metric=lambda logits, target: F.cross_entropy(logits, target, reduction="none"),

@@ -1,0 +1,134 @@
+"""Run many benchmark jobs side by side on one cache until a deadline, then merge what finished.
+
+A lent GPU runs one small backbone far below its capacity (Beauty SASRec: ~100 kernels of a few
+microseconds per step, bound by Python and launch overhead), so the Table 2 and fusion grids go
+faster as many processes at once, one CPU thread each, sharing one cache (the runner's locks make
+the shared upstream stages run once). Every job is an ordinary benchmark invocation that writes its
+own result file; jobs are started in priority order, none is started after --deadline-s, and one
+still running at --hard-deadline-s is stopped (its finished runs stay in the cache, its file is
+not written). Then `merge` turns the per-job files into the issue's results files:
+
+    python benchmarks/grid.py run --plan gpu --out DIR --workers 14 --deadline-s 330 --hard-deadline-s 420 \\
+        --device cuda --set sft.model=/tmp/minilm-l6
+    python benchmarks/grid.py merge --out DIR      # -> benchmarks/results/experiment-<ds>.json, fusion-beauty.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BACKBONES = ["sasrec", "gru4rec", "caser", "fmlprec"]
+SEEDS = [42, 43, 44]
+FUSIONS = ["add", "init", "dual", "nullspace", "ensemble", "gate"]
+
+
+def table2_jobs(dataset: str, backbones: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """One `experiment.py` per dataset x seed x backbone (base, ci, tslrec at that train seed)."""
+    return [(f"t2-{dataset}-{b}-{s}", ["benchmarks/experiment.py", "--dataset", dataset, "--backbones", b, "--seeds", "1",
+                                       "--set", f"train.trainer.seed={s}", "--tag", f"-{b}-{s}", "--no-report"])
+            for s in seeds for b in backbones]
+
+
+def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """One `fusion.py` per fusion x seed on Beauty: enhanced (MiniLM), pretrain and random sources.
+    The gate's enhanced cell is Table 2's tslrec cell; Base comes from Table 2 too (same keys)."""
+    jobs = []
+    for s in seeds:
+        for f in fusions:
+            sources = ["pretrain", "random"] if f == "gate" else ["enhanced-minilm", "pretrain", "random"]
+            jobs.append((f"fu-{backbone}-{f}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", backbone,
+                                                   "--fusions", f, "--sources", *sources, "--seeds", str(s), "--no-base"]))
+    return jobs
+
+
+def plan(name: str) -> list[tuple[str, list[str]]]:
+    """Jobs in priority order. `gpu`: Beauty's Table 2, the first seed of Yelp's and ML-1M's chains
+    (their upstream stages start early), Beauty's SASRec fusions, then the rest."""
+    if name == "gpu":
+        beauty = table2_jobs("beauty", BACKBONES, SEEDS)
+        yelp, ml = table2_jobs("yelp", BACKBONES, SEEDS), table2_jobs("ml-1m", BACKBONES, SEEDS)
+        return [*beauty, yelp[0], ml[0], *fusion_jobs("sasrec", FUSIONS, SEEDS), *yelp[1:], *ml[1:],
+                *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
+    if name == "tiny":   # the runner's own check on synthetic data
+        return [*table2_jobs("synthetic", ["sasrec", "caser"], [42, 43]),
+                *[(n.replace("beauty", "synthetic"), [a.replace("beauty", "synthetic") for a in args])
+                  for n, args in fusion_jobs("sasrec", ["add", "gate"], [42, 43])]]
+    raise ValueError(f"unknown plan {name!r}")
+
+
+def job_command(args: list[str], out: Path, device: str, sets: list[str]) -> list[str]:
+    script = args[0]
+    flag = "--out"
+    target = out / ("table2" if "experiment" in script else "fusion")
+    if "fusion" in script:
+        target = target / f"{args[args.index('--fusions') + 1]}-{args[args.index('--seeds') + 1]}-{args[args.index('--backbones') + 1]}.json"
+    extra = ["--threads", "1", "--device", device, flag, str(target)]
+    return [sys.executable, str(ROOT / script), *args[1:], *extra, *[a for s in sets for a in ("--set", s)]]
+
+
+def run(args: argparse.Namespace) -> None:
+    jobs = plan(args.plan)
+    (args.out / "table2").mkdir(parents=True, exist_ok=True)
+    (args.out / "fusion").mkdir(parents=True, exist_ok=True)
+    logs = args.out / "logs"
+    logs.mkdir(exist_ok=True)
+    t0, todo, live, done = time.monotonic(), list(jobs), {}, []
+    while todo or live:
+        now = time.monotonic() - t0
+        while todo and len(live) < args.workers and now < args.deadline_s:
+            name, jargs = todo.pop(0)
+            with open(logs / f"{name}.log", "w") as log:
+                live[name] = (subprocess.Popen(job_command(jargs, args.out, args.device, args.sets), stdout=log,
+                                               stderr=subprocess.STDOUT, cwd=ROOT), time.monotonic())
+        if now >= args.deadline_s:
+            todo.clear()
+        for name, (proc, started) in list(live.items()):
+            if proc.poll() is not None:
+                done.append({"job": name, "rc": proc.returncode, "seconds": round(time.monotonic() - started, 1)})
+                del live[name]
+                print(f"{now:6.0f}s {name}: rc {proc.returncode}", file=sys.stderr, flush=True)
+            elif now >= args.hard_deadline_s:
+                proc.kill()
+                proc.wait()
+                done.append({"job": name, "rc": "stopped at the hard deadline", "seconds": round(time.monotonic() - started, 1)})
+                del live[name]
+        time.sleep(1.0)
+    not_started = [n for n, _ in jobs if n not in {d["job"] for d in done}]
+    (args.out / "grid.json").write_text(json.dumps({"plan": args.plan, "device": args.device, "workers": args.workers,
+                                                    "wall_s": round(time.monotonic() - t0, 1), "jobs": done,
+                                                    "not_started": not_started}, indent=1))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="verb", required=True)
+    r = sub.add_parser("run", help="run a plan's jobs in parallel until the deadline")
+    r.add_argument("--plan", default="gpu")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--workers", type=int, default=4)
+    r.add_argument("--deadline-s", type=float, default=3600, help="no job starts after this")
+    r.add_argument("--hard-deadline-s", type=float, default=4200, help="jobs still running are stopped")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--set", dest="sets", action="append", default=[], help="stage.field=value for every job")
+    m = sub.add_parser("merge", help="merge the per-job files into the results files")
+    m.add_argument("--out", type=Path, required=True, help="the folder `run` wrote")
+    m.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    m.add_argument("--note", default="", help="where and how the jobs ran (kept in every merged file)")
+    args = ap.parse_args()
+    if args.verb == "run":
+        run(args)
+    else:
+        from benchmarks.grid_merge import merge
+        merge(args.out, args.results, args.note)
+
+
+if __name__ == "__main__":
+    main()

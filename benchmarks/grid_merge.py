@@ -1,0 +1,83 @@
+"""Merge the per-job files of `benchmarks/grid.py run` into the issue's results files.
+
+- table2/experiment-<dataset>-<backbone>-<seed>.json (one `experiment.py` each) -> one
+  benchmarks/results/experiment-<dataset>.json per dataset: every run, then `summary` (per backbone x
+  variant: n_seeds, mean, std, per_seed), `significance` and `significance_vs_each` recomputed over all
+  of them by the same functions `run all` uses.
+- fusion/*.json (one `fusion.py` each) -> benchmarks/results/fusion-beauty.json, with Base and the gate's
+  enhanced cell taken from Table 2's runs of the same keys (a `run all` base / tslrec run is exactly that
+  cell's config), summarized by fusion.py's own `summarize_cells` / `choice_on_valid`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from benchmarks.fusion import write as write_fusion
+from pipeline.experiment import versus_each
+from pipeline.stats import significance, summarize
+
+KEEP = ("command", "git_commit", "machine", "versions")
+
+
+def _load(paths: list[Path]) -> list[dict[str, Any]]:
+    out = []
+    for p in sorted(paths):
+        try:
+            out.append(json.loads(p.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue   # a job stopped while writing: its runs are simply not counted
+    return out
+
+
+def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, Any]]:
+    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    for f in files:
+        by_dataset.setdefault(f["dataset"], []).append(f)
+    merged = {}
+    for dataset, fs in by_dataset.items():
+        runs = list({r["key"]: r for f in fs for r in f["runs"]}.values())
+        runs.sort(key=lambda r: (r["backbone"], r["variant"], r["seed"]))
+        rows = summarize(runs)
+        merged[dataset] = {
+            "benchmark": f"experiment-{dataset}", "dataset": dataset, "note": note,
+            "mask_history": fs[0]["mask_history"], "seed_mode": fs[0].get("seed_mode", "downstream"),
+            "jobs": [{k: f.get(k) for k in KEEP} for f in fs], "upstream": fs[0]["upstream"],
+            "pipeline": fs[0]["pipeline"], "runs": runs, "summary": rows,
+            "significance": significance(rows), "significance_vs_each": versus_each(rows),
+        }
+    return merged
+
+
+def fusion_runs_from_table2(table2: dict[str, Any]) -> list[dict[str, Any]]:
+    """Table 2's Beauty base and tslrec (gate, enhanced MiniLM) runs as fusion-benchmark runs."""
+    out = []
+    for r in table2.get("runs", []):
+        if r["variant"] not in ("base", "tslrec"):
+            continue
+        fusion, source = ("base", None) if r["variant"] == "base" else ("gate", "enhanced-minilm")
+        out.append({"backbone": r["backbone"], "fusion": fusion, "source": source, "seed": r["seed"], "key": r["key"],
+                    "stage": r["stage"], "cached": r["cached"], "valid": r["valid"], "test": r["test"],
+                    "test_alt": r.get("test_alt"), "best_epoch": r["best_epoch"], "epochs_run": None,
+                    "seconds_per_epoch": r["seconds_per_epoch"], "ensemble_weight": None, "from": "table2"})
+    return out
+
+
+def merge(out: Path, results: Path, note: str) -> None:
+    table2 = merge_table2(_load(list((out / "table2").glob("*.json"))), note)
+    for dataset, rec in table2.items():
+        (results / f"experiment-{dataset}.json").write_text(json.dumps(rec, indent=1) + "\n")
+        print(results / f"experiment-{dataset}.json")
+    fusion_files = _load(list((out / "fusion").glob("*.json")))
+    if not fusion_files:
+        return
+    runs = {(r["backbone"], r["fusion"], r["source"], r["seed"]): r for f in fusion_files for r in f["runs"]}
+    for r in fusion_runs_from_table2(table2.get(fusion_files[0]["dataset"], {})):
+        runs.setdefault((r["backbone"], r["fusion"], r["source"], r["seed"]), r)
+    meta = {k: fusion_files[0].get(k) for k in fusion_files[0] if k not in ("cells", "runs", "choice_on_valid")}
+    meta["note"] = note
+    meta["commands"] = sorted({f.get("command", "") for f in fusion_files})
+    path = results / f"fusion-{fusion_files[0]['dataset']}.json"
+    write_fusion(path, sorted(runs.values(), key=lambda r: (r["backbone"], r["fusion"], str(r["source"]), r["seed"])), meta)
+    print(path)

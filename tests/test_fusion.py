@@ -1,0 +1,271 @@
+"""Fusions (train.fusion) and their item tables (train.source): padding, frozen parts, a training step,
+the ensemble's validation-chosen weight, the runner's inputs, and the fusion benchmark end to end."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from schemas.backbone import BackboneConfig, TrainerConfig
+from schemas.pretrain import TrainConfig, TrainIn
+from schemas.runtime import Runtime
+from stages import train
+from stages.backbones import build
+from stages.backbones.embedding import ItemEmbedding, make_embedding
+from stages.backbones.fusion import DualBackbone, build_fused, make_fusion
+from stages.ensemble import WEIGHTS, mixed_ranks
+from stages.evaluate import rank_users
+from stages.trainer import batch_loss, fit, train_backbone, training_chunks
+from conftest import cycle_dataset
+
+RT = Runtime(progress=False)
+N, D, H = 40, 16, 24
+FUSIONS = ["gate", "add", "init", "dual", "nullspace", "adapter"]
+TINY_B = BackboneConfig(dim=D, layers=1, max_len=10, dropout=0.1)
+TINY_T = TrainerConfig(lr=1e-2, batch_size=16, epochs=3, patience=2, seed=0)
+
+
+def raw_table() -> torch.Tensor:
+    """A leaf (N+1, H) table that asks for gradients, with a non-zero padding row: a fusion must
+    neither pass gradients back to it nor let row 0 through."""
+    g = torch.Generator().manual_seed(1)
+    return (torch.randn(N + 1, H, generator=g) + 3.0).requires_grad_()
+
+
+def one_step(model, seqs) -> None:
+    chunks = training_chunks(seqs.train_part(), model.max_len)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1, weight_decay=0.1)   # large: drift would show
+    loss = batch_loss(model, chunks[:16])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+
+
+@pytest.mark.parametrize("backbone", ["sasrec", "caser"])
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_fusion_keeps_padding_zero_trains_and_its_frozen_parts_get_no_gradient(fusion, backbone):
+    seqs = cycle_dataset()
+    table = raw_table()
+    torch.manual_seed(0)
+    model = build_fused(TINY_B.model_copy(update={"name": backbone}), make_fusion(fusion, N, D, table))
+    emb = model.embedding
+    frozen = {k: v.clone() for k, v in emb.named_buffers() if k != "keep"}
+    before = {k: p.detach().clone() for k, p in model.named_parameters()}
+    assert (emb.all()[0] == 0).all()
+    one_step(model, seqs)
+    assert table.grad is None                                        # the upstream table is never trained
+    assert all(not b.requires_grad for b in emb.buffers())
+    for k, v in emb.named_buffers():
+        if k in frozen:
+            assert torch.equal(v, frozen[k]), f"frozen {k} changed"
+    trained = [k for k, p in model.named_parameters() if not torch.equal(p.detach(), before[k])]
+    assert any(k.startswith(("embedding.", "inner.embedding.")) for k in trained)   # the item side learns
+    assert any("embedding" not in k for k in trained)                                # and the backbone
+    assert (emb.all()[0] == 0).all()                                 # padding row still exactly zero
+    assert torch.isfinite(emb.all()).all()
+
+
+def test_frozen_fusions_hold_their_table_and_init_holds_none():
+    table = raw_table()
+    for fusion in ["gate", "add", "dual", "adapter"]:
+        assert make_fusion(fusion, N, D, table).e_llm.shape == (N + 1, H)
+    null = make_fusion("nullspace", N, D, table, semantic_share=0.25)
+    assert null.semantic.shape == (N + 1, 4) and null.item.weight.shape == (N + 1, D - 4)
+    init = make_fusion("init", N, D, table)
+    assert [k for k, _ in init.named_buffers()] == ["keep"]          # nothing frozen but the padding mask
+
+
+def test_init_and_nullspace_follow_the_tables_principal_directions():
+    """A rank-2 table: the PCA init spans its 2 directions; a rank-1 table's nullspace fusion has one
+    frozen semantic coordinate that orders items exactly as the table's only direction does."""
+    g = torch.Generator().manual_seed(0)
+    basis = torch.randn(2, H, generator=g)
+    coef = torch.randn(N + 1, 2, generator=g)
+    init = make_fusion("init", N, 2, coef @ basis, standardize=False).all()[1:]     # (N, 2)
+    centered = coef[1:] - coef[1:].mean(0)
+    fit_ = torch.linalg.lstsq(centered, init).solution                              # a 2x2 map explains it all
+    assert torch.allclose(centered @ fit_, init, atol=1e-6)
+    direction = torch.randn(H, generator=g)
+    t = torch.randn(N + 1, 1, generator=g)
+    null = make_fusion("nullspace", N, 2, t * direction, semantic_share=0.5)
+    sem = null.semantic[1:, 0]
+    corr = torch.corrcoef(torch.stack([sem, t[1:, 0]]))[0, 1].abs()
+    assert corr > 0.999
+
+
+def test_dual_runs_the_shared_backbone_once_per_view():
+    torch.manual_seed(0)
+    model = build_fused(TINY_B, make_fusion("dual", N, D, raw_table()))
+    assert isinstance(model, DualBackbone)
+    seq = torch.tensor([[0, 3, 4, 5], [1, 2, 3, 4]])
+    model.eval()
+    table = model.embedding.all()                                    # (N+1, 2d)
+    h = model(seq, table)                                            # (B, L, 2d)
+    id_view, llm_view = table.split(D, -1)
+    assert torch.allclose(h[..., :D], model.inner.encode(id_view[seq], seq))
+    assert torch.allclose(h[..., D:], model.inner.encode(llm_view[seq], seq))
+    scores = model.scores(h[:, -1], table)
+    both = h[:, -1, :D] @ id_view.T + h[:, -1, D:] @ llm_view.T   # the two views' logits, summed
+    assert torch.allclose(scores[:, 1:], both[:, 1:], atol=1e-6)
+
+
+def test_gate_on_the_enhanced_table_trains_exactly_as_before():
+    """The default (gate, enhanced) is the paper's TSLRec as it was: same seed, same result."""
+    seqs = cycle_dataset()
+    table = torch.randn(N + 1, H, generator=torch.Generator().manual_seed(2))
+    cfg = TrainConfig(variant="tslrec", backbone=TINY_B, trainer=TINY_T)
+    new = train.run(cfg, TrainIn(sequences=seqs.to_tensors(), enhanced={"embeddings": table}), RT).result
+    old = train_backbone(TINY_B, TINY_T, seqs, lambda: make_embedding("tslrec", N, D, enhanced=table), RT,
+                         variant="tslrec").result
+    assert (new.fusion, new.source) == ("gate", "enhanced")
+    assert new.valid == old.valid and new.test == old.test and new.best_epoch == old.best_epoch
+
+
+@pytest.mark.parametrize("fusion", ["add", "init", "dual", "nullspace"])
+def test_each_source_reaches_the_fusion(fusion):
+    """Sources change the model (a different frozen table, a different result); random needs no input."""
+    seqs = cycle_dataset()
+    cfg = TrainConfig(variant="tslrec", fusion=fusion, backbone=TINY_B, trainer=TINY_T, random_dim=H)
+    inp = TrainIn(sequences=seqs.to_tensors(), enhanced={"embeddings": raw_table().detach()},
+                  item_embeddings={"weight": torch.randn(N + 1, D, generator=torch.Generator().manual_seed(5))})
+    results = {s: train.run(cfg.model_copy(update={"source": s}), inp, RT).result for s in ["enhanced", "pretrain", "random"]}
+    assert all(r.fusion == fusion and r.source == s for s, r in results.items())
+    assert len({r.valid.ndcg10 for r in results.values()}) > 1
+    alone = train.run(cfg.model_copy(update={"source": "random"}), TrainIn(sequences=seqs.to_tensors()), RT).result
+    assert alone.valid == results["random"].valid                    # the same fixed table, seeded
+    with pytest.raises(ValueError, match="pretrain"):
+        train.run(cfg.model_copy(update={"source": "pretrain"}), TrainIn(sequences=seqs.to_tensors()), RT)
+
+
+def test_ensemble_weight_zero_is_the_base_model_and_the_weight_is_chosen_on_validation():
+    seqs = cycle_dataset()
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(fit(build(TINY_B, ItemEmbedding(N, D)), seqs, TINY_T, RT, variant="base").model)
+    kw = dict(max_len=10, batch_size=32, mask_history=True, device=torch.device("cpu"))
+    mixed = mixed_ranks(tuple(models), seqs.train_part(), seqs.valid_targets(), (0.0, 1.0), **kw)
+    for i, m in enumerate(models):
+        alone = rank_users(m, seqs.train_part(), seqs.valid_targets(), max_len=10, mask_history=True)
+        assert torch.equal(mixed[i], alone)
+
+    cfg = TrainConfig(variant="tslrec", fusion="ensemble", source="none", backbone=TINY_B, trainer=TINY_T)
+    res = train.run(cfg, TrainIn(sequences=seqs.to_tensors()), RT).result
+    base = train_backbone(TINY_B, TINY_T, seqs, lambda: ItemEmbedding(N, D), RT, variant="base").result
+    assert res.fusion == "ensemble" and res.source == "none" and res.ensemble_weight in WEIGHTS
+    assert res.valid.ndcg10 >= base.valid.ndcg10                      # w = 0 (base alone) was a candidate
+
+
+def test_ensemble_on_a_table_saves_both_members():
+    seqs = cycle_dataset()
+    cfg = TrainConfig(variant="tslrec", fusion="ensemble", source="random", ensemble_member="adapter",
+                      random_dim=H, backbone=TINY_B, trainer=TINY_T)
+    out = train.run(cfg, TrainIn(sequences=seqs.to_tensors()), RT)
+    keys = out.artifacts["backbone"]
+    assert any(k.startswith("base.embedding.item") for k in keys)
+    assert any(k.startswith("second.embedding.adapter") for k in keys)
+    assert out.artifacts["ranks"]["test"].shape == (seqs.n_users,)
+
+
+def test_source_none_is_only_for_the_ensemble(cli):
+    r = cli("run", "train", "--set", "train.variant=tslrec", "--set", "train.source=none")
+    assert r.code == 2 and "ensemble" in r.err and r.out == ""
+
+
+FAST = ["--set", "pretrain.backbone.dim=16", "--set", "pretrain.trainer.epochs=1", "--set", "train.backbone.dim=16",
+        "--set", "train.trainer.epochs=1", "--set", "data.dataset=synthetic", "--no-progress"]
+
+
+def test_runner_provides_the_sources_stage_only(cli):
+    r = cli("--no-progress", "run", "train", "--json", "--set", "train.variant=tslrec", "--set", "train.source=random",
+            "--set", "train.fusion=add", *FAST[:-1])
+    assert r.code == 0, r.err
+    assert "pretrain" not in r.err and "augment" not in r.err      # a random table needs no upstream stage
+    out = json.loads(r.out)
+    assert out["result"]["fusion"] == "add" and out["result"]["source"] == "random"
+    r = cli("--no-progress", "run", "train", "--json", "--set", "train.variant=tslrec", "--set", "train.source=pretrain",
+            "--set", "train.fusion=nullspace", *FAST[:-1])
+    assert r.code == 0, r.err
+    assert "pretrain" in r.err and "augment" not in r.err and "sft" not in r.err
+
+
+def load_benchmark():
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import fusion as bench
+    return bench
+
+
+def fake_run(backbone, fusion, source, seed, valid, test):
+    return {"backbone": backbone, "fusion": fusion, "source": source, "seed": seed, "best_epoch": 1,
+            "ensemble_weight": None, "valid": dict.fromkeys(["hr5", "hr10", "ndcg5", "ndcg10"], valid),
+            "test": dict.fromkeys(["hr5", "hr10", "ndcg5", "ndcg10"], test)}
+
+
+def test_benchmark_chooses_on_validation_never_on_test():
+    bench = load_benchmark()
+    runs = []
+    for seed, jitter in ((1, 0.0), (2, 0.01), (3, 0.02)):
+        runs += [fake_run("sasrec", "base", None, seed, 0.30 + jitter, 0.20 + jitter),
+                 fake_run("sasrec", "add", "enhanced-minilm", seed, 0.40 + jitter, 0.10 + jitter),   # best on valid
+                 fake_run("sasrec", "gate", "enhanced-minilm", seed, 0.20 + jitter, 0.50 + jitter),  # best on test
+                 fake_run("sasrec", "add", "pretrain", seed, 0.35 + jitter, 0.30 + jitter)]
+    cells = bench.summarize_cells(runs)
+    choice = bench.choice_on_valid(cells)["sasrec"]
+    assert (choice["fusion"], choice["source"], choice["beats_base_on_valid"]) == ("add", "enhanced-minilm", True)
+    add = next(c for c in cells if c["fusion"] == "add" and c["source"] == "enhanced-minilm")
+    assert add["n_seeds"] == 3 and add["mean"]["ndcg10"] == pytest.approx(0.11)
+    assert add["p_vs_base"]["ndcg10"] < 0.05 and add["p_vs_pretrain_source"]["ndcg10"] < 0.05
+    base = next(c for c in cells if c["fusion"] == "base")
+    assert base["p_vs_base"] is None and base["source"] is None
+
+
+def test_fusion_benchmark_end_to_end_resumes_from_the_cache(dirs, monkeypatch, tmp_path, capsys):
+    """Tiny synthetic data, 1 epoch: every cell runs through the runner; a second, partial invocation is
+    all cache hits and keeps the cells of the first in the file."""
+    bench = load_benchmark()
+    out = tmp_path / "fusion-synth.json"
+    common = ["--dataset", "synthetic", "--seeds", "1", "2", "--threads", "1", "--out", str(out),
+              "--set", "pretrain.trainer.epochs=1", "--set", "train.trainer.epochs=1", "--set", "pretrain.backbone.dim=16",
+              "--set", "train.backbone.dim=16", "--set", "sft.model=tiny-llama"]
+
+    def bench_main(*args):
+        monkeypatch.setattr(sys, "argv", ["fusion.py", *common, *args])
+        bench.main()
+        return capsys.readouterr().err
+
+    err = bench_main("--backbones", "sasrec", "--fusions", "add", "ensemble", "--sources", "enhanced-tiny-llama", "pretrain")
+    assert "computing sft" in err and "computing augment" in err
+    record = json.loads(out.read_text())
+    cells = {(c["backbone"], c["fusion"], c["source"]): c for c in record["cells"]}
+    assert set(cells) == {("sasrec", "base", None), ("sasrec", "add", "enhanced-tiny-llama"), ("sasrec", "add", "pretrain"),
+                          ("sasrec", "ensemble", "enhanced-tiny-llama"), ("sasrec", "ensemble", "pretrain"),
+                          ("sasrec", "ensemble", "none")}
+    assert all(c["n_seeds"] == 2 for c in cells.values())
+    assert cells[("sasrec", "add", "enhanced-tiny-llama")]["p_vs_pretrain_source"]["ndcg10"] is not None
+    assert len(record["cells"][0]["valid_mean"]) == 4 and record["versions"]["torch"] and record["commit"]
+    err = bench_main("--backbones", "sasrec", "--fusions", "add", "--sources", "pretrain", "--no-base")
+    assert "computing" not in err and "(cached)" in err
+    assert len(json.loads(out.read_text())["cells"]) == 6                # the first run's cells are kept
+
+
+def test_a_fusion_without_the_tslrec_variant_is_a_usage_error_and_run_all_keeps_it_to_tslrec(cli):
+    r = cli("run", "train", "--set", "train.fusion=add")
+    assert r.code == 2 and "variant" in r.err and r.out == ""
+    from pipeline.experiment import train_configs
+    from pipeline.overrides import build_config
+    cfg = build_config(sets=["train.variant=tslrec", "train.fusion=add", "train.source=random"])
+    runs = {c.train.variant: c.train for c in train_configs(cfg, seeds=1, backbones=["sasrec"], variants=["base", "tslrec", "ci"])}
+    assert (runs["tslrec"].fusion, runs["tslrec"].source) == ("add", "random")
+    assert (runs["base"].fusion, runs["ci"].source) == ("gate", "enhanced")
+
+
+def test_fusion_benchmark_refuses_a_bad_source_before_running_anything(dirs, monkeypatch, tmp_path, capsys):
+    bench = load_benchmark()
+    out = tmp_path / "f.json"
+    monkeypatch.setattr(sys, "argv", ["fusion.py", "--dataset", "synthetic", "--sources", "pretrain", "pretrained",
+                                      "--out", str(out)])
+    with pytest.raises(SystemExit) as e:
+        bench.main()
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "pretrained" in err and "computing" not in err and not out.exists()
