@@ -4,6 +4,8 @@
     tslrec run pretrain --dataset beauty --json | tslrec run group --from - --json
     tslrec data stats --dataset ml-1m --json
     tslrec cache ls
+    tslrec config pretrain                     # every field: type, default, description
+    tslrec export 3fa9c1 --out emb/            # a run's artifacts as files (safetensors, PEFT)
 
 stdout carries results only (one JSON object with --json); progress, logs and tables go to
 stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a traceback), 2 usage, 130/143 on Ctrl-C/SIGTERM.
@@ -19,20 +21,29 @@ from typing import Any, Optional
 import typer
 
 from pipeline.cli_cache import cache_app
-from pipeline.cli_common import CONTEXT, apply_globals, emit, runtime
+from pipeline.cli_common import (CONTEXT, StageHelpCommand, apply_globals, complete_run_stage, complete_stage, emit,
+                                 package_version, runtime)
+from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
 from pipeline.console import err
-from pipeline.overrides import ConfigError, build_config
+from pipeline.overrides import ConfigError, build_config, deep_merge, format_validation
 from pipeline.registry import ORDER, STAGES
 from schemas.common import RunRecord
+from schemas.pipeline import PipelineConfig
 
 app = typer.Typer(
     help=__doc__.split("\n\n")[0] + "\n\nRun `tslrec COMMAND --help` for examples.",
-    no_args_is_help=True, add_completion=False, rich_markup_mode=None,
+    no_args_is_help=True, add_completion=True, rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_app, name="data")
 app.add_typer(cache_app, name="cache")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        emit(None, False, plain=f"tslrec {package_version()}")
+        raise typer.Exit(0)
 
 
 @app.callback()
@@ -45,6 +56,7 @@ def main_options(
     offline: bool = typer.Option(False, "--offline", envvar="TSLREC_OFFLINE", help="Never download datasets."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only errors on stderr."),
     debug: bool = typer.Option(False, "--debug", help="Tracebacks and debug logs on stderr."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """Global options go before the command: `tslrec --cache-dir /tmp/c run data`."""
     apply_globals(data_dir=data_dir, cache_dir=cache_dir, device=device, threads=threads,
@@ -80,7 +92,7 @@ def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path]
 STAGE_HELP = "\n".join(f"  {n:<9} {s.doc}" for n, s in STAGES.items())
 
 
-@app.command("run", help=f"""Run one stage (computing or reusing its upstream results), or `all`.
+@app.command("run", cls=StageHelpCommand, help=f"""Run one stage (computing or reusing its upstream results), or `all`.
 
 \b
 Stages:
@@ -92,9 +104,10 @@ Examples:
   tslrec run all --dataset beauty
   tslrec run pretrain --dataset beauty --set pretrain.backbone.name=gru4rec --json
   tslrec run pretrain --dataset beauty --json | tslrec run group --from - --json | jq .result
-  tslrec run train --dataset ml-1m --set train.variant=tslrec --config exp.toml""")
+  tslrec run train --dataset ml-1m --set train.variant=tslrec --config exp.toml
+  tslrec run pretrain --help     # ends with every field of the pretrain config""")
 def run_cmd(
-    stage: str = typer.Argument(..., help="Stage name or 'all'.", metavar="STAGE"),
+    stage: str = typer.Argument(..., help="Stage name or 'all'.", metavar="STAGE", autocompletion=complete_run_stage),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: beauty, or the upstream run's)."),
     sets: list[str] = typer.Option([], "--set", help="Override a config field: stage.field=value (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [stage] sections of overrides."),
@@ -115,6 +128,8 @@ def run_cmd(
     from pipeline.distributed import join, shutdown
 
     cfg, upstream = stage_config(dataset, sets, config, profile, from_, stage)
+    if stage == "all":
+        check_all_options(cfg, _split(backbones), _split(variants))
     rt = join(runtime())   # under torchrun: this process's rank, world and device
     if stage == "all" and rt.world > 1:
         raise ConfigError("`run all` does not run under torchrun; run its stages one by one (README, Scaling out)")
@@ -150,12 +165,57 @@ def report_cmd(
     Example:
       tslrec run all --dataset beauty --seeds 3 && tslrec report --out results/
     """
+    from pipeline.extras import require
+
+    require("matplotlib", "report", "tslrec report")
     from pipeline.report import write_report
 
     written = write_report(runtime().cache_dir, out, _split(datasets), experiments or None)
-    for name, path in written["files"].items():
+    files = written["files"]
+    if sys.stdout.isatty() and not as_json:   # one listing on a terminal, not the same paths twice
+        emit(None, False, plain="\n".join(f"wrote {name}: {path}" for name, path in files.items()))
+        return
+    for name, path in files.items():
         err.print(f"wrote {name}: {path}")
-    emit(written, as_json, plain="\n".join(written["files"].values()))
+    emit(written, as_json, plain="\n".join(files.values()))
+
+
+def check_all_options(cfg: PipelineConfig, backbones: Optional[list[str]], variants: Optional[list[str]]) -> None:
+    """`run all --backbones/--variants`: each name is validated against the schema before any stage runs."""
+    from pydantic import ValidationError
+
+    tree = cfg.model_dump(mode="json")
+    for flag, names, section in (("--backbones", backbones, lambda v: {"backbone": {"name": v}}),
+                                 ("--variants", variants, lambda v: {"variant": v})):
+        for name in names or []:
+            try:
+                PipelineConfig.model_validate(deep_merge(tree, {"train": section(name)}))
+            except ValidationError as e:
+                raise ConfigError(f"{flag} {name}: {format_validation(e).removeprefix('invalid config: ')}") from e
+
+
+@app.command("config")
+def config_cmd(
+    stage: Optional[str] = typer.Argument(None, help="Only this stage's fields (data, pretrain, group, sft, augment, train).",
+                                          autocompletion=complete_stage),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
+) -> None:
+    """Every config field with its type, default and description (set one with --set FIELD=VALUE).
+
+    \b
+    Examples:
+      tslrec config pretrain
+      tslrec config --json | jq -r '.fields[].name'
+    """
+    from pipeline.config_help import format_fields, stage_fields
+
+    if stage is not None and stage not in STAGES:
+        raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}", param_hint="STAGE")
+    rows = stage_fields(stage)
+    emit({"fields": rows}, as_json, plain=format_fields(rows))
+
+
+app.command("export")(export_cmd)
 
 
 def _split(s: Optional[str]) -> Optional[list[str]]:

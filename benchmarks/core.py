@@ -39,6 +39,7 @@ from safetensors.torch import load_file  # noqa: E402
 from schemas.data import DataConfig, DataIn  # noqa: E402
 from schemas.group import GroupConfig, GroupIn  # noqa: E402
 from schemas.llm import AugmentConfig, AugmentIn, SftConfig  # noqa: E402
+from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from stages import augment, data, group, sft  # noqa: E402
 from stages.sequences import Sequences  # noqa: E402
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     rt_kw = {"progress": not args.no_progress, "offline": True, "threads": args.threads}
     if args.cache_dir:
         rt_kw["cache_dir"] = args.cache_dir
-    rt = Runtime(**rt_kw)
+    rt = Runtime(**rt_kw, tracker=make_tracker)
     t_start = time.perf_counter()
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
 

@@ -26,6 +26,7 @@ from pipeline.experiment import run_all  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
 from pipeline.report import write_report  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
+from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 
 
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = ap.parse_args()
 
-    rt = Runtime(threads=args.threads, progress=True, device=args.device)
+    rt = Runtime(threads=args.threads, progress=True, device=args.device, tracker=make_tracker)
     presets = {}
     if args.profile == "paper":
         from stages.trainer import PAPER_PROFILE

@@ -35,6 +35,7 @@ from embedding_probe import augment_chain  # noqa: E402
 from pipeline.cache import Cache  # noqa: E402
 from pipeline.overrides import ConfigError, build_config  # noqa: E402
 from schemas.pretrain import TrainIn  # noqa: E402
+from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from stages import train  # noqa: E402
 
@@ -76,7 +77,7 @@ def main() -> None:
     record = json.loads(out.read_text()) if out.exists() else {"runs": {}}
     command = " ".join([Path(sys.executable).name, *sys.argv])
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    rt = Runtime(threads=args.threads, progress=True)
+    rt = Runtime(threads=args.threads, progress=True, tracker=make_tracker)
     for name in args.source:
         t0 = time.perf_counter()
         inp = TrainIn(sequences=sequences, enhanced={"embeddings": source_table(name, pretrain_table, enhanced)})

@@ -21,13 +21,19 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any, Iterator
 
 from schemas.common import ArtifactRef, RunRecord
-from stages.data import file_sha256  # noqa: F401  (re-exported: one hashing of raw files)
+
+if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache ls` must start fast
+    import torch
+
+
+def file_sha256(path: Path) -> str:
+    """The data stage's hashing of raw files (one definition), imported only when a file is hashed."""
+    from stages.data import file_sha256 as data_file_sha256
+
+    return data_file_sha256(path)
 
 
 class CorruptObject(Exception):
@@ -53,6 +59,8 @@ def cache_key(parts: dict[str, Any]) -> str:
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     """Digest over names, dtypes, shapes and bytes (not file bytes: safetensors metadata order varies)."""
+    import torch
+
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().contiguous().cpu()
@@ -113,6 +121,8 @@ class Cache:
         return self.root / "objects" / digest[:2] / f"{digest}.safetensors"
 
     def put(self, kind: str, tensors: dict[str, torch.Tensor]) -> ArtifactRef:
+        from safetensors.torch import save_file
+
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         digest = tensor_digest(tensors)
         path = self.object_path(digest)
@@ -125,6 +135,8 @@ class Cache:
 
     def get(self, ref: ArtifactRef) -> dict[str, torch.Tensor]:
         """Load and verify an object; raise CorruptObject rather than trust a bad file."""
+        from safetensors.torch import load_file
+
         path = self.object_path(ref.digest)
         if not path.exists():
             raise CorruptObject(f"object {ref.kind} {ref.digest[:12]} is missing ({path})")

@@ -1,9 +1,11 @@
-"""`tslrec cache ...`: list, show, verify and garbage-collect the content-addressed cache."""
+"""`tslrec cache ...`: list, show, remove, verify and garbage-collect the content-addressed cache."""
 from __future__ import annotations
 
 import shutil
+import sys
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from pipeline.cache import Cache, CorruptObject
@@ -30,25 +32,55 @@ def ls_cmd(
     stage: str = typer.Option(None, "--stage", help="Only runs of this stage."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """List cached runs (stdout: key, stage, dataset, created; one per line).
+    """List cached runs, newest first: key, stage, dataset, created, wall s, fields that differ from the
+    defaults. A table on a terminal; tab-separated lines in a pipe.
 
     Example: tslrec cache ls --stage train | cut -f1
     """
+    from pipeline.run_views import run_row
+
     runs = []
     for path, rec, problem in _cache().scan_runs():
         if problem is not None:
             err.print(f"unreadable record {path}: {problem}", markup=False)
         elif stage is None or rec.stage == stage:
             runs.append(rec)
-    rows = [(r.key, r.stage, r.pipeline["data"]["dataset"], r.created, f"{r.wall_s:.1f}") for r in runs]
-    table = Table("key", "stage", "dataset", "created", "wall s")
-    for row in rows:
-        table.add_row(row[0][:12], *row[1:])
-    err.print(table)
+    runs.sort(key=lambda r: (r.created, r.key), reverse=True)
+    rows = [run_row(r) for r in runs]
     if as_json:
-        emit({"runs": [dict(zip(["key", "stage", "dataset", "created", "wall_s"], row)) for row in rows]}, True)
+        emit({"runs": rows}, True)
+    elif sys.stdout.isatty():
+        table = Table("key", "stage", "dataset", "created (UTC)", "wall s", "changed from defaults")
+        for column in table.columns[:5]:
+            column.no_wrap = True
+        for r in rows:
+            table.add_row(r["key"][:12], r["stage"], r["dataset"], r["created"][:16].replace("T", " "),
+                          f"{r['wall_s']:.1f}", "\n".join(r["changed"]))
+        Console(highlight=False).print(table)
     else:
-        emit(None, False, plain="\n".join("\t".join(row[:4]) for row in rows))
+        emit(None, False, plain="\n".join("\t".join([r["key"], r["stage"], r["dataset"], r["created"], f"{r['wall_s']:.3f}",
+                                                      " ".join(r["changed"])]) for r in rows))
+
+
+@cache_app.command("rm")
+def rm_cmd(keys: list[str] = typer.Argument(..., help="Run keys or unique prefixes.", metavar="KEY...")) -> None:
+    """Forget cached runs (their manifests); `tslrec cache gc` then frees objects no run uses. Prints the keys.
+
+    Example: tslrec cache rm 3fa9c1 && tslrec cache gc
+    """
+    cache = _cache()
+    records = []
+    for key in keys:
+        rec = cache.find_run(key)
+        if rec is None:
+            raise typer.BadParameter(f"no single run matches {key!r}", param_hint="KEY")
+        records.append(rec)
+    for rec in records:
+        cache.run_path(rec.key).unlink(missing_ok=True)
+    said = [f"removed {rec.stage} run {rec.key}" for rec in records]
+    if not sys.stdout.isatty():   # on a terminal stdout says it; in a pipe stdout is the keys alone
+        err.print("\n".join(said), markup=False)
+    emit(None, False, plain="\n".join(said if sys.stdout.isatty() else [rec.key for rec in records]))
 
 
 @cache_app.command("show")

@@ -5,9 +5,15 @@ A dataset name is one identifier (schemas.data.check_dataset_name), never a path
 file written here is resolved and checked to lie under the data dir. A file is installed only
 after it passed the `data` stage's validation (and, when fetched, its sha256): to a temp file
 first, then renamed; a failed install leaves no file and no empty folder behind.
+
+Beauty (the default) ships gzipped inside the package (research-use data its source repositories
+redistribute): without a local copy it is unpacked from there, sha256-checked like a download, so the
+default pipeline runs offline. ML-1M and Yelp may not be redistributed: they download, or the user
+puts the file in the data dir.
 """
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import tempfile
@@ -53,6 +59,7 @@ KNOWN: dict[str, Source] = {
                     f"{SASREC}/ml-1m.txt", "b725f3acb3986fe3130bffd1e77a74d182a1f51799567a236dbd60270f95b0a2"),
 }
 EXTENSIONS = (".txt", ".inter", ".csv", ".tsv")
+PACKAGED = {"beauty": "Beauty.txt.gz"}   # name -> gzipped copy in pipeline/packaged/ (see pyproject package-data)
 
 
 def checked_name(name: str) -> str:
@@ -82,11 +89,40 @@ def local_path(name: str, data_dir: Path) -> Path | None:
     return next((p for p in candidates(checked_name(name), data_dir) if p.is_file()), None)
 
 
+def packaged_path(name: str) -> Path | None:
+    """The gzipped copy of dataset `name` shipped inside the package, or None."""
+    path = Path(__file__).resolve().parent / "packaged" / PACKAGED[name] if name in PACKAGED else None
+    return path if path is not None and path.is_file() else None
+
+
+def unpack(src: Source, packed: Path, data_dir: Path) -> Path:
+    """Unpack the packaged copy to data_dir/src.fetch_to through `install` (temp file, validation,
+    rename); the file appears only once its sha256 matches, and a failure leaves nothing behind."""
+
+    def write(tmp: Path) -> None:
+        with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out)
+        got = file_sha256(tmp)
+        if got != src.sha256:
+            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {src.sha256}; reinstall tslrec")
+
+    return install(under_data_dir(data_dir, src.fetch_to), write, src.name, str(packed))
+
+
+def where_to_put(src: Source, data_dir: Path) -> str:
+    """What the user can do instead of a download: the file, its sha256, where it goes."""
+    return (f"put {src.url.rsplit('/', 1)[-1]} (sha256 {src.sha256[:12]}...) at {data_dir / src.fetch_to}, "
+            f"or point --data-dir / TSLREC_DATA_DIR at a folder that holds {src.fetch_to}")
+
+
 def locate(name: str, rt: Runtime) -> Path:
-    """Find dataset `name`, generating the synthetic one or fetching a known one if missing."""
+    """Find dataset `name`: the data dir, else generate (synthetic), unpack (packaged) or fetch (known)."""
     path = local_path(name, rt.data_dir)
     if path is not None:
         return path
+    packed = packaged_path(name)
+    if packed is not None:
+        return unpack(KNOWN[name], packed, rt.data_dir)
     if name == "synthetic":
         from stages.synthetic import SyntheticConfig, write_synthetic
 
@@ -96,10 +132,11 @@ def locate(name: str, rt: Runtime) -> Path:
             f"unknown dataset {name!r}: no {name}/{name}.txt (or .inter) under {rt.data_dir}; "
             f"known: {', '.join(KNOWN)}, synthetic; add your own with `tslrec data import FILE --name {name}`")
     if rt.offline:
-        src = KNOWN[name]
-        raise DatasetError(f"dataset {name!r} not found and offline: put {src.url.rsplit('/', 1)[-1]} "
-                           f"(sha256 {src.sha256[:12]}...) at {rt.data_dir / src.fetch_to}")
-    return fetch(KNOWN[name], rt.data_dir)
+        raise DatasetError(f"dataset {name!r} not found and offline: {where_to_put(KNOWN[name], rt.data_dir)}")
+    try:
+        return fetch(KNOWN[name], rt.data_dir)
+    except DatasetError as e:
+        raise DatasetError(f"{e}; or point --data-dir / TSLREC_DATA_DIR at a folder that holds {KNOWN[name].fetch_to}") from e
 
 
 def validate_dataset(path: Path, name: str, fmt: str = "auto") -> None:

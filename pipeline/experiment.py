@@ -93,10 +93,20 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
             raise ValueError(f"unknown variant {v!r}; choose from {', '.join(UPSTREAM_OF)}")
     needed = ["data"] + [s for s in ["pretrain", "group", "sft", "augment"] if any(s in UPSTREAM_OF[v] for v in variants)]
     chains = seed_configs(cfg, seeds, True) if reseed_chain else [cfg]
-    upstreams = {c.train.trainer.seed: {s: runner.run(s, c) for s in needed} for c in chains}   # seed -> stage -> record
+    tcfgs = train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants, reseed_chain=reseed_chain)
+    total = len(needed) * len(chains) + len(tcfgs)
+    upstreams, i = {}, 0
+    for c in chains:                                         # seed -> stage -> record
+        upstreams[c.train.trainer.seed] = {}
+        for s in needed:
+            i += 1
+            log(f"[bold]stage {i} of {total}[/bold]: {s}" + (f" seed {c.train.trainer.seed}" if reseed_chain else ""))
+            upstreams[c.train.trainer.seed][s] = runner.run(s, c)
     upstream = next(iter(upstreams.values()))
     runs = []
-    for tcfg in train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants, reseed_chain=reseed_chain):
+    for i, tcfg in enumerate(tcfgs, i + 1):
+        t = tcfg.train
+        log(f"[bold]stage {i} of {total}[/bold]: train {t.variant} {t.backbone.name} seed {t.trainer.seed}")
         rec, r = train_run(runner, tcfg)
         runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key, "stage": rec.stage,
                      "test": r["test"], "test_alt": r.get("test_alt"), "valid": r["valid"], "best_epoch": r["best_epoch"],

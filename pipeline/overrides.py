@@ -107,6 +107,15 @@ def format_validation(e: ValidationError) -> str:
     for err in e.errors():
         field = ".".join(str(p) for p in err["loc"])
         got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""
-        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = unknown_field_message(field) if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{field}: {msg}{got}")
     return "invalid config: " + "; ".join(lines)
+
+
+def unknown_field_message(dotted: str) -> str:
+    """'unknown field (did you mean pretrain.trainer.lr?)': the nearest names, and where to list them."""
+    from pipeline.config_help import nearest_fields
+
+    near = nearest_fields(dotted)
+    hint = f"did you mean {' or '.join(near)}?" if near else "`tslrec config` lists every field"
+    return f"unknown field ({hint})"

@@ -1,12 +1,21 @@
-"""Progress handles for stages: rich bars on stderr, or nothing (tests, --no-progress)."""
+"""Progress handles for stages: rich bars on stderr, or nothing (tests, --no-progress).
+
+The CLI hands `make_tracker` to the Runtime (`Runtime.tracker`); stages only call `rt.track`.
+An epoch loop with early stopping passes `since_best` and `patience` with each advance: its bar
+then shows "no gain n/patience" instead of an ETA to the maximum epoch count, which it rarely reaches.
+"""
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn)
+from rich.text import Text
 
 from pipeline.console import err
+
+STOP_FIELDS = ("since_best", "patience")
 
 
 class NullTracker:
@@ -23,15 +32,34 @@ class NullTracker:
         return None
 
 
+def stopping_text(fields: dict[str, Any]) -> str | None:
+    """'no gain 3/10 epochs' when the loop reports early-stopping state, else None."""
+    if "patience" not in fields:
+        return None
+    return f"no gain {fields.get('since_best', 0)}/{fields['patience']} epochs"
+
+
+class StopOrRemainingColumn(ProgressColumn):
+    """Early stopping: epochs since the best and the patience. Otherwise: rich's time remaining."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.remaining = TimeRemainingColumn()
+
+    def render(self, task: Any) -> Text:
+        stop = task.fields.get("stop")
+        return Text(stop, style="progress.remaining") if stop else self.remaining.render(task)
+
+
 class RichTracker(NullTracker):
     def __init__(self, description: str, total: int | None):
         self.description = description
         self.progress = Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), StopOrRemainingColumn(), TextColumn("{task.fields[info]}"),
             console=err, transient=False,
         )
-        self.task = self.progress.add_task(description, total=total, info="")
+        self.task = self.progress.add_task(description, total=total, info="", stop=None)
 
     def __enter__(self) -> "RichTracker":
         self.progress.start()
@@ -41,7 +69,8 @@ class RichTracker(NullTracker):
         self.progress.stop()
 
     def advance(self, n: int = 1, **fields: Any) -> None:
-        self.progress.update(self.task, advance=n, info=_fmt(fields) if fields else None)
+        extra = {"info": _fmt(fields), "stop": stopping_text(fields)} if fields else {}
+        self.progress.update(self.task, advance=n, **extra)
 
     def update(self, **fields: Any) -> None:
         self.progress.update(self.task, info=_fmt(fields))
@@ -66,14 +95,17 @@ class LineTracker(NullTracker):
     def _line(self) -> None:
         self.last = time.monotonic()
         total = f"/{self.total}" if self.total is not None else ""
-        err.print(f"{time.strftime('%H:%M:%S')} {self.description} {self.n}{total} {_fmt(self.fields)}", markup=False)
+        stop = stopping_text(self.fields)
+        stop = f" ({stop})" if stop else ""
+        err.print(f"{time.strftime('%H:%M:%S')} {self.description} {self.n}{total}{stop} {_fmt(self.fields)}",
+                  markup=False)
 
 
 def _fmt(fields: dict[str, Any]) -> str:
-    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+    shown = {k: v for k, v in fields.items() if k not in STOP_FIELDS}
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 
-def make_tracker(rt: Any, description: str, total: int | None) -> NullTracker:
-    if not rt.progress:
-        return NullTracker()
+def make_tracker(description: str, total: int | None) -> NullTracker:
+    """Runtime.tracker: a bar on a terminal, plain lines in a log."""
     return RichTracker(description, total) if err.is_terminal else LineTracker(description, total)

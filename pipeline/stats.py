@@ -38,7 +38,9 @@ def ttest_p(a: list[float], b: list[float]) -> float | None:
     """Two-sample (Student) t-test p-value, two-sided; None when either side has < 2 seeds."""
     if len(a) < 2 or len(b) < 2:
         return None
-    from scipy.stats import ttest_ind
+    from pipeline.extras import require
+
+    ttest_ind = require("scipy.stats", "report", "the t-test over seeds").ttest_ind
 
     if len(set(a)) == 1 and len(set(b)) == 1:
         return 1.0 if a[0] == b[0] else 0.0

@@ -111,7 +111,9 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
 
     best = (-1.0, 0, None, None)   # ndcg10, epoch, state, valid ranks
     epoch_s, eval_s, bad, epoch = [], [], 0, 0
-    if (resumed := checkpoint.restore(rt, "fit", model, opt, [gen])) is not None:   # after a crash
+    # One resume point per fit of a run: a stage may fit several models (the ensemble fusion fits two).
+    ckpt = "fit-" + "".join(c if c.isalnum() else "_" for c in desc)
+    if (resumed := checkpoint.restore(rt, ckpt, model, opt, [gen])) is not None:   # after a crash
         epoch, (best, bad, epoch_s, eval_s) = resumed
     chunk_len = (chunks != 0).sum(1).cpu()                  # (C,)
     # Losses are summed over a batch's positions and divided by the *mean* number of positions
@@ -150,10 +152,10 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
                 best, bad = (ndcg, epoch, state, valid_ranks), 0
             else:
                 bad += 1
-            bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0])
+            bar.advance(1, loss=total / max(1, len(steps)), ndcg10=ndcg, best=best[0], since_best=bad, patience=cfg.patience)
             if bad >= cfg.patience:
                 break
-            checkpoint.save(rt, "fit", epoch, model, opt, [gen], (best, bad, epoch_s, eval_s))   # resume point
+            checkpoint.save(rt, ckpt, epoch, model, opt, [gen], (best, bad, epoch_s, eval_s))   # resume point
     _, best_epoch, state, valid_ranks = best
     model.load_state_dict(state)   # best weights, kept in memory
     t0 = time.perf_counter()

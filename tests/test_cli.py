@@ -89,8 +89,8 @@ def test_config_file_overrides(cli, dirs, tmp_path):
 
 
 def test_unknown_dataset_offline_says_what_to_do(cli):
-    r = cli("--offline", "run", "data", "--dataset", "beauty")
-    assert r.code == 1 and "Beauty.txt" in r.err and "226cce9c3105" in r.err
+    r = cli("--offline", "run", "data", "--dataset", "yelp")   # beauty ships with the package
+    assert r.code == 1 and "Yelp.txt" in r.err and "724b219106b8" in r.err
     r = cli("run", "data", "--dataset", "nosuch")
     assert r.code == 1 and "data import" in r.err
 
@@ -183,12 +183,12 @@ def test_run_fetches_a_known_dataset_when_missing(cli, dirs, http_server, monkey
 
     root, base = http_server
     body = toy(root, "srv").read_bytes()
-    fake = ds.Source("beauty", ("beauty/Beauty.txt",), "beauty/Beauty.txt", f"{base}/srv/srv.txt",
+    fake = ds.Source("yelp", ("yelp/Yelp.txt",), "yelp/Yelp.txt", f"{base}/srv/srv.txt",
                      hashlib.sha256(body).hexdigest())
-    monkeypatch.setitem(ds.KNOWN, "beauty", fake)
-    r = cli("run", "data", "--dataset", "beauty", "--json")
+    monkeypatch.setitem(ds.KNOWN, "yelp", fake)   # beauty would come from the package, not the server
+    r = cli("run", "data", "--dataset", "yelp", "--json")
     assert r.code == 0, r.err
-    assert (dirs[1] / "beauty" / "Beauty.txt").read_bytes() == body
+    assert (dirs[1] / "yelp" / "Yelp.txt").read_bytes() == body
 
 
 def test_progress_in_a_log_is_plain_lines(capsys):

@@ -150,6 +150,10 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
     """Dequantize a GGUF model + tokenizer into an HF safetensors directory, atomically (temp dir, rename)."""
     if target.is_dir():
         return target
+    try:
+        import gguf as _  # noqa: F401  (an optional dependency: only GGUF models need it)
+    except ImportError:
+        raise ValueError(f"{gguf.name} is a GGUF model, which needs the gguf package: pip install 'tslrec[gguf]'") from None
     from transformers import AutoModel
 
     target.parent.mkdir(parents=True, exist_ok=True)
