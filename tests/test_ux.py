@@ -174,7 +174,7 @@ def test_config_lists_every_field_with_type_default_and_description(cli):
     patience = next(row for row in rows if row["name"] == "pretrain.trainer.patience")
     assert patience["default"] == 10 and patience["type"] == "int"
     text = cli("config", "sft").out
-    assert "sft.lora_r: int = 8" in text and "LoRA rank." in text and "pretrain." not in text
+    assert "sft.lora_r: int | None = None" in text and "LoRA rank" in text and "pretrain." not in text
     assert cli("config", "nosuch").code == 2
 
 
