@@ -122,6 +122,7 @@ def sample_sft(steps: int, eval_batches: int, report: dict) -> Callable:
     from stages.lm.prompt import length_batches
 
     def run(cfg, inp, rt):
+        cfg = cfg.resolved()                      # the task's defaults (lr, LoRA rank, ...) filled in
         seqs = Sequences.from_tensors(inp.sequences)
         weight = inp.item_embeddings["weight"].float()
         (task, items, tr, va, n_out), prep_s = timed(lambda: sft.prepare(cfg, seqs, weight, inp.groups))
