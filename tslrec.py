@@ -125,10 +125,15 @@ def run_cmd(
 
     if stage != "all" and stage not in STAGES:
         raise typer.BadParameter(f"unknown stage {stage!r}; choose from {', '.join(ORDER)}, all", param_hint="STAGE")
+    from pipeline.distributed import join, shutdown
+
     cfg, upstream = stage_config(dataset, sets, config, profile, from_, stage)
     if stage == "all":
         check_all_options(cfg, _split(backbones), _split(variants))
-    runner = Runner(runtime(), compute_upstream=not no_compute_upstream, force=force)
+    rt = join(runtime())   # under torchrun: this process's rank, world and device
+    if stage == "all" and rt.world > 1:
+        raise ConfigError("`run all` does not run under torchrun; run its stages one by one (README, Scaling out)")
+    runner = Runner(rt, compute_upstream=not no_compute_upstream, force=force)
     if upstream is not None:
         from pipeline.upstream import check_reproduced
         check_reproduced(runner, cfg, upstream)
@@ -139,6 +144,9 @@ def run_cmd(
         emit(summary, as_json, plain=summary.get("table_tsv", ""))
         return
     record = runner.run(stage, cfg)
+    shutdown()
+    if rt.rank != 0:   # rank 0 alone prints
+        return
     emit(record.model_dump(mode="json"), as_json, plain=record.key)
     if not as_json:
         err.print_json(json.dumps(record.result))

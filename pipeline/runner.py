@@ -20,6 +20,8 @@ from rich.markup import escape
 from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest, file_sha256
 from pipeline.console import debug, log
 from pipeline.datasets import locate
+from pipeline.distributed import PARALLEL_STAGES
+from pipeline.memory import track_peak
 from pipeline.registry import STAGES
 from schemas.common import RunRecord
 from schemas.pipeline import PipelineConfig
@@ -56,11 +58,40 @@ class Runner:
         self.force = force            # recompute the requested stage even on a hit
         self._loaded: dict[str, dict[str, torch.Tensor]] = {}   # digest -> tensors, per process
         self._done: dict[str, RunRecord] = {}                   # key -> record, per process
+        self.dist = rt.dist                                     # torchrun: rank 0 leads, the others follow
 
     # -- public ----------------------------------------------------------------------------
     def run(self, stage: str, cfg: PipelineConfig, *, top: bool = True) -> RunRecord:
-        """The record of `stage` under `cfg`, from the cache or computed (see _as_requested)."""
-        return self._as_requested(self._run(stage, cfg, top=top), cfg)
+        """The record of `stage` under `cfg`, from the cache or computed (see _as_requested). Under torchrun
+        every rank calls this in the same order; rank 0 decides and tells the others (one broadcast per
+        call; see pipeline/distributed.py)."""
+        if not self.dist.leader:
+            return self._follow(stage, cfg)
+        try:
+            record = self._as_requested(self._run(stage, cfg, top=top), cfg)
+        except BaseException as e:
+            if self.dist.enabled and not getattr(e, "_followers_told", False):
+                e._followers_told = True    # the callers up the recursion must not broadcast it again
+                self.dist.broadcast({"error": f"{type(e).__name__}: {e}"})
+            raise
+        self.dist.broadcast({"record": record})
+        return record
+
+    def _follow(self, stage: str, cfg: PipelineConfig) -> RunRecord:
+        """A rank > 0: mirror rank 0's recursion, join the parallel stages' computations, take its records."""
+        spec = STAGES[stage]
+        for dep in spec.deps(cfg):
+            self.run(dep, cfg, top=False)
+        msg = self.dist.broadcast()
+        if "compute" in msg:
+            inputs = self.dist.broadcast()
+            if self.rt.threads:
+                torch.set_num_threads(self.rt.threads)
+            spec.load().run(spec.config(cfg), spec.inputs(**inputs), self.rt)
+            msg = self.dist.broadcast()
+        if "error" in msg:
+            raise SystemExit(1)   # rank 0 reports the error; torchrun shows its line
+        return msg["record"]
 
     @staticmethod
     def _as_requested(record: RunRecord, cfg: PipelineConfig) -> RunRecord:
@@ -122,15 +153,22 @@ class Runner:
         if stage == "data":
             inp = spec.inputs(path=path)
         else:
-            inp = spec.inputs(**{name: self._load(ref) for name, ref in refs.items()})
-        ckpt = self.cache.checkpoint_dir(key)     # a killed run's resume point, if any
-        if any(ckpt.glob("*.pt")):
+            tensors = {name: self._load(ref) for name, ref in refs.items()}
+            if self.dist.enabled and stage in PARALLEL_STAGES:   # the followers compute it with us
+                self.dist.broadcast({"compute": stage})
+                self.dist.broadcast(tensors)
+            inp = spec.inputs(**tensors)
+        # A killed run's resume point, if any. Not under torchrun: every rank would have to restore
+        # the same state, and only rank 0 touches the cache.
+        ckpt = None if self.dist.enabled else self.cache.checkpoint_dir(key)
+        if ckpt is not None and any(ckpt.glob("*.pt")):
             log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
-        t0 = time.perf_counter()
-        out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
-        wall = time.perf_counter() - t0
+        with track_peak(self.rt.device) as peak:
+            t0 = time.perf_counter()
+            out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
+            wall = time.perf_counter() - t0
         outputs = {}
         for kind, tensors in out.artifacts.items():
             outputs[kind] = self.cache.put(kind, tensors)
@@ -140,10 +178,11 @@ class Runner:
             config=parts["config"], inputs=input_digests, env=parts["env"],
             pipeline=cfg.model_dump(mode="json"), outputs=outputs,
             result=out.result.model_dump(mode="json"), wall_s=round(wall, 3),
+            peak_rss_mb=peak.rss_mb, peak_rss_exact=peak.rss_exact, peak_cuda_mb=peak.cuda_mb,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         )
         self.cache.put_run(record)
-        log(f"[blue]stored[/blue]    {stage:<8} {key[:12]} in {wall:.1f}s")
+        log(f"[blue]stored[/blue]    {stage:<8} {key[:12]} in {wall:.1f}s, peak RSS {peak.rss_mb:.0f} MiB")
         return record
 
     def load(self, record: RunRecord, kind: str) -> dict[str, torch.Tensor]:

@@ -49,6 +49,15 @@ class Runtime(Frozen):
     offline: bool = Field(default=False, description="Never download; say which file to put where.")
     log_level: Literal["quiet", "info", "debug"] = Field(default="info", description="stderr verbosity.")
     tracker: Tracker | None = Field(default=None, exclude=True, description="Makes progress handles (set by the CLI layer, e.g. pipeline.progress.make_tracker); None shows no progress.")
+    rank: int = Field(default=0, ge=0, description="This process's rank under torchrun (0 alone touches the cache and prints).")
+    world: int = Field(default=1, ge=1, description="Processes under torchrun; 1 without it.")
+
+    @property
+    def dist(self) -> Any:
+        """Data-parallel helpers (pipeline/distributed.py): shard a batch, all-reduce gradients, gather rows."""
+        from pipeline.distributed import Dist
+
+        return Dist(self.rank, self.world)
 
     def track(self, description: str, total: int | None) -> Any:
         """A progress handle for long loops: `with rt.track("epoch", n) as t: t.advance(1, loss=...)`.

@@ -18,7 +18,8 @@ from schemas.runtime import Runtime
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
 
 VERSION = 1
-MODULES = ["stages.augment", "stages.sequences", "stages.lm.load", "stages.lm.prompt", "stages.lm.model"]
+MODULES = ["stages.augment", "stages.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
+           "stages.lm.model"]
 
 
 def agreement(probs: torch.Tensor, pre_group: torch.Tensor) -> tuple[float, float, float]:
@@ -34,28 +35,38 @@ def agreement(probs: torch.Tensor, pre_group: torch.Tensor) -> tuple[float, floa
     return float(c1.double().mean()), float(c2.double().mean()), float(c3.double().mean())
 
 
+def embed_items(model, items: torch.Tensor, batch_size: int, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """(h (n, H), softmax(W h + b) (n, K)) of each item fed alone as a one-item prompt, in batches."""
+    hs, ps = [], []
+    starts = range(0, items.numel(), batch_size)
+    with torch.inference_mode(), rt.track("augment", len(starts)) as bar:
+        for lo in starts:
+            ids = items[lo:lo + batch_size].unsqueeze(1)                                # (B, 1)
+            h, _ = model.hidden(ids, torch.ones(ids.shape[0], dtype=torch.long))
+            hs.append(h.float().cpu())
+            ps.append(torch.softmax(model.head(h).float(), dim=-1).cpu())
+            bar.advance(1)
+    hidden, k = model.lm.config.hidden_size, model.head.out_features
+    return (torch.cat(hs) if hs else torch.zeros(0, hidden)), (torch.cat(ps) if ps else torch.zeros(0, k))
+
+
 def run(cfg: AugmentConfig, inp: AugmentIn, rt: Runtime) -> AugmentOut:
     weight = inp.item_embeddings["weight"].to(torch.float32)
     n = weight.shape[0] - 1
     cluster_map = inp.groups["cluster_map"].long()
-    lm, tok, _ = load_adapted_lm(inp.adapter, merge=True, cache_dir=rt.cache_dir, offline=rt.offline)
+    lm, tok, _ = load_adapted_lm(inp.adapter, merge=True, cache_dir=rt.cache_dir, offline=rt.offline, device=rt.device)
     proj, head, head_name = load_heads(inp.heads)
     if head_name != "group_head":
         raise ValueError(f"augment needs a 'group' sft adapter; the heads artifact holds {head_name!r}")
     k = head.out_features
     model = build_prompt_lm(lm, tok, weight, k, head, head_name, linear_proj=proj).to(rt.device).eval()
     hidden = model.lm.config.hidden_size
-    emb = torch.zeros(n + 1, hidden)
-    probs = torch.zeros(n + 1, k)
     t0 = time.perf_counter()
-    starts = list(range(1, n + 1, cfg.batch_size))
-    with torch.inference_mode(), rt.track("augment", len(starts)) as bar:
-        for lo in starts:
-            ids = torch.arange(lo, min(lo + cfg.batch_size, n + 1)).unsqueeze(1)   # (B, 1): one item per prompt
-            h, _ = model.hidden(ids, torch.ones(ids.shape[0], dtype=torch.long))
-            emb[lo:lo + ids.shape[0]] = h.float().cpu()
-            probs[lo:lo + ids.shape[0]] = torch.softmax(model.head(h), dim=-1).float().cpu()
-            bar.advance(1)
+    # Under torchrun each rank embeds a contiguous slice of items 1..N; the slices are gathered in rank order.
+    mine = rt.dist.shard(torch.arange(1, n + 1))                                   # (n_r,) item ids
+    emb, probs = embed_items(model, mine, cfg.batch_size, rt)
+    emb = torch.cat([torch.zeros(1, hidden), rt.dist.gather_rows(emb)])            # (N+1, H), row 0 padding
+    probs = torch.cat([torch.zeros(1, k), rt.dist.gather_rows(probs)])             # (N+1, K)
     seconds = time.perf_counter() - t0
     c1, c2, c3 = agreement(probs[1:], cluster_map[1:n + 1])
     result = AugmentResult(hidden_size=hidden, c1=c1, c2=c2, c3=c3, seconds=seconds)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -28,7 +29,8 @@ from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
 from stages import checkpoint
 from stages.lm import e4srec
-from stages.lm.load import load_lm, quiet_transformers
+from stages.lm.load import load_lm, prepare_for_training, quiet_transformers
+from stages.lm.precision import grad_scaler
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.prompt import length_batches, recent_items
 from stages.lm.schedule import lr_scheduler
@@ -36,7 +38,7 @@ from stages.lm.tasks import Instances, Task, get_task
 from stages.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.prompt",
+MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
            "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
 
 
@@ -75,7 +77,9 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
     from peft import LoraConfig, get_peft_model
 
     cfg = cfg.resolved()
-    lm, tok = load_lm(cfg.model, num_layers=cfg.num_layers, cache_dir=rt.cache_dir, offline=rt.offline)
+    lm, tok = load_lm(cfg.model, num_layers=cfg.num_layers, cache_dir=rt.cache_dir, offline=rt.offline,
+                      precision=cfg.precision, load_in_4bit=cfg.load_in_4bit, device=rt.device)
+    lm = prepare_for_training(lm, gradient_checkpointing=cfg.gradient_checkpointing, quantized=cfg.load_in_4bit)
     targets = list(cfg.target_modules) if cfg.target_modules else task.lora_targets(lm)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                       target_modules=targets, bias="none")
@@ -84,7 +88,9 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
         peft_lm = get_peft_model(lm, lora)
         head = task.build_head(lm.config.hidden_size, n_out, cfg.head_bias)
         model = build_prompt_lm(peft_lm, tok, item_weight, n_out, head, task.head_name,
-                                instruction=task.instruction, share_prefix=cfg.share_prefix)
+                                instruction=task.instruction,
+                                # the prefix's KV cache needs use_cache, which checkpointing turns off
+                                share_prefix=cfg.share_prefix and not cfg.gradient_checkpointing)
     return model.to(rt.device)
 
 
@@ -94,15 +100,28 @@ def batch_inputs(items: torch.Tensor, inst: Instances, idx: torch.Tensor, max_it
 
 
 def train_step(model: PromptLM, task: Task, opt: torch.optim.Optimizer, items: torch.Tensor, inst: Instances,
-               targets: torch.Tensor, idx: torch.Tensor, max_items: int) -> tuple[float, int]:
-    """One optimisation step on instances `idx`: (loss, real prompt positions)."""
-    ids, counts = batch_inputs(items, inst, idx, max_items)
-    h, _ = model.hidden(ids, counts)
-    loss = task.loss(task.predict(model.head(h)), targets[idx.to(targets.device)])
+               targets: torch.Tensor, idx: torch.Tensor, max_items: int, dist: Any = None,
+               scaler: torch.amp.GradScaler | None = None) -> tuple[float, int]:
+    """One optimisation step on instances `idx`: (loss, real prompt positions of this rank).
+
+    Under torchrun (`dist`, pipeline/distributed.py) this rank takes its slice of `idx`; its mean loss is
+    weighted by its share of the batch, so the gradients summed over ranks are those of the global batch's mean loss."""
+    local = dist.shard(idx) if dist is not None else idx
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return float(loss.detach()), int(model.template.lengths(counts).sum())
+    loss, tokens = None, 0
+    if local.numel():
+        ids, counts = batch_inputs(items, inst, local, max_items)
+        h, _ = model.hidden(ids, counts)
+        loss = task.loss(task.predict(model.head(h)), targets[local.to(targets.device)]) * (local.numel() / idx.numel())
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        tokens = int(model.template.lengths(counts).sum())
+    value = float(dist.all_reduce_grads(model, loss)) if dist is not None else float(loss.detach())
+    if scaler is not None:   # fp16: unscale, skip the step on inf/nan, adapt the scale
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
+    return value, tokens
 
 
 @torch.no_grad()
@@ -151,6 +170,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     lengths = (tr.ends - tr.starts).clamp(max=cfg.max_items)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     log = TrainLog()
+    scaler = grad_scaler(cfg.precision, rt.device)
     n_steps = -(-len(tr) // cfg.batch_size)
     sched = lr_scheduler(opt, cfg.lr_schedule, cfg.warmup_steps, cfg.epochs * n_steps)
     with torch.random.fork_rng(devices=[]), rt.track("sft", cfg.epochs * n_steps) as bar:
@@ -165,7 +185,8 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             total, seen = 0.0, 0
             t0 = time.perf_counter()
             for idx in batches:
-                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items)
+                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items, dist=rt.dist,
+                                           scaler=scaler)
                 sched.step()
                 total += value * idx.numel()
                 seen += idx.numel()
@@ -177,11 +198,12 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
                                                                   log.tokens), trainable_only=True)
     model.eval()
     valid_mse = baseline = valid = test = None
+    eval_batch = cfg.eval_batch_size or cfg.batch_size
     if not task.holdout_users:      # next_item: rank every user's validation and test item
-        valid, test, log.ranks = e4srec.evaluate(model, seqs, max_items=cfg.max_items, batch_size=cfg.batch_size,
+        valid, test, log.ranks = e4srec.evaluate(model, seqs, max_items=cfg.max_items, batch_size=eval_batch,
                                                  mask_history=cfg.mask_history)
     if len(va):
-        _, pred = predict(model, task, items, va, cfg.max_items, cfg.batch_size)
+        _, pred = predict(model, task, items, va, cfg.max_items, eval_batch)
         valid_mse = float(task.metric(pred, va.targets).mean())
         mean_pred = tr.targets.mean(0, keepdim=True).expand_as(va.targets)
         baseline = float(task.metric(mean_pred, va.targets).mean())

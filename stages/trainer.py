@@ -131,12 +131,16 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
             model.train()
             total, steps = torch.zeros((), device=device), batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
             for i, idx in enumerate(steps, 1):
-                with autocast:
-                    loss = batch_loss(model, chunks[idx.to(device)], per_batch, DTYPES[cfg.precision])
+                local = rt.dist.shard(idx)   # torchrun: this rank's slice of the global batch (else all of it)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                loss = None
+                if local.numel():
+                    with autocast:
+                        loss = batch_loss(model, chunks[local.to(device)], per_batch, DTYPES[cfg.precision])
+                    loss.backward()
+                # torchrun: gradients and losses summed over ranks (the global batch's); else the loss as is
+                total += rt.dist.all_reduce_grads(model, loss)   # no host sync per step (CUDA); read every 20 steps
                 opt.step()
-                total += loss.detach()   # no host sync per step (CUDA); read every 20 steps
                 if i % 20 == 0:
                     bar.update(step=f"{i}/{len(steps)}", loss=float(total) / i, ndcg10=max(best[0], 0.0))
             total = float(total)                                 # waits for the epoch's last step

@@ -60,3 +60,49 @@ def test_trainer_on_cuda_learns_like_on_cpu():
         hr[device] = fit.result.test.hr10
         assert fit.ranks["test"].device.type == "cpu"
     assert hr["cuda"] > 0.9 and abs(hr["cuda"] - hr["cpu"]) < 0.1, hr
+
+
+@pytest.mark.parametrize("extra", [["sft.precision=bf16"], ["sft.precision=fp16"],
+                                   ["sft.precision=bf16", "sft.gradient_checkpointing=true"]])
+def test_sft_and_augment_in_half_precision_on_cuda(cli, dirs, extra):
+    """Half-precision weights under autocast (fp16 with loss scaling) and checkpointing, on the GPU."""
+    _synth(cli)
+    tiny = [a if a != "sft.model=tiny-bert" else "sft.model=tiny-llama" for a in TINY]
+    sets = [a for s in extra for a in ("--set", s)]
+    r = cli("--device", "cuda", "run", "augment", "--dataset", "toy", *tiny, *sets, "--json")
+    assert r.code == 0, r.err
+    rec = json.loads(r.out)
+    assert rec["peak_cuda_mb"] is not None and rec["peak_cuda_mb"] > 0
+    emb = load_file(rec["outputs"]["enhanced"]["path"])["embeddings"]
+    assert emb.dtype == torch.float32 and torch.isfinite(emb).all()
+
+
+def test_sft_in_4bit_on_cuda(cli, dirs, tmp_path):
+    """NF4 weights (bitsandbytes) on a model from a local folder; skipped without the `quant` extra."""
+    pytest.importorskip("bitsandbytes")
+    from stages.lm.load import load_lm
+
+    model, tok = load_lm("tiny-llama")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    _synth(cli)
+    tiny = [a if a != "sft.model=tiny-bert" else f"sft.model={tmp_path / 'm'}" for a in TINY]
+    r = cli("--device", "cuda", "run", "augment", "--dataset", "toy", *tiny, "--set", "sft.load_in_4bit=true",
+            "--set", "sft.precision=bf16", "--json")
+    assert r.code == 0, r.err
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
+def test_two_gpu_processes_match_one(tmp_path):
+    """The gloo test's pipeline on 2 GPUs with nccl (tests/test_distributed.py), pretrain only."""
+    import subprocess
+    import sys
+
+    from test_distributed import ARGS, ROOT, records, torchrun
+
+    data = tmp_path / "data"
+    subprocess.run([sys.executable, str(ROOT / "tslrec.py"), "--data-dir", str(data), "data", "synth", "--name", "toy",
+                    "--users", "40", "--items", "24"], check=True, capture_output=True)
+    p = torchrun(tmp_path / "multi", data, "--device", "cuda", "run", "pretrain", "-d", "toy", *ARGS, "--json")
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert [r["stage"] for r in records(tmp_path / "multi").values()].count("pretrain") == 1

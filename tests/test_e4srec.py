@@ -94,9 +94,9 @@ def test_validation_and_test_items_are_never_training_targets(tmp_path, monkeypa
     seen: list[torch.Tensor] = []
     real = sft.train_step
 
-    def spy(model, task, opt, items, inst, targets, idx, max_items):
+    def spy(model, task, opt, items, inst, targets, idx, max_items, **kw):
         seen.append(targets[idx])
-        return real(model, task, opt, items, inst, targets, idx, max_items)
+        return real(model, task, opt, items, inst, targets, idx, max_items, **kw)
 
     monkeypatch.setattr(sft, "train_step", spy)
     _, res, log = sft.train(cfg(), seqs, weight, {}, rt(tmp_path))

@@ -106,9 +106,9 @@ def test_sft_steps_the_tasks_schedule(task, schedule, tmp_path, monkeypatch):
     seen: list[float] = []
     real = sft.train_step
 
-    def spy(model, task_, opt, *a):
+    def spy(model, task_, opt, *a, **kw):
         seen.append(opt.param_groups[0]["lr"])
-        return real(model, task_, opt, *a)
+        return real(model, task_, opt, *a, **kw)
 
     monkeypatch.setattr(sft, "train_step", spy)
     cfg = SftConfig(model="tiny-bert", task=task, batch_size=2, epochs=2, warmup_steps=1, valid_fraction=0.0)

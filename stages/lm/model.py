@@ -165,12 +165,15 @@ def save_peft_dir(adapter: dict[str, torch.Tensor], out_dir: Path | str) -> Path
 
 
 def load_adapted_lm(adapter: dict[str, torch.Tensor], *, merge: bool = True, cache_dir: Path | str | None = None,
-                    offline: bool = False) -> tuple[nn.Module, Any, dict[str, Any]]:
-    """(base model with the LoRA adapter applied (merged by default), tokenizer, adapter meta)."""
+                    offline: bool = False, device: str = "cpu") -> tuple[nn.Module, Any, dict[str, Any]]:
+    """(base model with the LoRA adapter applied (merged by default), tokenizer, adapter meta); the base
+    is loaded as sft trained it (precision, 4 bits on `device`)."""
     from peft import PeftModel
 
     meta = adapter_meta(adapter)
-    base, tok = load_lm(meta["sft"]["model"], num_layers=meta["sft"].get("num_layers"), cache_dir=cache_dir, offline=offline)
+    sft = meta["sft"]
+    base, tok = load_lm(sft["model"], num_layers=sft.get("num_layers"), cache_dir=cache_dir, offline=offline,
+                        precision=sft.get("precision", "fp32"), load_in_4bit=sft.get("load_in_4bit", False), device=device)
     with tempfile.TemporaryDirectory() as tmp, quiet_transformers():
         model = PeftModel.from_pretrained(base, save_peft_dir(adapter, tmp))
         if merge:

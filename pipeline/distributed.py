@@ -1,0 +1,154 @@
+"""Data parallelism through torch.distributed, for runs launched by `torchrun`.
+
+    torchrun --nproc-per-node 4 tslrec.py run sft -d beauty        # or: torchrun ... -m tslrec run ...
+
+`init_from_env()` joins the process group torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR/PORT env vars; gloo on CPU, nccl on CUDA). Without them, or with WORLD_SIZE=1,
+nothing is initialised and every helper below is a no-op, so stages call them unconditionally.
+
+Equivalence with one process: every rank draws the same global batches (same seeded generator),
+takes a contiguous slice of each (`shard`), and the gradients are summed over ranks
+(`all_reduce_grads`) after each rank weighted its loss by its share of the global normaliser.
+The summed gradient is then the single-process gradient up to float summation order; Adam steps
+identically on every rank, so weights stay equal. Dropout draws its masks per rank, so the match is
+exact only with dropout 0 (same distribution otherwise, as any DDP).
+
+Who does what (pipeline/runner.py): rank 0 alone reads and writes the cache and prints; the others
+follow: they receive each stage's record (and, for the stages in PARALLEL_STAGES, its input tensors)
+by broadcast, join the computation of those stages, and wait at a broadcast meanwhile.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as tdist
+
+# Stages whose training / inference loops shard over ranks; the rest run on rank 0 alone.
+PARALLEL_STAGES = frozenset({"pretrain", "train", "sft", "augment"})
+# Followers wait at a broadcast while rank 0 computes a serial stage (k-means of 1M users ...).
+TIMEOUT = timedelta(seconds=float(os.environ.get("TSLREC_DIST_TIMEOUT_S", 4 * 3600)))
+
+
+@dataclass(frozen=True)
+class Launch:
+    rank: int
+    world: int
+    local_rank: int
+
+
+def launch_from_env() -> Launch:
+    """Rank, world size and local rank as torchrun sets them (0, 1, 0 without torchrun)."""
+    env = os.environ
+    return Launch(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+
+
+def init_from_env(device: str) -> tuple[Launch, str]:
+    """Join torchrun's process group (once); -> (launch, this rank's device).
+
+    `device` "cuda" becomes "cuda:<local rank>" (one GPU per process); "cpu" stays."""
+    launch = launch_from_env()
+    if launch.world <= 1:
+        return launch, device
+    cuda = device.startswith("cuda")
+    if cuda:
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda under torchrun, but CUDA is not available")
+        device = f"cuda:{launch.local_rank}"
+        torch.cuda.set_device(device)
+    if not tdist.is_initialized():
+        tdist.init_process_group("nccl" if cuda else "gloo", timeout=TIMEOUT,
+                                 **({"device_id": torch.device(device)} if cuda else {}))
+    return launch, device
+
+
+class Dist:
+    """The helpers training loops call; identity operations in a single process."""
+
+    def __init__(self, rank: int = 0, world: int = 1):
+        self.rank, self.world = rank, world
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+    @property
+    def leader(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, idx: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch of indices (possibly empty)."""
+        if not self.enabled:
+            return idx
+        return idx.tensor_split(self.world)[self.rank]
+
+    def all_reduce_grads(self, model: torch.nn.Module, loss: torch.Tensor | None) -> torch.Tensor:
+        """Sum the gradients of `model`'s trainable parameters and the local losses over ranks, in one
+        flat buffer; -> the global loss, a 0-dim tensor (no host sync in one process). A parameter no
+        rank produced a gradient for keeps grad None (Adam then skips it, as in one process); one only
+        some ranks touched gets zeros elsewhere."""
+        if not self.enabled:
+            return loss.detach() if loss is not None else torch.zeros(())
+        params = [p for p in model.parameters() if p.requires_grad]
+        dev = params[0].device if params else torch.device("cpu")
+        has = torch.tensor([p.grad is not None for p in params], dtype=torch.float32, device=dev)
+        local = loss.detach().float().reshape(1).to(dev) if loss is not None else torch.zeros(1, device=dev)
+        flat = torch.cat([has, local] + [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float()
+                                         for p in params])
+        tdist.all_reduce(flat)
+        n = len(params)
+        offset = n + 1
+        for p, flag in zip(params, flat[:n].tolist()):
+            size = p.numel()
+            p.grad = flat[offset:offset + size].view_as(p).to(p.dtype).clone() if flag > 0 else None
+            offset += size
+        return flat[n].clone()
+
+    def gather_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """Concatenate every rank's (n_r, ...) rows in rank order (ranks may hold different n_r)."""
+        if not self.enabled:
+            return rows
+        dev = torch.device(f"cuda:{torch.cuda.current_device()}") if tdist.get_backend() == "nccl" else torch.device("cpu")
+        counts = [torch.zeros(1, dtype=torch.int64, device=dev) for _ in range(self.world)]
+        tdist.all_gather(counts, torch.tensor([rows.shape[0]], device=dev))
+        most = int(max(c.item() for c in counts))
+        padded = torch.zeros((most, *rows.shape[1:]), dtype=rows.dtype, device=dev)
+        padded[:rows.shape[0]] = rows.to(dev)
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        tdist.all_gather(parts, padded)
+        return torch.cat([p[:int(c.item())] for p, c in zip(parts, counts)]).to(rows.device)
+
+    def broadcast(self, obj: Any = None) -> Any:
+        """Rank 0's `obj` on every rank (pickled; tensors travel on the CPU)."""
+        if not self.enabled:
+            return obj
+        box = [obj if self.leader else None]
+        tdist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if self.enabled:
+            tdist.barrier()
+
+
+def shutdown() -> None:
+    """Leave the process group (torchrun expects a clean exit)."""
+    if tdist.is_available() and tdist.is_initialized():
+        tdist.destroy_process_group()
+
+
+def join(rt: Any) -> Any:
+    """The Runtime of this process under torchrun: rank, world, its device; quiet, bar-less followers."""
+    launch, device = init_from_env(rt.device)
+    if launch.world <= 1:
+        return rt
+    update: dict[str, Any] = {"rank": launch.rank, "world": launch.world, "device": device}
+    if launch.rank != 0:
+        from pipeline.console import set_level
+
+        set_level("quiet")
+        update.update(progress=False, log_level="quiet")
+    return rt.model_copy(update=update)
