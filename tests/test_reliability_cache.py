@@ -234,7 +234,7 @@ def test_a_signal_prints_one_line_and_leaves_no_lock(tmp_path, sig, code):
     p = tslrec_proc(["run", "pretrain", "--dataset", "toy", "--set", "pretrain.trainer.epochs=100000",
                      "--set", "pretrain.trainer.patience=100000", "--set", "pretrain.backbone.dim=8"], cache, data)
     deadline = time.time() + 120
-    while not list(cache.glob("checkpoints/*/fit.pt")) and p.poll() is None and time.time() < deadline:
+    while not list(cache.glob("checkpoints/*/fit-*.pt")) and p.poll() is None and time.time() < deadline:
         time.sleep(0.1)                                            # inside pretrain's epoch loop
     p.send_signal(sig)
     _, err = p.communicate(timeout=60)
