@@ -22,7 +22,9 @@ from pipeline.distributed import Dist
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ["pretrain.trainer.epochs=2", "pretrain.trainer.batch_size=12", "pretrain.backbone.dim=16",
         "pretrain.backbone.dropout=0", "group.k=4", "group.n_init=1", "sft.model=tiny-llama", "sft.num_layers=1",
-        "sft.lora_dropout=0", "sft.batch_size=7", "sft.max_items=8", "sft.epochs=2", "augment.batch_size=5"]
+        "sft.lora_dropout=0", "sft.batch_size=7", "sft.max_items=8", "sft.epochs=2", "augment.batch_size=5",
+        # fp32: a sharded batch sums in another order; bf16's rounding would hide a real mismatch in noise
+        "pretrain.trainer.precision=fp32", "sft.precision=fp32"]
 ARGS = [a for s in SETS for a in ("--set", s)]
 NEXT_ITEM = ["--set", "sft.task=next_item"]
 
