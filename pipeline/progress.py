@@ -14,22 +14,12 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.text import Text
 
 from pipeline.console import err
+from schemas.runtime import NoProgress
 
 STOP_FIELDS = ("since_best", "patience")
 
 
-class NullTracker:
-    def __enter__(self) -> "NullTracker":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def advance(self, n: int = 1, **fields: Any) -> None:
-        return None
-
-    def update(self, **fields: Any) -> None:
-        return None
+NullTracker = NoProgress   # the do-nothing handle (schemas/runtime.py) that the bars below extend
 
 
 def stopping_text(fields: dict[str, Any]) -> str | None:
