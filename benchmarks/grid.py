@@ -138,7 +138,13 @@ def main() -> None:
     m.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     m.add_argument("--note", default="", help="where and how the jobs ran (kept in every merged file)")
     args = ap.parse_args()
+    if args.verb == "merge" and not (args.out / "grid.json").is_file():
+        raise SystemExit(f"error: {args.out} holds no grid.json: not a folder `grid.py run` wrote")
     if args.verb == "run":
+        try:
+            plan(args.plan)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         run(args)
     else:
         from benchmarks.grid_merge import merge

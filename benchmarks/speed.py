@@ -189,7 +189,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     t_start = time.perf_counter()
-    seqs = load(args.dataset)
+    try:
+        seqs = load(args.dataset)
+    except ValueError as e:   # a bad dataset name or config: one line
+        raise SystemExit(f"error: {e}") from None
     train = seqs.train_part()
     chunks = trainer.training_chunks(train, 50)
     steps = trainer.batches((chunks != 0).sum(1), 256, torch.Generator().manual_seed(0), trainer.BUCKET_POOL)
