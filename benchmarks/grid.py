@@ -64,6 +64,10 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         yelp, ml = table2_jobs("yelp", BACKBONES, SEEDS), table2_jobs("ml-1m", BACKBONES, SEEDS)
         return [*beauty, yelp[0], ml[0], *ml1m_length_jobs(), *fusion_jobs("sasrec", FUSIONS, SEEDS), *yelp[1:], *ml[1:],
                 *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
+    if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
+        return table2_jobs("beauty", BACKBONES, SEEDS)
+    if name == "cpu-yelp":     # backbone-major: a session's end leaves whole backbones (3 seeds each) done
+        return [j for b in BACKBONES for j in table2_jobs("yelp", [b], SEEDS)]
     if name == "tiny":   # the runner's own check on synthetic data
         return [*table2_jobs("synthetic", ["sasrec", "caser"], [42, 43]),
                 *[(n.replace("beauty", "synthetic"), [a.replace("beauty", "synthetic") for a in args])
