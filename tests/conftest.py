@@ -69,3 +69,10 @@ def cycle_dataset(users: int = 60, n_items: int = 40, seed: int = 0) -> Sequence
     offsets = torch.zeros(users + 1, dtype=torch.int64)
     offsets[1:] = torch.cumsum(lengths, 0)
     return Sequences(items=torch.cat(rows).to(torch.int32), offsets=offsets, n_items=n_items)
+
+
+def toy(data_dir, name: str = "toy", users: int = 30):
+    """A small synthetic dataset file at data_dir/<name>/<name>.txt; -> its path."""
+    from stages.synthetic import SyntheticConfig, write_synthetic
+
+    return write_synthetic(SyntheticConfig(users=users, items=20), data_dir / name / f"{name}.txt")
