@@ -114,16 +114,24 @@ def run(args: argparse.Namespace) -> None:
                 done.append({"job": name, "rc": proc.returncode, "seconds": round(time.monotonic() - started, 1)})
                 del live[name]
                 print(f"{now:6.0f}s {name}: rc {proc.returncode}", file=sys.stderr, flush=True)
+                write_state(args, jobs, done, live, t0)   # a grid still running can be merged as jobs land
             elif now >= args.hard_deadline_s:
                 proc.kill()
                 proc.wait()
                 done.append({"job": name, "rc": "stopped at the hard deadline", "seconds": round(time.monotonic() - started, 1)})
                 del live[name]
         time.sleep(1.0)
-    not_started = [n for n, _ in jobs if n not in {d["job"] for d in done}]
-    (args.out / "grid.json").write_text(json.dumps({"plan": args.plan, "device": args.device, "workers": args.workers,
-                                                    "wall_s": round(time.monotonic() - t0, 1), "jobs": done,
-                                                    "not_started": not_started}, indent=1))
+    write_state(args, jobs, done, live, t0)
+
+
+def write_state(args: argparse.Namespace, jobs: list, done: list[dict], live: dict, t0: float) -> None:
+    """DIR/grid.json: jobs finished (rc, seconds), running, and not started; rewritten as each job ends."""
+    not_started = [n for n, _ in jobs if n not in {d["job"] for d in done} and n not in live]
+    state = {"plan": args.plan, "device": args.device, "workers": args.workers, "wall_s": round(time.monotonic() - t0, 1),
+             "jobs": done, "running": sorted(live), "not_started": not_started}
+    tmp = args.out / "grid.json.tmp"
+    tmp.write_text(json.dumps(state, indent=1))
+    tmp.replace(args.out / "grid.json")
 
 
 def main() -> None:
