@@ -3,6 +3,7 @@
 #
 #   bash benchmarks/gpu_check.sh check   # ~3 min: CUDA tests, speed-gpu-beauty.json (+ run all, cold cache)
 #   bash benchmarks/gpu_check.sh grid    # ~7 min: Table 2 / fusion / ML-1M length jobs, 14 at a time, then stop
+#   GRID_PLAN=gpu-rest bash benchmarks/gpu_check.sh grid   # ML-1M and Yelp first (Beauty's grid ran on CPU)
 #
 # Needs, beside the working tree (carried; both ignored by git):
 #   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's
@@ -58,7 +59,7 @@ if [ "$phase" = check ]; then
     --run-all-set train.trainer.eval_batch_size=2048 --out "$OUT/speed-gpu-beauty.json" 2>&1 | tail -12
 elif [ "$phase" = grid ]; then
   deadline=${GRID_DEADLINE:-300} hard=${GRID_HARD:-400}     # seconds: no job starts after / all stop at
-  timeout $((hard + 40)) python3 benchmarks/grid.py run --plan gpu --out /tmp/grid --workers 14 --deadline-s "$deadline" \
+  timeout $((hard + 40)) python3 benchmarks/grid.py run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \
     --hard-deadline-s "$hard" --device cuda "${SETS[@]}" 2>&1 | tail -40
   tar czf "$OUT/grid.tgz" -C /tmp grid
 else

@@ -64,6 +64,10 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         yelp, ml = table2_jobs("yelp", BACKBONES, SEEDS), table2_jobs("ml-1m", BACKBONES, SEEDS)
         return [*beauty, yelp[0], ml[0], *ml1m_length_jobs(), *fusion_jobs("sasrec", FUSIONS, SEEDS), *yelp[1:], *ml[1:],
                 *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
+    if name == "gpu-rest":     # after the CPU sessions' Beauty grid: ML-1M, Yelp, then the fusion cells
+        ml, yelp = table2_jobs("ml-1m", BACKBONES, SEEDS), table2_jobs("yelp", BACKBONES, SEEDS)
+        return [ml[0], yelp[0], *ml[1:], *yelp[1:], *fusion_jobs("sasrec", FUSIONS, SEEDS),
+                *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
         return table2_jobs("beauty", BACKBONES, SEEDS)
     if name == "cpu-yelp":     # backbone-major: a session's end leaves whole backbones (3 seeds each) done
