@@ -1,0 +1,63 @@
+"""benchmarks/grid.py: plans and the merge of per-job files into one experiment file per dataset."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.grid import plan
+from benchmarks.grid_merge import merge
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
+
+
+@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "cpu-beauty", "cpu-yelp", "tiny"])
+def test_every_plan_names_each_job_once(name):
+    names = [n for n, _ in plan(name)]
+    assert names and len(names) == len(set(names))
+
+
+def test_cpu_yelp_finishes_a_backbone_before_starting_the_next():
+    backbones = [n.split("-")[2] for n, _ in plan("cpu-yelp")]
+    assert backbones == sorted(backbones, key=backbones.index)     # contiguous blocks
+    assert backbones[:3] == ["sasrec"] * 3
+
+
+def job_file(seed: int, ndcg: dict[str, float]) -> dict:
+    """What one `experiment.py --backbones sasrec --seeds 1` job writes (the fields the merge reads)."""
+    runs = [{"key": f"{v}-{seed}", "backbone": "sasrec", "variant": v, "seed": seed, "seconds_per_epoch": 1.0,
+             "test": {m: x for m in METRICS}, "test_alt": {"mask_history": False, **{m: x / 2 for m in METRICS}}}
+            for v, x in ndcg.items()]
+    return {"dataset": "toy", "mask_history": True, "upstream": {}, "pipeline": {}, "runs": runs,
+            "command": f"job {seed}", "git_commit": "c", "machine": {}, "versions": {}}
+
+
+def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
+    table2 = tmp_path / "grid" / "table2"
+    table2.mkdir(parents=True)
+    for seed, tslrec in ((42, 0.30), (43, 0.31), (44, 0.32)):
+        (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(
+            json.dumps(job_file(seed, {"base": 0.20 + (seed - 42) / 100, "tslrec": tslrec})))
+    (table2 / "experiment-toy-sasrec-45.json").write_text('{"dataset": "toy", "ru')   # stopped mid-write
+    merge(tmp_path / "grid", tmp_path, note="test")
+    out = json.loads((tmp_path / "experiment-toy.json").read_text())
+    rows = {r["variant"]: r for r in out["summary"]}
+    assert rows["base"]["n_seeds"] == rows["tslrec"]["n_seeds"] == 3 and len(out["runs"]) == 6
+    assert rows["tslrec"]["mean"]["ndcg10"] == pytest.approx(0.31)
+    assert rows["tslrec"]["alt"]["ndcg10"] == pytest.approx(0.155)
+    sig = next(s for s in out["significance"] if s["metric"] == "ndcg10")
+    assert sig["vs"] == "base" and sig["diff"] == pytest.approx(0.10) and sig["p"] < 0.001
+    assert [j["command"] for j in out["jobs"]] == ["job 42", "job 43", "job 44"]
+
+
+def test_a_grid_past_its_deadline_starts_nothing_and_says_so(tmp_path):
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid.py"), "run", "--plan", "tiny", "--out",
+                        str(tmp_path), "--workers", "1", "--deadline-s", "0", "--hard-deadline-s", "1"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 0, r.stderr
+    state = json.loads((tmp_path / "grid.json").read_text())
+    assert state["jobs"] == [] and state["running"] == [] and len(state["not_started"]) == len(plan("tiny"))
