@@ -11,6 +11,9 @@ not written). Then `merge` turns the per-job files into the issue's results file
     python benchmarks/grid.py run --plan gpu --out DIR --workers 14 --deadline-s 330 --hard-deadline-s 420 \\
         --device cuda --set sft.model=/tmp/minilm-l6
     python benchmarks/grid.py merge --out DIR      # -> benchmarks/results/experiment-<ds>.json, fusion-beauty.json
+
+On a CPU, one worker per core: `--only PATTERN` gives a second worker another part of a plan, and
+`merge --out DIR1 --out DIR2` pools their files.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +97,7 @@ def job_command(args: list[str], out: Path, device: str, sets: list[str]) -> lis
 
 
 def run(args: argparse.Namespace) -> None:
-    jobs = plan(args.plan)
+    jobs = [(n, j) for n, j in plan(args.plan) if not args.only or any(fnmatch(n, p) for p in args.only)]
     model = [s.split("=", 1)[1] for s in args.sets if s.startswith("sft.model=")]
     if model:   # fusion.py's `enhanced-minilm` source sets sft.model itself: name the model the jobs use
         jobs = [(n, [a.replace("enhanced-minilm", f"enhanced-{model[-1]}") for a in j]) for n, j in jobs]
@@ -149,18 +153,25 @@ def main() -> None:
     r.add_argument("--hard-deadline-s", type=float, default=4200, help="jobs still running are stopped")
     r.add_argument("--device", default="cpu")
     r.add_argument("--set", dest="sets", action="append", default=[], help="stage.field=value for every job")
+    r.add_argument("--only", action="append", default=[], metavar="PATTERN",
+                   help="run only the plan's jobs whose name matches (fnmatch, repeatable): a second worker "
+                        "on another core takes another part of a plan, e.g. 't2-yelp-fmlprec-*'")
     m = sub.add_parser("merge", help="merge the per-job files into the results files")
-    m.add_argument("--out", type=Path, required=True, help="the folder `run` wrote")
+    m.add_argument("--out", type=Path, action="append", required=True,
+                   help="a folder `run` wrote (repeatable: the grids of several workers merge into one file)")
     m.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
     m.add_argument("--note", default="", help="where and how the jobs ran (kept in every merged file)")
     args = ap.parse_args()
-    if args.verb == "merge" and not (args.out / "grid.json").is_file():
-        raise SystemExit(f"error: {args.out} holds no grid.json: not a folder `grid.py run` wrote")
+    for folder in args.out if args.verb == "merge" else []:
+        if not (folder / "grid.json").is_file():
+            raise SystemExit(f"error: {folder} holds no grid.json: not a folder `grid.py run` wrote")
     if args.verb == "run":
         try:
-            plan(args.plan)
+            names = [n for n, _ in plan(args.plan)]
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
+        if args.only and not any(fnmatch(n, p) for n in names for p in args.only):
+            raise SystemExit(f"error: no job of plan {args.plan!r} matches {' '.join(args.only)}")
         run(args)
     else:
         from benchmarks.grid_merge import merge

@@ -64,12 +64,14 @@ def fusion_runs_from_table2(table2: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def merge(out: Path, results: Path, note: str) -> None:
-    table2 = merge_table2(_load(list((out / "table2").glob("*.json"))), note)
+def merge(outs: Path | list[Path], results: Path, note: str) -> None:
+    """outs: the folder(s) `grid.py run` wrote; several workers' grids merge into one file per dataset."""
+    outs = [outs] if isinstance(outs, Path) else outs
+    table2 = merge_table2(_load([p for out in outs for p in (out / "table2").glob("*.json")]), note)
     for dataset, rec in table2.items():
         (results / f"experiment-{dataset}.json").write_text(json.dumps(rec, indent=1) + "\n")
         print(results / f"experiment-{dataset}.json")
-    fusion_files = _load(list((out / "fusion").glob("*.json")))
+    fusion_files = _load([p for out in outs for p in (out / "fusion").glob("*.json")])
     if not fusion_files:
         return
     runs = {(r["backbone"], r["fusion"], r["source"], r["seed"]): r for f in fusion_files for r in f["runs"]}

@@ -37,13 +37,14 @@ def job_file(seed: int, ndcg: dict[str, float]) -> dict:
 
 
 def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
-    table2 = tmp_path / "grid" / "table2"
-    table2.mkdir(parents=True)
+    """Seeds 42 and 43 from one worker's grid, 44 from another's."""
     for seed, tslrec in ((42, 0.30), (43, 0.31), (44, 0.32)):
+        table2 = tmp_path / ("grid2" if seed == 44 else "grid") / "table2"
+        table2.mkdir(parents=True, exist_ok=True)
         (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(
             json.dumps(job_file(seed, {"base": 0.20 + (seed - 42) / 100, "tslrec": tslrec})))
     (table2 / "experiment-toy-sasrec-45.json").write_text('{"dataset": "toy", "ru')   # stopped mid-write
-    merge(tmp_path / "grid", tmp_path, note="test")
+    merge([tmp_path / "grid", tmp_path / "grid2"], tmp_path, note="test")
     out = json.loads((tmp_path / "experiment-toy.json").read_text())
     rows = {r["variant"]: r for r in out["summary"]}
     assert rows["base"]["n_seeds"] == rows["tslrec"]["n_seeds"] == 3 and len(out["runs"]) == 6
@@ -54,10 +55,22 @@ def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
     assert [j["command"] for j in out["jobs"]] == ["job 42", "job 43", "job 44"]
 
 
+def grid_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid.py"), "run", "--plan", "tiny", "--out",
+                           str(tmp_path), "--workers", "1", "--deadline-s", "0", "--hard-deadline-s", "1", *extra],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
 def test_a_grid_past_its_deadline_starts_nothing_and_says_so(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid.py"), "run", "--plan", "tiny", "--out",
-                        str(tmp_path), "--workers", "1", "--deadline-s", "0", "--hard-deadline-s", "1"],
-                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    r = grid_run(tmp_path)
     assert r.returncode == 0, r.stderr
     state = json.loads((tmp_path / "grid.json").read_text())
     assert state["jobs"] == [] and state["running"] == [] and len(state["not_started"]) == len(plan("tiny"))
+
+
+def test_only_keeps_the_matching_jobs_and_refuses_a_pattern_that_matches_none(tmp_path):
+    assert grid_run(tmp_path, "--only", "t2-*-caser-*").returncode == 0
+    state = json.loads((tmp_path / "grid.json").read_text())
+    assert state["not_started"] == ["t2-synthetic-caser-42", "t2-synthetic-caser-43"]
+    r = grid_run(tmp_path, "--only", "t2-*-gru4rec-*")
+    assert r.returncode == 1 and r.stderr.strip() == "error: no job of plan 'tiny' matches t2-*-gru4rec-*"
