@@ -64,9 +64,8 @@ def fusion_runs_from_table2(table2: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def merge(outs: Path | list[Path], results: Path, note: str) -> None:
-    """outs: the folder(s) `grid.py run` wrote; several workers' grids merge into one file per dataset."""
-    outs = [outs] if isinstance(outs, Path) else outs
+def merge(outs: list[Path], results: Path, note: str) -> None:
+    """outs: the folders `grid.py run` wrote; several workers' grids merge into one file per dataset."""
     table2 = merge_table2(_load([p for out in outs for p in (out / "table2").glob("*.json")]), note)
     for dataset, rec in table2.items():
         (results / f"experiment-{dataset}.json").write_text(json.dumps(rec, indent=1) + "\n")
