@@ -4,6 +4,8 @@
 #   bash benchmarks/gpu_check.sh check   # ~3 min: CUDA tests, speed-gpu-beauty.json (+ run all, cold cache)
 #   bash benchmarks/gpu_check.sh grid    # ~7 min: Table 2 / fusion / ML-1M length jobs, 14 at a time, then stop
 #   GRID_PLAN=gpu-rest bash benchmarks/gpu_check.sh grid   # ML-1M and Yelp first (Beauty's grid ran on CPU)
+#   GRID_PLAN=gpu-ml-1m GRID_CUDA_TESTS=1 bash benchmarks/gpu_check.sh grid   # one call: ML-1M's Table 2,
+#          one training per job, with the CUDA tests beside it
 #
 # Needs, beside the working tree (carried; both ignored by git):
 #   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's
@@ -59,6 +61,9 @@ if [ "$phase" = check ]; then
     --run-all-set train.trainer.eval_batch_size=2048 --out "$OUT/speed-gpu-beauty.json" 2>&1 | tail -12
 elif [ "$phase" = grid ]; then
   deadline=${GRID_DEADLINE:-300} hard=${GRID_HARD:-400}     # seconds: no job starts after / all stop at
+  if [ "${GRID_CUDA_TESTS:-0}" = 1 ]; then   # tiny models: they take little from the grid
+    (timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda-tests.log" 2>&1 &)
+  fi
   timeout $((hard + 40)) python3 benchmarks/grid.py run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \
     --hard-deadline-s "$hard" --device cuda "${SETS[@]}" 2>&1 | tail -40
   tar czf "$OUT/grid.tgz" -C /tmp grid

@@ -41,6 +41,20 @@ def table2_jobs(dataset: str, backbones: list[str], seeds: list[int]) -> list[tu
             for s in seeds for b in backbones]
 
 
+def variant_jobs(dataset: str, backbones: list[str], seeds: list[int], variants: list[str]) -> list[tuple[str, list[str]]]:
+    """One `experiment.py` per variant x seed x backbone: one training each, so a job stopped at the hard
+    deadline loses one training, and the base trainings (no upstream) run while the chain is computed."""
+    return [(f"t2-{dataset}-{b}-{s}-{v}", ["benchmarks/experiment.py", "--dataset", dataset, "--backbones", b, "--seeds", "1",
+                                            "--variants", v, "--set", f"train.trainer.seed={s}", f"--tag=-{b}-{s}-{v}",
+                                            "--no-report"])
+            for v in variants for s in seeds for b in backbones]
+
+
+def chain_job(dataset: str) -> tuple[str, list[str]]:
+    """The upstream chain (data, pretrain, group, sft, augment) of a dataset, at once."""
+    return (f"chain-{dataset}", ["tslrec.py", "run", "augment", "-d", dataset, "--json"])
+
+
 def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int], lm: str = "minilm") -> list[tuple[str, list[str]]]:
     """One `fusion.py` per fusion x seed on Beauty: enhanced (language model `lm`), pretrain and random
     sources. The gate's enhanced cell is Table 2's tslrec cell; Base comes from Table 2 too (same keys)."""
@@ -72,6 +86,8 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         ml, yelp = table2_jobs("ml-1m", BACKBONES, SEEDS), table2_jobs("yelp", BACKBONES, SEEDS)
         return [ml[0], yelp[0], *ml[1:], *yelp[1:], *fusion_jobs("sasrec", FUSIONS, SEEDS),
                 *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
+    if name == "gpu-ml-1m":   # one lent GPU call: ML-1M's chain beside its base trainings, then ci, then tslrec
+        return [chain_job("ml-1m"), *variant_jobs("ml-1m", BACKBONES, SEEDS, ["base", "ci", "tslrec"])]
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
         return table2_jobs("beauty", BACKBONES, SEEDS)
     if name == "cpu-yelp":     # backbone-major: a session's end leaves whole backbones (3 seeds each) done

@@ -37,13 +37,14 @@ def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, 
         by_dataset.setdefault(f["dataset"], []).append(f)
     merged = {}
     for dataset, fs in by_dataset.items():
+        # A base-only job's upstream is {data}; the fullest one (with augment) is the chain's record.
         runs = list({r["key"]: r for f in fs for r in f["runs"]}.values())
         runs.sort(key=lambda r: (r["backbone"], r["variant"], r["seed"]))
         rows = summarize(runs)
         merged[dataset] = {
             "benchmark": f"experiment-{dataset}", "dataset": dataset, "note": note,
             "mask_history": fs[0]["mask_history"], "seed_mode": fs[0].get("seed_mode", "downstream"),
-            "jobs": [{k: f.get(k) for k in KEEP} for f in fs], "upstream": fs[0]["upstream"],
+            "jobs": [{k: f.get(k) for k in KEEP} for f in fs], "upstream": max((f["upstream"] for f in fs), key=len),
             "pipeline": fs[0]["pipeline"], "runs": runs, "summary": rows,
             "significance": significance(rows), "significance_vs_each": versus_each(rows),
         }

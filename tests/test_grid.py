@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "cpu-beauty", "cpu-yelp", "tiny"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-yelp", "tiny"])
 def test_every_plan_names_each_job_once(name):
     names = [n for n, _ in plan(name)]
     assert names and len(names) == len(set(names))
@@ -25,6 +25,13 @@ def test_cpu_yelp_finishes_a_backbone_before_starting_the_next():
     backbones = [n.split("-")[2] for n, _ in plan("cpu-yelp")]
     assert backbones == sorted(backbones, key=backbones.index)     # contiguous blocks
     assert backbones[:3] == ["sasrec"] * 3
+
+
+def test_gpu_ml1m_starts_the_chain_and_every_base_training_before_any_ci_or_tslrec():
+    names = [n for n, _ in plan("gpu-ml-1m")]
+    assert names[0] == "chain-ml-1m" and len(names) == 1 + 4 * 3 * 3
+    variants = [n.rsplit("-", 1)[1] for n in names[1:]]
+    assert variants == sorted(variants, key=["base", "ci", "tslrec"].index)
 
 
 def job_file(seed: int, ndcg: dict[str, float]) -> dict:
@@ -41,8 +48,9 @@ def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
     for seed, tslrec in ((42, 0.30), (43, 0.31), (44, 0.32)):
         table2 = tmp_path / ("grid2" if seed == 44 else "grid") / "table2"
         table2.mkdir(parents=True, exist_ok=True)
-        (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(
-            json.dumps(job_file(seed, {"base": 0.20 + (seed - 42) / 100, "tslrec": tslrec})))
+        job = job_file(seed, {"base": 0.20 + (seed - 42) / 100, "tslrec": tslrec})
+        job["upstream"] = {"data": {}, "augment": {}} if seed == 43 else {"data": {}}   # a base-only job has no chain
+        (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(json.dumps(job))
     (table2 / "experiment-toy-sasrec-45.json").write_text('{"dataset": "toy", "ru')   # stopped mid-write
     merge([tmp_path / "grid", tmp_path / "grid2"], tmp_path, note="test")
     out = json.loads((tmp_path / "experiment-toy.json").read_text())
@@ -53,6 +61,7 @@ def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
     sig = next(s for s in out["significance"] if s["metric"] == "ndcg10")
     assert sig["vs"] == "base" and sig["diff"] == pytest.approx(0.10) and sig["p"] < 0.001
     assert [j["command"] for j in out["jobs"]] == ["job 42", "job 43", "job 44"]
+    assert set(out["upstream"]) == {"data", "augment"}    # the chain's, whichever job carried it
 
 
 def grid_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
