@@ -67,6 +67,13 @@ def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int], lm: str = "
     return jobs
 
 
+def fusion_cell_jobs(tag: str, backbone: str, fusions: list[str], sources: list[str],
+                     seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """One `fusion.py` per seed over the given fusions x sources (e.g. a second language model's cells)."""
+    return [(f"fu-{backbone}-{tag}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", backbone, "--fusions",
+                                         *fusions, "--sources", *sources, "--seeds", str(s), "--no-base"]) for s in seeds]
+
+
 def ml1m_length_jobs() -> list[tuple[str, list[str]]]:
     """ML-1M SASRec pretrain with the original SASRec's maximum length (200) next to ours (50): does
     seeing more of a long history explain our low unmasked figures (the speed issue, item 3)?"""
@@ -88,6 +95,15 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
                 *fusion_jobs("fmlprec", FUSIONS, SEEDS)]
     if name == "gpu-ml-1m":   # one lent GPU call: ML-1M's chain beside its base trainings, then ci, then tslrec
         return [chain_job("ml-1m"), *variant_jobs("ml-1m", BACKBONES, SEEDS, ["base", "ci", "tslrec"])]
+    if name == "cpu-beauty-rest":   # two CPU workers after Table 2: `--only 'a-*'` and `--only 'b-*'`
+        chain = ("a-t2-beauty-sasrec-chain", ["benchmarks/experiment.py", "--dataset", "beauty", "--backbones", "sasrec",
+                                               "--seeds", "3", "--reseed-chain", "--no-report"])
+        a = [chain, *fusion_cell_jobs("smollm2", "sasrec", ["gate", "init"], ["enhanced-smollm2"], SEEDS),
+             *fusion_cell_jobs("gate-controls", "sasrec", ["gate"], ["pretrain", "random"], SEEDS),
+             *fusion_cell_jobs("init-random", "sasrec", ["init"], ["random"], SEEDS)]
+        b = [*fusion_cell_jobs("dual", "sasrec", ["dual"], ["enhanced-minilm", "pretrain", "random"], SEEDS),
+             *fusion_cell_jobs("ensemble", "sasrec", ["ensemble"], ["enhanced-minilm", "pretrain"], SEEDS)]
+        return [*((n if n.startswith("a-") else "a-" + n, j) for n, j in a), *(("b-" + n, j) for n, j in b)]
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
         return table2_jobs("beauty", BACKBONES, SEEDS)
     if name == "cpu-yelp":     # backbone-major: a session's end leaves whole backbones (3 seeds each) done
@@ -99,16 +115,18 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
     raise ValueError(f"unknown plan {name!r}")
 
 
-def job_command(args: list[str], out: Path, device: str, sets: list[str]) -> list[str]:
+def job_command(name: str, args: list[str], out: Path, device: str, sets: list[str]) -> list[str]:
     script = args[0]
     if script == "tslrec.py":   # a CLI run: global options first; its JSON record goes to stdout (the log)
         return [sys.executable, str(ROOT / script), "--device", device, "--threads", "1", "--no-progress", *args[1:],
                 *[a for s in sets for a in ("--set", s)]]
-    flag = "--out"
-    target = out / ("table2" if "experiment" in script else "fusion")
-    if "fusion" in script:
-        target = target / f"{args[args.index('--fusions') + 1]}-{args[args.index('--seeds') + 1]}-{args[args.index('--backbones') + 1]}.json"
-    extra = ["--threads", "1", "--device", device, flag, str(target)]
+    if "--reseed-chain" in args:     # its own file: a re-seeded chain is another experiment, not Table 2's seeds
+        target = out / "chain"
+    elif "experiment" in script:
+        target = out / "table2"
+    else:                            # one file per job, named after it
+        target = out / "fusion" / f"{name}.json"
+    extra = ["--threads", "1", "--device", device, "--out", str(target)]
     return [sys.executable, str(ROOT / script), *args[1:], *extra, *[a for s in sets for a in ("--set", s)]]
 
 
@@ -129,7 +147,7 @@ def run(args: argparse.Namespace) -> None:
             name, jargs = todo.pop(0)
             cli = jargs[0] == "tslrec.py"
             with open(logs / f"{name}.log", "w") as log, open(args.out / "misc" / f"{name}.json", "w") if cli else log as out:
-                live[name] = (subprocess.Popen(job_command(jargs, args.out, args.device, args.sets), stdout=out,
+                live[name] = (subprocess.Popen(job_command(name, jargs, args.out, args.device, args.sets), stdout=out,
                                                stderr=log, cwd=ROOT), time.monotonic())
         if now >= args.deadline_s:
             todo.clear()
