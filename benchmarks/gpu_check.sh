@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_check.sh grid    # ~7 min: Table 2 / fusion / ML-1M length jobs, 14 at a time, then stop
 #   GRID_PLAN=gpu-rest bash benchmarks/gpu_check.sh grid   # ML-1M and Yelp first (Beauty's grid ran on CPU)
 #   GRID_PLAN=gpu-ml-1m GRID_CUDA_TESTS=1 bash benchmarks/gpu_check.sh grid   # one call: ML-1M's Table 2,
-#          one training per job, with the CUDA tests beside it
+#          one training per job, with the CUDA tests beside it; GRID_ONLY='PAT1 PAT2' keeps the matching jobs
 #
 # Needs, beside the working tree (carried; both ignored by git):
 #   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's
@@ -70,8 +70,9 @@ elif [ "$phase" = grid ]; then
   if [ "${GRID_CUDA_TESTS:-0}" = 1 ]; then   # tiny models: they take little from the grid
     (timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda-tests.log" 2>&1 &)
   fi
+  ONLY=(); set -f; for p in ${GRID_ONLY:-}; do ONLY+=(--only "$p"); done; set +f   # e.g. GRID_ONLY='*-ci *-tslrec'
   timeout $((hard + 40)) python3 benchmarks/grid.py run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \
-    --hard-deadline-s "$hard" --device cuda "${SETS[@]}" 2>&1 | tail -40
+    --hard-deadline-s "$hard" --device cuda "${ONLY[@]}" "${SETS[@]}" 2>&1 | tail -40
   tar czf "$OUT/grid.tgz" -C /tmp grid
   python3 benchmarks/cache_pack.py --cache "$TSLREC_CACHE_DIR" --datasets ${GRID_PACK:-ml-1m yelp} --out "$OUT/cache-pack.tgz"
 else
