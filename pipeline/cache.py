@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from schemas.common import ArtifactRef, RunRecord
+from schemas.common import ArtifactRef, RunRecord, json_digest
 
 if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache ls` must start fast
     import torch
@@ -184,7 +184,7 @@ class Cache:
             raise CorruptRecord(f"run record {key[:12]} does not parse ({where}: {first['msg']})") from e
         if rec.key != key:
             raise CorruptRecord(f"run record {key[:12]} holds the record of another key ({rec.key[:12]})")
-        if rec.record_digest is not None and rec.record_digest != rec.content_digest():
+        if rec.record_digest is not None and rec.record_digest != json_digest(json.loads(text)):
             raise CorruptRecord(f"run record {key[:12]} does not match its record_digest (edited or corrupted)")
         return rec
 

@@ -9,13 +9,14 @@ runner must reproduce the record's key before STAGE runs.
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
 
 from pipeline.overrides import ConfigError
 from pipeline.registry import STAGES
-from schemas.common import RunRecord
+from schemas.common import RunRecord, json_digest
 from schemas.pipeline import PipelineConfig
 
 
@@ -28,7 +29,7 @@ def read_record(source: str) -> RunRecord:
         raise ConfigError(f"--from {source}: not a tslrec run record ({_first_line(e)})") from e
     if record.stage not in STAGES:
         raise ConfigError(f"--from {source}: unknown stage {record.stage!r}")
-    if record.record_digest is not None and record.record_digest != record.content_digest():
+    if record.record_digest is not None and record.record_digest != json_digest(json.loads(text)):
         raise ConfigError(f"--from {source}: the record was modified after it was printed (record_digest does not match)")
     return record
 

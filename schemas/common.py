@@ -8,6 +8,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
+def json_digest(body: dict[str, Any]) -> str:
+    """sha256 of a record's JSON object as written, without record_digest and cached.
+
+    Readers check a stored record against the JSON its file holds, not against a re-dump through
+    today's schema: a field added since (with its default) would change the re-dump and make every
+    older record look tampered with."""
+    body = {k: v for k, v in body.items() if k not in ("record_digest", "cached")}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 class Frozen(BaseModel):
     """Immutable, strict model: unknown fields are an error, never silently dropped."""
 
@@ -56,9 +67,7 @@ class RunRecord(Frozen):
 
         Taken from the JSON text the record is written as, so it survives a write and a read
         (pydantic writes NaN as null, for example)."""
-        body = json.loads(self.model_dump_json(exclude={"record_digest", "cached"}))
-        text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return json_digest(json.loads(self.model_dump_json()))
 
     def sealed(self) -> "RunRecord":
         """This record with record_digest set to its content digest."""

@@ -79,6 +79,25 @@ def test_a_record_written_without_a_digest_is_sealed_on_use(cli, dirs):
     assert r["cached"] is True and "record_digest" in json.loads(path.read_text())
 
 
+def test_a_record_from_before_a_field_was_added_is_still_trusted(cli, dirs):
+    """An older tslrec wrote and sealed the record without today's later fields (peak memory): its
+    digest covers what it wrote, so today's reader serves it instead of calling it tampered."""
+    from schemas.common import json_digest
+
+    toy(dirs[1])
+    key = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)["key"]
+    path = _stored(dirs, key)
+    older = {k: v for k, v in json.loads(path.read_text()).items() if not k.startswith("peak_")}
+    older["record_digest"] = json_digest(older)
+    path.write_text(json.dumps(older))
+    r = cli("run", "data", "--dataset", "toy", "--json")
+    assert r.code == 0 and "corrupt" not in r.err and json.loads(r.out)["cached"] is True
+    assert cli("cache", "verify").code == 0
+    older["result"]["density"] += 1e-6                      # and a change to it is still caught
+    path.write_text(json.dumps(older))
+    assert cli("cache", "verify").code == 1
+
+
 # -- 2. --from: the record's own config, checked -------------------------------------------------
 
 ONE_EPOCH = ("--set", "pretrain.trainer.epochs=1")
