@@ -98,11 +98,11 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
     if name == "cpu-beauty-rest":   # two CPU workers after Table 2: `--only 'a-*'` and `--only 'b-*'`
         chain = ("a-t2-beauty-sasrec-chain", ["benchmarks/experiment.py", "--dataset", "beauty", "--backbones", "sasrec",
                                                "--seeds", "3", "--reseed-chain", "--no-report"])
-        a = [chain, *fusion_cell_jobs("smollm2", "sasrec", ["gate", "init"], ["enhanced-smollm2"], SEEDS),
+        ensemble = fusion_cell_jobs("ensemble", "sasrec", ["ensemble"], ["enhanced-minilm", "pretrain"], SEEDS)
+        a = [chain, *fusion_cell_jobs("smollm2", "sasrec", ["gate", "init"], ["enhanced-smollm2"], SEEDS), ensemble[2],
              *fusion_cell_jobs("gate-controls", "sasrec", ["gate"], ["pretrain", "random"], SEEDS),
              *fusion_cell_jobs("init-random", "sasrec", ["init"], ["random"], SEEDS)]
-        b = [*fusion_cell_jobs("dual", "sasrec", ["dual"], ["enhanced-minilm", "pretrain", "random"], SEEDS),
-             *fusion_cell_jobs("ensemble", "sasrec", ["ensemble"], ["enhanced-minilm", "pretrain"], SEEDS)]
+        b = [*fusion_cell_jobs("dual", "sasrec", ["dual"], ["enhanced-minilm", "pretrain", "random"], SEEDS), *ensemble[:2]]
         return [*((n if n.startswith("a-") else "a-" + n, j) for n, j in a), *(("b-" + n, j) for n, j in b)]
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
         return table2_jobs("beauty", BACKBONES, SEEDS)
