@@ -113,8 +113,10 @@ def table2_cells(exps: list[dict[str, Any]]) -> tuple[list[tuple[str, str]], lis
     return keys, cells
 
 
-def format_cell(c: dict[str, Any]) -> str:
+def format_cell(c: dict[str, Any], most_seeds: int = 1) -> str:
+    """mean ± std, the significance mark, and (n=K) where the cell has fewer seeds than the table's fullest."""
     s = f"{c['mean']:.4f}" + (f" ± {c['std']:.4f}" if c["n_seeds"] > 1 else "") + c["mark"]
+    s += f" (n={c['n_seeds']})" if c["n_seeds"] < most_seeds else ""
     return f"**{s}**" if c["rank"] == 1 else f"<u>{s}</u>" if c["rank"] == 2 else s
 
 
@@ -123,7 +125,8 @@ def table2(exps: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     keys, cells = table2_cells(exps)
     header = ["backbone", "variant"] + [f"{e['dataset']} {HEAD[m]}" for e in exps for m in METRICS]
     at = {(c["dataset"], c["backbone"], c["variant"], c["metric"]): c for c in cells}
-    rows = [[*k, *[format_cell(at[(e["dataset"], *k, m)]) if (e["dataset"], *k, m) in at else "-"
+    most = max((c["n_seeds"] for c in cells), default=1)
+    rows = [[*k, *[format_cell(at[(e["dataset"], *k, m)], most) if (e["dataset"], *k, m) in at else "-"
                    for e in exps for m in METRICS]] for k in keys]
     return header, rows
 
@@ -225,7 +228,7 @@ def write_report(cache_dir: Path, out: Path, datasets: list[str] | None = None,
              "table2_paper_md": out / "table2-paper-vs-ours.md"}
     mask = {e["dataset"]: e["mask_history"] for e in exps}
     note = ("Test metrics, mean ± std over seeds; **best**, <u>second</u>; * TSLRec better than the best other variant "
-            "of its backbone with p <= 0.05 (two-sample t-test), † worse with p <= 0.05. History masking: "
+            "of its backbone with p <= 0.05 (two-sample t-test), † worse with p <= 0.05; (n=K): K seeds only. History masking: "
             + ", ".join(f"{k} {'on' if v else 'off (RecBole full-sort, the paper)'}" for k, v in mask.items()) + "\n\n")
     files["table2_md"].write_text(note + markdown(header, rows))
     write_table2_csv(files["table2_csv"], table2_cells(full)[1])

@@ -101,4 +101,4 @@ def test_experiments_of_one_dataset_pool_their_rows_and_more_seeds_win():
     assert len(header) == 6                                                         # one set of beauty columns
     by = {(r[0], r[1]): r for r in rows}
     assert by[("sasrec", "tslrec")][5].startswith("0.0410 ± 0.0010†")              # the 3-seed row and its t-test
-    assert by[("caser", "tslrec")][5] == "<u>0.0500</u>"                            # the 1-seed experiment's own row (second)
+    assert by[("caser", "tslrec")][5] == "<u>0.0500 (n=1)</u>"                      # the 1-seed experiment's own row (second)
