@@ -73,6 +73,11 @@ elif [ "$phase" = grid ]; then
   ONLY=(); set -f; for p in ${GRID_ONLY:-}; do ONLY+=(--only "$p"); done; set +f   # e.g. GRID_ONLY='*-ci *-tslrec'
   timeout $((hard + 40)) python3 benchmarks/grid.py run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \
     --hard-deadline-s "$hard" --device cuda "${ONLY[@]}" "${SETS[@]}" 2>&1 | tail -40
+  # Fig. 5 needs each run's per-user ranks, which live in this machine's cache only: draw it here.
+  mkdir -p /tmp/grid/merged && python3 benchmarks/grid.py merge --out /tmp/grid --results /tmp/grid/merged --note "${GRID_PLAN:-gpu}" >/dev/null
+  for e in /tmp/grid/merged/experiment-*.json; do
+    [ -f "$e" ] && timeout 60 python3 tslrec.py report --experiment "$e" -o "/tmp/grid/report-$(basename "$e" .json)" >/dev/null
+  done
   tar czf "$OUT/grid.tgz" -C /tmp grid
   python3 benchmarks/cache_pack.py --cache "$TSLREC_CACHE_DIR" --datasets ${GRID_PACK:-ml-1m yelp} --out "$OUT/cache-pack.tgz"
 else
