@@ -74,9 +74,12 @@ def fit_ensemble(cfg: TrainConfig, seqs: Sequences, make_base: Callable[[int], B
     seed = cfg.trainer.seed
     second_seed = seed + CONTROL_SEED_OFFSET if cfg.source == "none" else seed
     trainer_b = cfg.trainer.model_copy(update={"seed": second_seed})
-    fit_a = fit(make_base(seed), seqs, cfg.trainer, rt, variant="base", desc=f"ensemble base {cfg.backbone.name}")
-    fit_b = fit(make_second(second_seed), seqs, trainer_b, rt, variant="tslrec",
-                desc=f"ensemble {cfg.ensemble_member if cfg.source != 'none' else 'base'} {cfg.backbone.name}")
+    # Distinct descriptions: the trainer names each fit's resume point after its description, and
+    # with one name the control's second base model resumed from the first one's last checkpoint
+    # (one more epoch, then the first model's best weights: the same model twice).
+    fit_a = fit(make_base(seed), seqs, cfg.trainer, rt, variant="base", desc=f"ensemble A base {cfg.backbone.name}")
+    second = cfg.ensemble_member if cfg.source != "none" else f"base seed {second_seed}"
+    fit_b = fit(make_second(second_seed), seqs, trainer_b, rt, variant="tslrec", desc=f"ensemble B {second} {cfg.backbone.name}")
     models = (fit_a.model, fit_b.model)
     kw = dict(max_len=cfg.backbone.max_len, batch_size=cfg.trainer.eval_batch_size, device=torch.device(rt.device))
     mask = cfg.trainer.mask_history

@@ -157,6 +157,19 @@ def test_ensemble_weight_zero_is_the_base_model_and_the_weight_is_chosen_on_vali
     assert res.valid.ndcg10 >= base.valid.ndcg10                      # w = 0 (base alone) was a candidate
 
 
+def test_the_controls_two_base_models_are_two_models_under_the_runners_checkpoints(tmp_path):
+    """With per-epoch resume points (the runner sets checkpoint_dir), each member has its own: the
+    second base model once resumed from the first one's and came out the same model."""
+    seqs = cycle_dataset()
+    trainer = TINY_T.model_copy(update={"epochs": 6, "patience": 6})
+    cfg = TrainConfig(variant="tslrec", fusion="ensemble", source="none", backbone=TINY_B, trainer=trainer)
+    out = train.run(cfg, TrainIn(sequences=seqs.to_tensors()), Runtime(progress=False, checkpoint_dir=tmp_path))
+    w = out.artifacts["backbone"]
+    a, b = w["base.embedding.item.weight"], w["second.embedding.item.weight"]
+    assert not torch.equal(a, b)
+    assert out.result.epochs_run == 2 * 6                    # both trained every epoch, none resumed
+
+
 def test_ensemble_on_a_table_saves_both_members():
     seqs = cycle_dataset()
     cfg = TrainConfig(variant="tslrec", fusion="ensemble", source="random", ensemble_member="adapter",
