@@ -104,6 +104,8 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
              *fusion_cell_jobs("init-random", "sasrec", ["init"], ["random"], SEEDS)]
         b = [*fusion_cell_jobs("dual", "sasrec", ["dual"], ["enhanced-minilm", "pretrain", "random"], SEEDS), *ensemble[:2]]
         return [*((n if n.startswith("a-") else "a-" + n, j) for n, j in a), *(("b-" + n, j) for n, j in b)]
+    if name == "cpu-ensemble-control":   # base + base, after the fix that gave each member its own resume point
+        return fusion_cell_jobs("ensemble-control", "sasrec", ["ensemble"], ["none"], SEEDS)
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
         return table2_jobs("beauty", BACKBONES, SEEDS)
     if name == "cpu-yelp":     # backbone-major: a session's end leaves whole backbones (3 seeds each) done
