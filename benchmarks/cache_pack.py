@@ -27,18 +27,24 @@ UPSTREAM = ("data", "pretrain", "group", "sft", "augment")
 
 def pack(cache_dir: Path, out: Path, stages: tuple[str, ...] = UPSTREAM, datasets: set[str] | None = None) -> int:
     """Write the records of `stages` (of `datasets`, all if None) and their objects to `out`; the number packed."""
+    if not (Path(cache_dir) / "runs").is_dir():
+        raise FileNotFoundError(f"{cache_dir} is not a tslrec cache (no runs/ folder)")
     cache = Cache(cache_dir)
     picked = [r for r in cache.runs() if r.stage in stages
               and (datasets is None or r.pipeline.get("data", {}).get("dataset") in datasets)]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
-    with tarfile.open(tmp, "w:gz") as tar:
-        for rec in picked:
-            path = cache.run_path(rec.key)
-            tar.add(path, arcname=str(path.relative_to(cache.root)))
-            for ref in rec.outputs.values():
-                obj = cache.object_path(ref.digest)
-                tar.add(obj, arcname=str(obj.relative_to(cache.root)))
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for rec in picked:
+                path = cache.run_path(rec.key)
+                tar.add(path, arcname=str(path.relative_to(cache.root)))
+                for ref in rec.outputs.values():   # a record whose object is gone fails here: no partial pack
+                    obj = cache.object_path(ref.digest)
+                    tar.add(obj, arcname=str(obj.relative_to(cache.root)))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     tmp.replace(out)
     return len(picked)
 
@@ -50,7 +56,10 @@ def main() -> None:
     ap.add_argument("--stages", nargs="+", default=list(UPSTREAM))
     ap.add_argument("--datasets", nargs="+", default=None, help="only these datasets' runs (default: all)")
     args = ap.parse_args()
-    n = pack(args.cache, args.out, tuple(args.stages), set(args.datasets) if args.datasets else None)
+    try:
+        n = pack(args.cache, args.out, tuple(args.stages), set(args.datasets) if args.datasets else None)
+    except OSError as e:
+        raise SystemExit(f"error: {e}") from None
     print(f"packed {n} runs into {args.out} ({args.out.stat().st_size / 2**20:.1f} MiB)", file=sys.stderr)
 
 

@@ -26,3 +26,15 @@ def test_a_packed_chain_is_all_hits_in_an_empty_cache(cli, dirs, tmp_path, monke
     assert again.code == 0, again.err
     assert "computing" not in again.err
     assert json.loads(again.out)["key"] == json.loads(first.out)["key"]
+
+
+def test_a_folder_that_is_no_cache_is_one_line_and_writes_nothing(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cache_pack.py"
+    r = subprocess.run([sys.executable, str(script), "--cache", str(tmp_path / "none"), "--out", str(tmp_path / "p.tgz")],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
+    assert not list(tmp_path.glob("p.*"))
