@@ -74,6 +74,21 @@ def fusion_cell_jobs(tag: str, backbone: str, fusions: list[str], sources: list[
                                          *fusions, "--sources", *sources, "--seeds", str(s), "--no-base"]) for s in seeds]
 
 
+def fusion_rest_jobs() -> list[tuple[str, list[str]]]:
+    """The fusion cells still missing after session 6, one training (or ensemble) per job, the three seeds
+    of a cell back to back so a session's end leaves whole cells: SASRec's random controls and SmolLM2
+    cells first, then FMLP-Rec's LM and pretrain cells per fusion, its controls, then its SmolLM2 cells."""
+    sasrec = [("add", "random"), ("nullspace", "random"), ("ensemble", "random"), ("add", "enhanced-smollm2"),
+              ("nullspace", "enhanced-smollm2"), ("dual", "enhanced-smollm2"), ("ensemble", "enhanced-smollm2")]
+    fmlp = [(f, s) for f in ("add", "init", "nullspace", "dual", "ensemble") for s in ("enhanced-minilm", "pretrain")]
+    fmlp += [("ensemble", "none"), ("gate", "pretrain"), ("gate", "random")]
+    fmlp += [(f, "random") for f in ("add", "init", "nullspace", "dual", "ensemble")]
+    fmlp += [(f, "enhanced-smollm2") for f in ("gate", "add", "init", "nullspace", "dual", "ensemble")]
+    return [(f"fr-{b}-{f}-{src}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", b, "--fusions", f,
+                                       "--sources", src, "--seeds", str(s), "--no-base"])
+            for b, cells in (("sasrec", sasrec), ("fmlprec", fmlp)) for f, src in cells for s in SEEDS]
+
+
 def ml1m_length_jobs() -> list[tuple[str, list[str]]]:
     """ML-1M SASRec pretrain with the original SASRec's maximum length (200) next to ours (50): does
     seeing more of a long history explain our low unmasked figures (the speed issue, item 3)?"""
@@ -106,6 +121,8 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         return [*((n if n.startswith("a-") else "a-" + n, j) for n, j in a), *(("b-" + n, j) for n, j in b)]
     if name == "cpu-ensemble-control":   # base + base, after the fix that gave each member its own resume point
         return fusion_cell_jobs("ensemble-control", "sasrec", ["ensemble"], ["none"], SEEDS)
+    if name == "cpu-fusion-rest":   # both cores, `--workers 2`: the fusion cells session 6 left
+        return fusion_rest_jobs()
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major
         return table2_jobs("beauty", BACKBONES, SEEDS)
     if name == "cpu-yelp":     # backbone-major: a session's end leaves whole backbones (3 seeds each) done

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-yelp", "tiny"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "tiny"])
 def test_every_plan_names_each_job_once(name):
     names = [n for n, _ in plan(name)]
     assert names and len(names) == len(set(names))
