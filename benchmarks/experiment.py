@@ -79,6 +79,7 @@ def main() -> None:
         write_report(rt.cache_dir, args.out / name, experiments=[Path(summary["experiment"])])
     result = {
         "benchmark": name,
+        "profile": args.profile,   # the merge keeps a profile's runs apart from the defaults' (grid_merge.py)
         "command": "python " + " ".join(sys.argv),
         "git_commit": commit(),
         "machine": machine(),

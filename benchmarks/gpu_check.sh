@@ -6,6 +6,9 @@
 #   GRID_PLAN=gpu-rest bash benchmarks/gpu_check.sh grid   # ML-1M and Yelp first (Beauty's grid ran on CPU)
 #   GRID_PLAN=gpu-ml-1m GRID_CUDA_TESTS=1 bash benchmarks/gpu_check.sh grid   # one call: ML-1M's Table 2,
 #          one training per job, with the CUDA tests beside it; GRID_ONLY='PAT1 PAT2' keeps the matching jobs
+#   GRID_PLAN=gpu-final GRID_PACK='ml-1m beauty' bash benchmarks/gpu_check.sh grid   # what Table 2 still
+#          lacks after session 6: ML-1M's 19 ci/tslrec trainings, then Beauty under --profile paper (18);
+#          merge ML-1M here with session 6's grid (`grid.py merge --out GPU6 --out THIS`)
 #
 # Needs, beside the working tree (carried; both ignored by git):
 #   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's

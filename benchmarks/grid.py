@@ -74,6 +74,16 @@ def fusion_cell_jobs(tag: str, backbone: str, fusions: list[str], sources: list[
                                          *fusions, "--sources", *sources, "--seeds", str(s), "--no-base"]) for s in seeds]
 
 
+def paper_jobs(dataset: str, backbones: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
+    """The paper's training settings (`--profile paper`, which also sets the pretrain backbone's): the
+    profile's own chain, then one training per job -> experiment-<dataset>-paper after the merge."""
+    chain = (f"chain-{dataset}-paper", ["tslrec.py", "run", "augment", "-d", dataset, "--profile", "paper", "--json"])
+    jobs = [(f"p{name}", [*(a for a in args if not a.startswith("--tag=")), "--profile", "paper",
+                          "--tag=-paper" + name.removeprefix(f"t2-{dataset}")])
+            for name, args in variant_jobs(dataset, backbones, seeds, ["base", "ci", "tslrec"])]
+    return [chain, *jobs]
+
+
 def fusion_rest_jobs() -> list[tuple[str, list[str]]]:
     """The fusion cells still missing after session 6, one training (or ensemble) per job, the three seeds
     of a cell back to back so a session's end leaves whole cells: SASRec's random controls and SmolLM2
@@ -121,6 +131,15 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         return [*((n if n.startswith("a-") else "a-" + n, j) for n, j in a), *(("b-" + n, j) for n, j in b)]
     if name == "cpu-ensemble-control":   # base + base, after the fix that gave each member its own resume point
         return fusion_cell_jobs("ensemble-control", "sasrec", ["ensemble"], ["none"], SEEDS)
+    if name == "gpu-final":   # what Table 2 still lacks: ML-1M's ci/tslrec cells and Beauty under the paper's settings
+        ml = variant_jobs("ml-1m", BACKBONES, SEEDS, ["ci", "tslrec"])
+        ml_ci = [j for j in ml if j[0].endswith("-ci") and "-sasrec-" not in j[0]]
+        ml_tslrec = [j for j in ml if j[0].endswith("-tslrec") and ("-sasrec-" not in j[0] or "-43-" in j[0])]
+        paper = paper_jobs("beauty", ["sasrec", "fmlprec"], SEEDS)
+        by_variant = {v: [j for j in paper[1:] if j[0].endswith(f"-{v}")] for v in ("base", "ci", "tslrec")}
+        # Both chains first, then what each waits on least: base trainings need no chain at all.
+        return [chain_job("ml-1m"), paper[0], *ml_ci, *by_variant["base"], *ml_tslrec, *by_variant["ci"],
+                *by_variant["tslrec"]]
     if name == "cpu-fusion-rest":   # both cores, `--workers 2`: the fusion cells session 6 left
         return fusion_rest_jobs()
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major

@@ -32,17 +32,21 @@ def _load(paths: list[Path]) -> list[dict[str, Any]]:
 
 
 def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, Any]]:
-    by_dataset: dict[str, list[dict[str, Any]]] = {}
+    """One record per dataset and profile: `--profile paper` jobs become experiment-<dataset>-paper, never
+    pooled with the default settings' runs (their keys differ anyway; their cells must not mix)."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for f in files:
-        by_dataset.setdefault(f["dataset"], []).append(f)
+        name = f"experiment-{f['dataset']}" + (f"-{f['profile']}" if f.get("profile") else "")
+        by_name.setdefault(name, []).append(f)
     merged = {}
-    for dataset, fs in by_dataset.items():
+    for name, fs in by_name.items():
+        dataset = fs[0]["dataset"]
         # A base-only job's upstream is {data}; the fullest one (with augment) is the chain's record.
         runs = list({r["key"]: r for f in fs for r in f["runs"]}.values())
         runs.sort(key=lambda r: (r["backbone"], r["variant"], r["seed"]))
         rows = summarize(runs)
-        merged[dataset] = {
-            "benchmark": f"experiment-{dataset}", "dataset": dataset, "note": note,
+        merged[name] = {
+            "benchmark": name, "dataset": dataset, "profile": fs[0].get("profile"), "note": note,
             "mask_history": fs[0]["mask_history"], "seed_mode": fs[0].get("seed_mode", "downstream"),
             "jobs": [{k: f.get(k) for k in KEEP} for f in fs], "upstream": max((f["upstream"] for f in fs), key=len),
             "pipeline": fs[0]["pipeline"], "runs": runs, "summary": rows,
@@ -68,14 +72,14 @@ def fusion_runs_from_table2(table2: dict[str, Any]) -> list[dict[str, Any]]:
 def merge(outs: list[Path], results: Path, note: str) -> None:
     """outs: the folders `grid.py run` wrote; several workers' grids merge into one file per dataset."""
     table2 = merge_table2(_load([p for out in outs for p in (out / "table2").glob("*.json")]), note)
-    for dataset, rec in table2.items():
-        (results / f"experiment-{dataset}.json").write_text(json.dumps(rec, indent=1) + "\n")
-        print(results / f"experiment-{dataset}.json")
+    for name, rec in table2.items():
+        (results / f"{name}.json").write_text(json.dumps(rec, indent=1) + "\n")
+        print(results / f"{name}.json")
     fusion_files = _load([p for out in outs for p in (out / "fusion").glob("*.json")])
     if not fusion_files:
         return
     runs = {(r["backbone"], r["fusion"], r["source"], r["seed"]): r for f in fusion_files for r in f["runs"]}
-    for r in fusion_runs_from_table2(table2.get(fusion_files[0]["dataset"], {})):
+    for r in fusion_runs_from_table2(table2.get(f"experiment-{fusion_files[0]['dataset']}", {})):
         runs.setdefault((r["backbone"], r["fusion"], r["source"], r["seed"]), r)
     meta = {k: fusion_files[0].get(k) for k in fusion_files[0] if k not in ("cells", "runs", "choice_on_valid")}
     meta["note"] = note

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "tiny"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "gpu-final", "tiny"])
 def test_every_plan_names_each_job_once(name):
     names = [n for n, _ in plan(name)]
     assert names and len(names) == len(set(names))
@@ -32,6 +32,34 @@ def test_gpu_ml1m_starts_the_chain_and_every_base_training_before_any_ci_or_tslr
     assert names[0] == "chain-ml-1m" and len(names) == 1 + 4 * 3 * 3
     variants = [n.rsplit("-", 1)[1] for n in names[1:]]
     assert variants == sorted(variants, key=["base", "ci", "tslrec"].index)
+
+
+def test_gpu_final_holds_exactly_the_missing_ml1m_cells_and_the_paper_grid():
+    names = [n for n, _ in plan("gpu-final")]
+    assert names[:2] == ["chain-ml-1m", "chain-beauty-paper"]
+    ml = {n for n in names if n.startswith("t2-ml-1m-")}
+    done_in_session_6 = {"t2-ml-1m-sasrec-42-tslrec", "t2-ml-1m-sasrec-44-tslrec"} | {f"t2-ml-1m-sasrec-{s}-ci" for s in (42, 43, 44)}
+    assert ml == {n for n, _ in plan("gpu-ml-1m") if n.endswith(("-ci", "-tslrec"))} - done_in_session_6
+    paper = [n for n in names if n.startswith("pt2-beauty-")]
+    assert len(paper) == 2 * 3 * 3 and paper[0].endswith("-base")
+
+
+def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
+    """The chain job goes through the CLI, the trainings through experiment.py: one chain only if both
+    resolve --profile paper to the same upstream config (else the GPU computes two)."""
+    from pipeline.overrides import build_config
+    from stages.trainer import PAPER_PROFILE
+    from tslrec import stage_config
+
+    jobs = dict(plan("gpu-final"))
+    chain = jobs["chain-beauty-paper"]
+    cli, _ = stage_config("beauty", [], None, chain[chain.index("--profile") + 1], None, "augment")
+    training = jobs["pt2-beauty-sasrec-43-tslrec"]
+    assert training[training.index("--profile") + 1] == "paper"
+    exp = build_config(sets=["data.dataset=beauty", training[training.index("--set") + 1]], presets=PAPER_PROFILE)
+    for stage in ("data", "pretrain", "group", "sft", "augment"):
+        assert getattr(cli, stage) == getattr(exp, stage), stage
+    assert cli.pretrain.backbone.dim == exp.train.backbone.dim == 256
 
 
 def job_file(seed: int, ndcg: dict[str, float]) -> dict:
@@ -62,6 +90,22 @@ def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
     assert sig["vs"] == "base" and sig["diff"] == pytest.approx(0.10) and sig["p"] < 0.001
     assert [j["command"] for j in out["jobs"]] == ["job 42", "job 43", "job 44"]
     assert set(out["upstream"]) == {"data", "augment"}    # the chain's, whichever job carried it
+
+
+def test_merge_keeps_a_profiles_runs_apart_from_the_defaults(tmp_path):
+    table2 = tmp_path / "grid" / "table2"
+    table2.mkdir(parents=True)
+    for seed in (42, 43):
+        (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(json.dumps(job_file(seed, {"base": 0.2, "tslrec": 0.3})))
+        paper = job_file(seed, {"base": 0.1, "tslrec": 0.15}) | {"profile": "paper"}
+        for r in paper["runs"]:
+            r["key"] += "-paper"
+        (table2 / f"experiment-toy-paper-sasrec-{seed}.json").write_text(json.dumps(paper))
+    merge([tmp_path / "grid"], tmp_path, note="test")
+    default, paper = (json.loads((tmp_path / f"experiment-toy{t}.json").read_text()) for t in ("", "-paper"))
+    assert len(default["runs"]) == len(paper["runs"]) == 4
+    assert default["profile"] is None and paper["profile"] == "paper" and paper["benchmark"] == "experiment-toy-paper"
+    assert {r["variant"]: r["mean"]["ndcg10"] for r in paper["summary"]} == pytest.approx({"base": 0.1, "tslrec": 0.15})
 
 
 def grid_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
