@@ -17,6 +17,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from pipeline.report import markdown  # noqa: E402
+
 FUSION_ORDER = ["base", "gate", "add", "init", "dual", "nullspace", "ensemble"]
 SOURCE_ORDER = ["enhanced-minilm", "enhanced-smollm2", "pretrain", "random", "none", None]
 BACKBONE_NAMES = {"sasrec": "SASRec", "fmlprec": "FMLP-Rec", "gru4rec": "GRU4Rec", "caser": "Caser"}
@@ -60,11 +63,6 @@ def row(cell: dict[str, Any], cells: list[dict[str, Any]]) -> list[str]:
             p_text(p_pretrain, mine, ndcg_of(cell["fusion"], "pretrain"))]
 
 
-def markdown(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
-
-
 def choice_lines(choice: dict[str, Any], backbones: list[str]) -> str:
     out = []
     for b in backbones:
@@ -91,7 +89,7 @@ def main() -> None:
     if args.csv:
         with args.csv.open("w", newline="") as f:
             csv.writer(f).writerows([HEADER, *rows])
-    sys.stdout.write(markdown(rows) + "\n" + choice_lines(data.get("choice_on_valid", {}), args.backbones))
+    sys.stdout.write(markdown(HEADER, rows) + "\n" + choice_lines(data.get("choice_on_valid", {}), args.backbones))
 
 
 if __name__ == "__main__":
