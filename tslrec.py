@@ -13,8 +13,11 @@ stderr. Exit codes: 0 ok, 1 runtime error (one line on stderr; --debug for a tra
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -232,8 +235,31 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+# A signal's exception lands at whatever Python line runs next. Code that swallows it there (a
+# finalizer, a library's catch-all) loses it and the run goes on: CI once saw `tslrec` still
+# training 60 s after a SIGINT. So the first signal also starts a watchdog: if main has not unwound
+# after RETRY_S it raises the signal again (lands elsewhere), and after FORCE_S it ends the process
+# (flock'd locks die with it; a left .owner file is reported and taken over by the next run).
+INTERRUPT_RETRY_S, INTERRUPT_FORCE_S = 3.0, 20.0
+_unwound = threading.Event()          # set once main has caught Interrupted: cleanup is done
+_watchdog_started = threading.Event()
+
+
 def _raise_interrupted(signum: int, frame: Any) -> None:
+    if not _watchdog_started.is_set():
+        _watchdog_started.set()
+        threading.Thread(target=_watchdog, args=(signum,), daemon=True, name="interrupt-watchdog").start()
     raise Interrupted(signum)
+
+
+def _watchdog(signum: int) -> None:
+    if not _unwound.wait(INTERRUPT_RETRY_S):
+        signal.raise_signal(signum)                    # the first one was lost: ask again
+    if _unwound.wait(max(0.0, INTERRUPT_FORCE_S - INTERRUPT_RETRY_S)):
+        time.sleep(INTERRUPT_FORCE_S)                  # unwound: give the exit itself as long again
+    else:
+        os.write(2, b"interrupted (forced: the run did not stop)\n")
+    os._exit(128 + signum)
 
 
 def main() -> None:
@@ -250,6 +276,7 @@ def _main() -> None:
     try:
         rc = app(standalone_mode=False)   # typer returns Exit's code instead of raising it here
     except Interrupted as e:
+        _unwound.set()
         err.print("interrupted")
         sys.exit(128 + e.signum)
     except typer.Exit as e:

@@ -17,13 +17,13 @@ import importlib.util
 import json
 import os
 import socket
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from schemas.common import ArtifactRef, RunRecord, json_digest
+from stages.atomic import write_atomically
 
 if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache ls` must start fast
     import torch
@@ -101,15 +101,7 @@ def describe_owner(owner: Path) -> str:
 
 
 def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, write)
 
 
 class Cache:

@@ -14,9 +14,7 @@ puts the file in the data dir.
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
-import tempfile
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pipeline.cache import file_sha256
 from pipeline.overrides import ConfigError
 from schemas.data import check_dataset_name
 from schemas.runtime import Runtime
+from stages.atomic import temp_beside
 
 
 class DatasetError(Exception):
@@ -156,9 +155,7 @@ def install(dest: Path, write: Callable[[Path], None], name: str, origin: str, *
     from stages.data import DataFormatError
 
     created = _make_dirs(dest.parent)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".install-", suffix=dest.suffix)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = temp_beside(dest, ".install-")   # named, not created: a signal before the try leaves nothing
     try:
         write(tmp)
         try:

@@ -12,8 +12,6 @@ include the language-model stages' variance. The experiment JSON says which (`se
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from pipeline.console import err, log
 from pipeline.overrides import deep_set
 from pipeline.stats import METRICS, significance, summarize, ttest_p
 from schemas.pipeline import PipelineConfig
+from stages.atomic import write_atomically
 
 UPSTREAM_OF = {"base": [], "ci": ["pretrain", "group"], "tslrec": ["pretrain", "group", "sft", "augment"]}
 
@@ -146,11 +145,8 @@ def save_experiment(cache_dir: Path, summary: dict[str, Any]) -> str:
     key = cache_key({"dataset": summary["dataset"], "runs": sorted(r["key"] for r in summary["runs"]),
                      **({"seed_mode": "chain"} if summary.get("seed_mode") == "chain" else {})})[:16]
     path = Path(cache_dir) / "experiments" / f"{summary['dataset']}-{key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as f:
-        json.dump({k: v for k, v in summary.items() if k != "experiment"}, f, indent=1)
-    os.replace(tmp, path)
+    body = json.dumps({k: v for k, v in summary.items() if k != "experiment"}, indent=1)
+    write_atomically(path, lambda tmp: tmp.write_text(body))
     return str(path)
 
 

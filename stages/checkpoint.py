@@ -11,14 +11,13 @@ directly, e.g. in tests) both calls do nothing.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from schemas.runtime import Runtime
+from stages.atomic import write_atomically
 
 FORMAT = 1
 
@@ -51,15 +50,7 @@ def save(rt: Runtime, name: str, epoch: int, model: torch.nn.Module, opt: torch.
         return
     state = {"format": FORMAT, "epoch": epoch, "weights": _weights(model, trainable_only),
              "optimizer": opt.state_dict(), "rng": _rng_states(gens), "loop": loop_state}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".pt")
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)      # a kill mid-write leaves the previous epoch's checkpoint intact
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda tmp: torch.save(state, tmp))   # a kill mid-write keeps the previous epoch's
 
 
 def restore(rt: Runtime, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer,

@@ -11,12 +11,11 @@ results after the weights behind it change (see stages/lm/load.py for what names
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from stages.lm.load import PACKAGED, TINY, TINY_SEED, _offline
+from stages.atomic import write_atomically
 
 
 def model_identity(name: str, cache_dir: Path | str, offline: bool = False) -> str:
@@ -70,11 +69,7 @@ def file_digest(path: Path, cache_dir: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     digest = h.hexdigest()
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=memo.parent, prefix=".tmp-")
-    with os.fdopen(fd, "w") as out:
-        out.write(digest)
-    os.replace(tmp, memo)          # atomic: a reader never sees half a digest
+    write_atomically(memo, lambda tmp: tmp.write_text(digest))   # a reader never sees half a digest
     return digest
 
 
