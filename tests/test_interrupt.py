@@ -22,10 +22,11 @@ tslrec.INTERRUPT_RETRY_S, tslrec.INTERRUPT_FORCE_S = 0.5, 5.0
 lost = int(sys.argv[1])
 def app(**kw):
     global lost
-    print("ready", file=sys.stderr, flush=True)
     while True:
-        try:
-            time.sleep(0.02)
+        try:                         # the signal lands in here, inside the try
+            print("ready", file=sys.stderr, flush=True)
+            while True:
+                time.sleep(0.02)
         except BaseException:
             if lost == 0:
                 raise
