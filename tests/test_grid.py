@@ -32,6 +32,17 @@ def test_gpu_ml1m_starts_the_chain_and_every_base_training_before_any_ci_or_tslr
     assert names[0] == "chain-ml-1m" and len(names) == 1 + 4 * 3 * 3
     variants = [n.rsplit("-", 1)[1] for n in names[1:]]
     assert variants == sorted(variants, key=["base", "ci", "tslrec"].index)
+    assert names[variants.count("base")] == "t2-ml-1m-sasrec-42-base"    # the chain's pretrain twin: last base
+
+
+def test_the_pretrain_twin_is_the_chains_own_pretrain():
+    from pipeline.experiment import is_pretrain_twin
+    from pipeline.overrides import build_config
+
+    job = dict(plan("gpu-ml-1m"))["t2-ml-1m-sasrec-42-base"]
+    cfg = build_config(sets=["data.dataset=ml-1m", job[job.index("--set") + 1], "train.variant=base",
+                             f"train.backbone.name={job[job.index('--backbones') + 1]}"])
+    assert is_pretrain_twin(cfg)
 
 
 def test_gpu_final_holds_exactly_the_missing_ml1m_cells_and_the_paper_grid():
