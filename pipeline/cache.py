@@ -100,10 +100,6 @@ def describe_owner(owner: Path) -> str:
         return "another process"
 
 
-def _atomic_write(path: Path, write) -> None:
-    write_atomically(path, write)
-
-
 class Cache:
     def __init__(self, root: Path):
         self.root = Path(root)
@@ -119,7 +115,7 @@ class Cache:
         digest = tensor_digest(tensors)
         path = self.object_path(digest)
         if not path.exists():
-            _atomic_write(path, lambda tmp: save_file(tensors, tmp))
+            write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
         else:
             with contextlib.suppress(OSError):   # a read-only cache still serves; gc then judges by age
                 os.utime(path)   # fresh again: `cache gc` spares recent objects that no record names yet
@@ -189,7 +185,7 @@ class Cache:
 
     def put_run(self, record: RunRecord) -> None:
         text = record.sealed().model_copy(update={"cached": False}).model_dump_json(indent=1)
-        _atomic_write(self.run_path(record.key), lambda tmp: Path(tmp).write_text(text))
+        write_atomically(self.run_path(record.key), lambda tmp: tmp.write_text(text))
 
     def lock_path(self, key: str) -> Path:
         return self.run_path(key).with_suffix(".lock")
@@ -223,7 +219,7 @@ class Cache:
         try:
             if owner.exists():
                 log(f"[yellow]stale lock[/yellow] on {what} (left by {describe_owner(owner)}, which died); taking it over")
-            _atomic_write(owner, lambda tmp: Path(tmp).write_text(_owner_text()))
+            write_atomically(owner, lambda tmp: tmp.write_text(_owner_text()))
             yield waited
         finally:
             try:

@@ -14,8 +14,8 @@ import hashlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from stages.lm.load import PACKAGED, TINY, TINY_SEED, _offline
 from stages.atomic import write_atomically
+from stages.lm.load import PACKAGED, TINY, TINY_SEED, _offline
 
 
 def model_identity(name: str, cache_dir: Path | str, offline: bool = False) -> str:
