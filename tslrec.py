@@ -15,11 +15,7 @@ from __future__ import annotations
 import atexit
 import gc
 import json
-import os
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -31,6 +27,7 @@ from pipeline.cli_common import (CONTEXT, StageHelpCommand, apply_globals, compl
 from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
 from pipeline.console import err
+from pipeline.interrupt import Interrupted, handled_signals, unwound
 from pipeline.overrides import ConfigError, build_config, deep_merge, format_validation
 from pipeline.registry import ORDER, STAGES
 from schemas.common import RunRecord
@@ -227,63 +224,22 @@ def _split(s: Optional[str]) -> Optional[list[str]]:
     return [x.strip() for x in s.split(",") if x.strip()] if s else None
 
 
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM, raised by our handler. Not a KeyboardInterrupt (typer turns that into
-    Exit(130) before main sees it) and not an Exception (no `except Exception` swallows it): it
-    unwinds to main, so locks are released and temp files removed on the way."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-# A signal's exception lands at whatever Python line runs next. Code that swallows it there (a
-# finalizer, a library's catch-all) loses it and the run goes on: CI once saw `tslrec` still
-# training 60 s after a SIGINT. So the first signal also starts a watchdog: if main has not unwound
-# after RETRY_S it raises the signal again (lands elsewhere), and after FORCE_S it ends the process
-# (flock'd locks die with it; a left .owner file is reported and taken over by the next run).
-INTERRUPT_RETRY_S, INTERRUPT_FORCE_S = 3.0, 20.0
-_unwound = threading.Event()          # set once main has caught Interrupted: cleanup is done
-_watchdog_started = threading.Event()
-
-
-def _raise_interrupted(signum: int, frame: Any) -> None:
-    if not _watchdog_started.is_set():
-        _watchdog_started.set()
-        threading.Thread(target=_watchdog, args=(signum,), daemon=True, name="interrupt-watchdog").start()
-    raise Interrupted(signum)
-
-
-def _watchdog(signum: int) -> None:
-    if not _unwound.wait(INTERRUPT_RETRY_S):
-        signal.raise_signal(signum)                    # the first one was lost: ask again
-    if _unwound.wait(max(0.0, INTERRUPT_FORCE_S - INTERRUPT_RETRY_S)):
-        time.sleep(INTERRUPT_FORCE_S)                  # unwound: give the exit itself as long again
-    else:
-        os.write(2, b"interrupted (forced: the run did not stop)\n")
-    os._exit(128 + signum)
-
-
 def main() -> None:
     """Entry point: exit 0 ok, 1 runtime error (one line), 2 usage error, 128+n on signal n."""
-    previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     # The interpreter's last collection walks torch's and transformers' whole heap: 1.5 s of every
     # command that loaded them, measured. At exit nothing needs it (refcounting still frees), so the
     # heap is frozen then; atexit, not here, so that in-process callers (the tests) keep their GC.
     atexit.unregister(gc.freeze)   # once, however often main() runs in one process
     atexit.register(gc.freeze)
-    try:
+    with handled_signals():
         _main()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _main() -> None:
     try:
         rc = app(standalone_mode=False)   # typer returns Exit's code instead of raising it here
     except Interrupted as e:
-        _unwound.set()
+        unwound()
         err.print("interrupted")
         sys.exit(128 + e.signum)
     except typer.Exit as e:

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.experiment import run_all  # noqa: E402
+from pipeline.interrupt import Interrupted, handled_signals, unwound  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
 from pipeline.report import write_report  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
@@ -47,6 +48,17 @@ def commit() -> str:
 
 
 def main() -> None:
+    """SIGTERM (grid.py's hard deadline) and Ctrl-C unwind like `tslrec`'s: locks released, exit 128 + n."""
+    with handled_signals():
+        try:
+            run()
+        except Interrupted as e:
+            unwound()
+            print("interrupted", file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)
+
+
+def run() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="beauty")
     ap.add_argument("--seeds", type=int, default=3)

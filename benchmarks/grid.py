@@ -5,7 +5,7 @@ microseconds per step, bound by Python and launch overhead), so the Table 2 and 
 faster as many processes at once, one CPU thread each, sharing one cache (the runner's locks make
 the shared upstream stages run once). Every job is an ordinary benchmark invocation that writes its
 own result file; jobs are started in priority order, none is started after --deadline-s, and one
-still running at --hard-deadline-s is stopped (its finished runs stay in the cache, its file is
+still running at --hard-deadline-s is stopped (SIGTERM, then SIGKILL after 30 s; its finished runs stay in the cache, its file is
 not written). Then `merge` turns the per-job files into the issue's results files:
 
     python benchmarks/grid.py run --plan gpu --out DIR --workers 14 --deadline-s 330 --hard-deadline-s 420 \\
@@ -205,13 +205,27 @@ def run(args: argparse.Namespace) -> None:
                 del live[name]
                 print(f"{now:6.0f}s {name}: rc {proc.returncode}", file=sys.stderr, flush=True)
                 write_state(args, jobs, done, live, t0)   # a grid still running can be merged as jobs land
-            elif now >= args.hard_deadline_s:
-                proc.kill()
-                proc.wait()
-                done.append({"job": name, "rc": "stopped at the hard deadline", "seconds": round(time.monotonic() - started, 1)})
-                del live[name]
+        if now >= args.hard_deadline_s and live:
+            stop([proc for proc, _ in live.values()])
+            done.extend({"job": name, "rc": "stopped at the hard deadline", "seconds": round(time.monotonic() - started, 1)}
+                        for name, (_, started) in live.items())
+            live.clear()
         time.sleep(1.0)
     write_state(args, jobs, done, live, t0)
+
+
+def stop(procs: list[subprocess.Popen], grace_s: float = 30.0) -> None:
+    """SIGTERM to all first: each job unwinds (its cache locks and their .owner files released, as on
+    Ctrl-C); SIGKILL for those still there after grace_s."""
+    for proc in procs:
+        proc.terminate()
+    end = time.monotonic() + grace_s
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def write_state(args: argparse.Namespace, jobs: list, done: list[dict], live: dict, t0: float) -> None:

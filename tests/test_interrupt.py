@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # tslrec.main() around an "app" whose catch-all eats the first `lost` exceptions the handler raises
 SWALLOWER = """
 import sys, time, tslrec
-tslrec.INTERRUPT_RETRY_S, tslrec.INTERRUPT_FORCE_S = 0.5, 5.0
+from pipeline import interrupt
+interrupt.RETRY_S, interrupt.FORCE_S = 0.5, 5.0
 lost = int(sys.argv[1])
 def app(**kw):
     global lost
@@ -77,3 +78,41 @@ def test_an_interrupted_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, st
 def test_the_temp_name_is_not_created_before_the_write_and_is_fresh_each_time(tmp_path):
     a, b = temp_beside(tmp_path / "x.pt"), temp_beside(tmp_path / "x.pt")
     assert a != b and not a.exists() and a.parent == tmp_path and a.name.startswith(".tmp-") and a.suffix == ".pt"
+
+
+def test_sigterm_unwinds_a_benchmark_and_leaves_no_lock_owner(tmp_path):
+    """grid.py's hard deadline SIGTERMs `benchmarks/experiment.py`: it exits 143 like `tslrec`, with its
+    cache lock's .owner file removed on the way (Python's default SIGTERM would leave it behind)."""
+    from stages.synthetic import SyntheticConfig, write_synthetic
+
+    cache, data = tmp_path / "cache", tmp_path / "data"
+    write_synthetic(SyntheticConfig(users=40, items=24), data / "toy" / "toy.txt")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TSLREC_CACHE_DIR": str(cache), "TSLREC_DATA_DIR": str(data),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    p = subprocess.Popen([sys.executable, "benchmarks/experiment.py", "--dataset", "toy", "--seeds", "1", "--no-report",
+                          "--out", str(tmp_path / "results"), "--set", "pretrain.trainer.epochs=100000",
+                          "--set", "pretrain.trainer.patience=100000", "--set", "pretrain.backbone.dim=8"],
+                         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not list(cache.glob("checkpoints/*/fit-*.pt")) and p.poll() is None and time.time() < deadline:
+        time.sleep(0.1)                                            # inside pretrain's epoch loop, lock held
+    assert list(cache.glob("runs/*/*.owner")), "the pretrain lock's owner file should exist while it runs"
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 143 and err.strip().splitlines()[-1] == "interrupted", err[-2000:]
+    assert not list(cache.glob("runs/*/*.owner")) and not list(cache.rglob(".tmp*"))
+
+
+def test_grid_stop_terminates_then_kills_what_ignores_sigterm():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from grid import stop
+
+    ignores = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
+    polite = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for code in (ignores, polite)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    t0 = time.monotonic()
+    stop(procs, grace_s=1.0)
+    assert [p.returncode for p in procs] == [-signal.SIGKILL, -signal.SIGTERM]
+    assert time.monotonic() - t0 < 10
