@@ -190,6 +190,16 @@ def table2_cell(exp: dict[str, Any], row: dict[str, Any], m: str) -> dict[str, A
     return {"mean": row["mean"][m], "std": row["std"][m], "n_seeds": row["n_seeds"], "mark": mark}
 
 
+def fig5_title(dataset: str, backbone: str, n_seeds: dict[str, int], missing: list[str]) -> str:
+    """Says how many seeds each bar pools when that differs, and which variants have no per-user ranks
+    in this cache (a merged experiment may hold runs computed elsewhere, e.g. on a lent GPU)."""
+    counts = set(n_seeds.values())
+    seeds = (f"mean ± std over {counts.pop()} seeds" if len(counts) == 1 else
+             "mean ± std over seeds: " + ", ".join(f"{v} {n}" for v, n in n_seeds.items()))
+    absent = f"; {', '.join(missing)}: ranks not in this cache" if missing else ""
+    return f"{dataset}, {backbone}: test metrics by user activity ({seeds}{absent})"
+
+
 def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> dict[str, Path]:
     """One Fig. 5 per backbone: HR@10 / NDCG@10 per activity bin and variant, mean ± std over seeds."""
     rec = cache.get_run(exp["upstream"]["data"]["key"])
@@ -209,7 +219,8 @@ def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> dict[str, Path]:
         groups = {v: {m: [mean_std([s[m][b] for s in seeds]) for b in range(len(labels))] for m in ("hr10", "ndcg10")}
                   for v, seeds in sorted(per_variant.items(), key=lambda kv: row_order((backbone, kv[0])))}
         n_seeds = {v: len(s) for v, s in per_variant.items()}
-        title = f"{exp['dataset']}, {backbone}: test metrics by user activity (mean ± std over {max(n_seeds.values())} seeds)"
+        expected = {r["variant"]: None for r in exp["runs"] if r["backbone"] == backbone}
+        title = fig5_title(exp["dataset"], backbone, n_seeds, [v for v in expected if v not in n_seeds])
         name = f"fig5_{exp['dataset']}_{backbone}"
         files[name] = fig5_activity(groups, labels, counts, title, out / f"{name}.png")
     return files

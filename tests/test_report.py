@@ -10,7 +10,7 @@ import pytest
 
 from pipeline import figures
 from pipeline.paper_table2 import PAPER_TABLE2
-from pipeline.report import merge_by_dataset, paper_vs_ours, table2, table2_cells, write_table2_csv
+from pipeline.report import fig5_title, merge_by_dataset, paper_vs_ours, table2, table2_cells, write_table2_csv
 from pipeline.stats import significance, summarize
 
 
@@ -102,3 +102,10 @@ def test_experiments_of_one_dataset_pool_their_rows_and_more_seeds_win():
     by = {(r[0], r[1]): r for r in rows}
     assert by[("sasrec", "tslrec")][5].startswith("0.0410 ± 0.0010†")              # the 3-seed row and its t-test
     assert by[("caser", "tslrec")][5] == "<u>0.0500 (n=1)</u>"                      # the 1-seed experiment's own row (second)
+
+
+def test_fig5_title_names_uneven_seeds_and_variants_whose_ranks_are_elsewhere():
+    assert fig5_title("beauty", "sasrec", {"base": 3, "ci": 3}, []) == \
+        "beauty, sasrec: test metrics by user activity (mean ± std over 3 seeds)"
+    t = fig5_title("ml-1m", "caser", {"ci": 3, "tslrec": 2}, ["base"])
+    assert "seeds: ci 3, tslrec 2" in t and t.endswith("; base: ranks not in this cache)")
