@@ -150,6 +150,13 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         # Both chains first, then what each waits on least: base trainings need no chain at all.
         return [chain_job("ml-1m"), paper[0], *ml_ci, *by_variant["base"], *ml_tslrec, *by_variant["ci"],
                 *by_variant["tslrec"]]
+    if name == "cpu-ml-1m-gpu-twins":   # ML-1M wholly on this CPU's chain: again, the trainings the lent GPU made
+        ml = variant_jobs("ml-1m", BACKBONES, SEEDS, ["base", "ci", "tslrec"])
+        cpu_made = {"t2-ml-1m-sasrec-43-tslrec"} | {n for n, _ in ml if n.endswith(("-ci", "-tslrec")) and "-sasrec-" not in n}
+        todo = [j for j in ml if j[0] not in cpu_made]
+        # SASRec's cells first (its tslrec cell then rests on one chain), then the other backbones' bases.
+        return [chain_job("ml-1m"), *sorted(todo, key=lambda j: (j[0].split("-")[3] != "sasrec",
+                                                                   BACKBONES.index(j[0].split("-")[3])))]
     if name == "cpu-fusion-rest":   # both cores, `--workers 2`: the fusion cells session 6 left
         return fusion_rest_jobs()
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major

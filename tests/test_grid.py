@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "gpu-final", "tiny"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "gpu-final", "cpu-ml-1m-gpu-twins", "tiny"])
 def test_every_plan_names_each_job_once(name):
     names = [n for n, _ in plan(name)]
     assert names and len(names) == len(set(names))
@@ -53,6 +53,14 @@ def test_gpu_final_holds_exactly_the_missing_ml1m_cells_and_the_paper_grid():
     assert ml == {n for n, _ in plan("gpu-ml-1m") if n.endswith(("-ci", "-tslrec"))} - done_in_session_6
     paper = [n for n in names if n.startswith("pt2-beauty-")]
     assert len(paper) == 2 * 3 * 3 and paper[0].endswith("-base")
+
+
+def test_cpu_ml1m_gpu_twins_and_the_cpu_sessions_cells_make_the_whole_grid_once():
+    twins = [n for n, _ in plan("cpu-ml-1m-gpu-twins")]
+    cpu_sessions = {n for n, _ in plan("gpu-final") if n.startswith("t2-ml-1m-")}     # what sessions 8-9 ran here
+    assert twins[0] == "chain-ml-1m" and not set(twins) & cpu_sessions
+    assert set(twins[1:]) | cpu_sessions == {n for n, _ in plan("gpu-ml-1m")[1:]}
+    assert all("-sasrec-" in n for n in twins[1:9]) and all(n.endswith("-base") for n in twins[9:])
 
 
 def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
