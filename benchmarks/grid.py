@@ -50,11 +50,11 @@ def variant_jobs(dataset: str, backbones: list[str], seeds: list[int], variants:
             for v in variants for s in seeds for b in backbones]
 
 
-def twin_after_bases(jobs: list[tuple[str, list[str]]], dataset: str) -> list[tuple[str, list[str]]]:
+def twin_after_bases(jobs: list[tuple[str, list[str]]], dataset: str, prefix: str = "t2") -> list[tuple[str, list[str]]]:
     """The base job that is the chain's own pretrain (SASRec at seed 42, a pretrain twin) waits for the
     chain job to finish its pretrain: queue it after the other base jobs, so that a second worker trains
     those meanwhile (on this CPU it sat waiting for 17 min of ML-1M's pretrain)."""
-    twin = f"t2-{dataset}-sasrec-42-base"
+    twin = f"{prefix}-{dataset}-sasrec-42-base"
     rest = [j for j in jobs if j[0] != twin]
     last_base = max((i for i, (n, _) in enumerate(rest) if n.endswith("-base")), default=-1)
     return [*rest[:last_base + 1], *[j for j in jobs if j[0] == twin], *rest[last_base + 1:]]
@@ -157,6 +157,9 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
         # SASRec's cells first (its tslrec cell then rests on one chain), then the other backbones' bases.
         return [chain_job("ml-1m"), *sorted(todo, key=lambda j: (j[0].split("-")[3] != "sasrec",
                                                                    BACKBONES.index(j[0].split("-")[3])))]
+    if name == "cpu-beauty-paper":   # --profile paper on this CPU, one worker per core: each training ~1-1.6 h
+        chain, *jobs = paper_jobs("beauty", ["sasrec", "fmlprec"], SEEDS)
+        return [chain, *twin_after_bases(jobs, "beauty", prefix="pt2")]
     if name == "cpu-fusion-rest":   # both cores, `--workers 2`: the fusion cells session 6 left
         return fusion_rest_jobs()
     if name == "cpu-beauty":   # one CPU core for a session: Beauty's Table 2, seed-major

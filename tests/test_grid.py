@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
 
 
-@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "gpu-final", "cpu-ml-1m-gpu-twins", "tiny"])
+@pytest.mark.parametrize("name", ["gpu", "gpu-rest", "gpu-ml-1m", "cpu-beauty", "cpu-beauty-rest", "cpu-ensemble-control", "cpu-fusion-rest", "cpu-yelp", "gpu-final", "cpu-ml-1m-gpu-twins", "cpu-beauty-paper", "tiny"])
 def test_every_plan_names_each_job_once(name):
     names = [n for n, _ in plan(name)]
     assert names and len(names) == len(set(names))
@@ -61,6 +61,14 @@ def test_cpu_ml1m_gpu_twins_and_the_cpu_sessions_cells_make_the_whole_grid_once(
     assert twins[0] == "chain-ml-1m" and not set(twins) & cpu_sessions
     assert set(twins[1:]) | cpu_sessions == {n for n, _ in plan("gpu-ml-1m")[1:]}
     assert all("-sasrec-" in n for n in twins[1:9]) and all(n.endswith("-base") for n in twins[9:])
+
+
+def test_cpu_beauty_paper_trains_other_bases_while_the_chain_pretrains_its_twin():
+    names = [n for n, _ in plan("cpu-beauty-paper")]
+    assert names[0] == "chain-beauty-paper" and set(names[1:]) == {n for n, _ in plan("gpu-final") if n.startswith("pt2-")}
+    variants = [n.rsplit("-", 1)[1] for n in names[1:]]
+    assert variants == sorted(variants, key=["base", "ci", "tslrec"].index)
+    assert names[1] != "pt2-beauty-sasrec-42-base" and names[variants.count("base")] == "pt2-beauty-sasrec-42-base"
 
 
 def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
