@@ -31,6 +31,16 @@ def _load(paths: list[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def computed_first(runs: Any) -> dict[str, dict[str, Any]]:
+    """key -> run, one per key: a later job that found a run in the cache (cached: true) reports the
+    same figures, but the record of the job that computed it says so; that one is kept."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        if r["key"] not in out or (out[r["key"]].get("cached") and not r.get("cached")):
+            out[r["key"]] = r
+    return out
+
+
 def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, Any]]:
     """One record per dataset and profile: `--profile paper` jobs become experiment-<dataset>-paper, never
     pooled with the default settings' runs (their keys differ anyway; their cells must not mix)."""
@@ -42,7 +52,7 @@ def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, 
     for name, fs in by_name.items():
         dataset = fs[0]["dataset"]
         # A base-only job's upstream is {data}; the fullest one (with augment) is the chain's record.
-        runs = list({r["key"]: r for f in fs for r in f["runs"]}.values())
+        runs = list(computed_first(r for f in fs for r in f["runs"]).values())
         runs.sort(key=lambda r: (r["backbone"], r["variant"], r["seed"]))
         rows = summarize(runs)
         merged[name] = {

@@ -119,6 +119,15 @@ def test_merge_pools_the_jobs_seeds_and_skips_a_half_written_file(tmp_path):
     assert set(out["upstream"]) == {"data", "augment"}    # the chain's, whichever job carried it
 
 
+def test_merge_keeps_the_record_of_the_job_that_computed_a_run():
+    from benchmarks.grid_merge import computed_first
+
+    first = {"key": "k", "cached": False, "seconds_per_epoch": 12.0}
+    hit = {"key": "k", "cached": True, "seconds_per_epoch": 12.0}
+    assert computed_first([first, hit])["k"] is first and computed_first([hit, first])["k"] is first
+    assert computed_first([hit, {"key": "j", "cached": True}]).keys() == {"k", "j"}
+
+
 def test_merge_keeps_a_profiles_runs_apart_from_the_defaults(tmp_path):
     table2 = tmp_path / "grid" / "table2"
     table2.mkdir(parents=True)
