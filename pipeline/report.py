@@ -17,6 +17,7 @@ from pipeline.cache import Cache
 from pipeline.figures import activity_bins, bin_metrics, fig4_agreement, fig5_activity
 from pipeline.paper_table2 import PAPER_TABLE2, PROTOCOL, STARS
 from pipeline.stats import METRICS, mean_std, summarize
+from schemas.common import RunRecord
 from stages.sequences import Sequences
 
 HEAD = {"hr5": "HR@5", "hr10": "HR@10", "ndcg5": "NDCG@5", "ndcg10": "NDCG@10"}
@@ -190,19 +191,29 @@ def table2_cell(exp: dict[str, Any], row: dict[str, Any], m: str) -> dict[str, A
     return {"mean": row["mean"][m], "std": row["std"][m], "n_seeds": row["n_seeds"], "mark": mark}
 
 
+def data_run(cache: Cache, upstream: dict[str, Any]) -> RunRecord | None:
+    """The experiment's data run, or one in this cache made from the same file with the same result: runs
+    merged from another machine (another torch: other keys) still have their users' lengths here."""
+    rec = cache.get_run(upstream["key"])
+    if rec is not None or not upstream.get("result"):
+        return rec
+    return next((r for r in cache.runs() if r.stage == "data" and r.result == upstream["result"]), None)
+
+
 def fig5_title(dataset: str, backbone: str, n_seeds: dict[str, int], missing: list[str]) -> str:
     """Says how many seeds each bar pools when that differs, and which variants have no per-user ranks
     in this cache (a merged experiment may hold runs computed elsewhere, e.g. on a lent GPU)."""
     counts = set(n_seeds.values())
-    seeds = (f"mean ± std over {counts.pop()} seeds" if len(counts) == 1 else
-             "mean ± std over seeds: " + ", ".join(f"{v} {n}" for v, n in n_seeds.items()))
+    n = counts.pop() if len(counts) == 1 else None
+    seeds = (f"mean ± std over {n} seed{'s' if n != 1 else ''}" if n is not None else
+             "mean ± std over seeds: " + ", ".join(f"{v} {k}" for v, k in n_seeds.items()))
     absent = f"; {', '.join(missing)}: ranks not in this cache" if missing else ""
     return f"{dataset}, {backbone}: test metrics by user activity ({seeds}{absent})"
 
 
 def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> dict[str, Path]:
     """One Fig. 5 per backbone: HR@10 / NDCG@10 per activity bin and variant, mean ± std over seeds."""
-    rec = cache.get_run(exp["upstream"]["data"]["key"])
+    rec = data_run(cache, exp["upstream"]["data"])
     if rec is None:
         return {}
     lengths = Sequences.from_tensors(cache.get(rec.outputs["sequences"])).train_part().lengths
@@ -214,7 +225,7 @@ def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> dict[str, Path]:
             train = cache.get_run(run["key"]) if run["backbone"] == backbone else None
             if train is not None and "ranks" in train.outputs:
                 per_variant.setdefault(run["variant"], []).append(bin_metrics(bins, cache.get(train.outputs["ranks"])["test"], len(labels)))
-        if not per_variant:
+        if len(per_variant) < 2:   # nothing to compare (e.g. the other variants' ranks are on another machine)
             continue
         groups = {v: {m: [mean_std([s[m][b] for s in seeds]) for b in range(len(labels))] for m in ("hr10", "ndcg10")}
                   for v, seeds in sorted(per_variant.items(), key=lambda kv: row_order((backbone, kv[0])))}

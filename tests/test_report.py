@@ -104,6 +104,23 @@ def test_experiments_of_one_dataset_pool_their_rows_and_more_seeds_win():
     assert by[("caser", "tslrec")][5] == "<u>0.0500 (n=1)</u>"                      # the 1-seed experiment's own row (second)
 
 
+def test_fig5_finds_the_users_lengths_when_the_experiments_data_run_was_made_elsewhere(cli, dirs, tmp_path):
+    """Merged runs from a lent GPU carry another torch, so other keys: the data run made here from the
+    same file with the same result stands in for it; a different result does not."""
+    from pipeline.cache import Cache
+    from pipeline.report import fig5_for, latest_experiments
+
+    assert cli("data", "synth", "--name", "toy", "--users", "30", "--items", "15").code == 0
+    tiny = ["--set", "pretrain.trainer.epochs=1", "--set", "train.trainer.epochs=1", "--set", "pretrain.backbone.dim=8",
+            "--set", "train.backbone.dim=8", "--set", "group.k=3"]
+    assert cli("--threads", "1", "run", "all", "--dataset", "toy", "--variants", "base,ci", *tiny).code == 0
+    exp = latest_experiments(dirs[0])[0]
+    exp["upstream"]["data"]["key"] = "0" * 64                                  # not in this cache
+    assert set(fig5_for(exp, Cache(dirs[0]), tmp_path)) == {"fig5_toy_sasrec"}
+    exp["upstream"]["data"]["result"] = {**exp["upstream"]["data"]["result"], "n_users": 31}
+    assert fig5_for(exp, Cache(dirs[0]), tmp_path) == {}
+
+
 def test_fig5_title_names_uneven_seeds_and_variants_whose_ranks_are_elsewhere():
     assert fig5_title("beauty", "sasrec", {"base": 3, "ci": 3}, []) == \
         "beauty, sasrec: test metrics by user activity (mean ± std over 3 seeds)"
