@@ -281,7 +281,10 @@ def main() -> None:
         run(args)
     else:
         from benchmarks.grid_merge import merge
-        merge(args.out, args.results, args.note)
+        try:
+            merge(args.out, args.results, args.note)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":

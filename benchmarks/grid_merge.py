@@ -41,6 +41,18 @@ def computed_first(runs: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
+def check_one_run_per_seed(name: str, runs: list[dict[str, Any]]) -> None:
+    """Two runs (two keys) of one backbone x variant x seed would count as two seeds. That happens when
+    folders from two machines are merged: another torch version gives every run another key."""
+    seen: dict[tuple[str, str, int], str] = {}
+    for r in runs:
+        cell = (r["backbone"], r["variant"], r["seed"])
+        if cell in seen:
+            raise ValueError(f"{name}: {' '.join(map(str, cell))} has two runs ({seen[cell][:12]}, {r['key'][:12]}), "
+                             "e.g. from two machines; merge their folders separately")
+        seen[cell] = r["key"]
+
+
 def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, Any]]:
     """One record per dataset and profile: `--profile paper` jobs become experiment-<dataset>-paper, never
     pooled with the default settings' runs (their keys differ anyway; their cells must not mix)."""
@@ -53,6 +65,7 @@ def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, 
         dataset = fs[0]["dataset"]
         # A base-only job's upstream is {data}; the fullest one (with augment) is the chain's record.
         runs = list(computed_first(r for f in fs for r in f["runs"]).values())
+        check_one_run_per_seed(name, runs)
         runs.sort(key=lambda r: (r["backbone"], r["variant"], r["seed"]))
         rows = summarize(runs)
         merged[name] = {

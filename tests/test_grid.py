@@ -128,6 +128,17 @@ def test_merge_keeps_the_record_of_the_job_that_computed_a_run():
     assert computed_first([hit, {"key": "j", "cached": True}]).keys() == {"k", "j"}
 
 
+def test_merge_refuses_two_runs_of_one_seed_from_two_machines(tmp_path):
+    for grid, key in (("gpu", "a" * 64), ("cpu", "b" * 64)):   # another torch: the same job, another key
+        table2 = tmp_path / grid / "table2"
+        table2.mkdir(parents=True)
+        job = job_file(42, {"base": 0.20})
+        job["runs"][0]["key"] = key
+        (table2 / "experiment-toy-sasrec-42.json").write_text(json.dumps(job))
+    with pytest.raises(ValueError, match="sasrec base 42 has two runs"):
+        merge([tmp_path / "gpu", tmp_path / "cpu"], tmp_path, note="test")
+
+
 def test_merge_keeps_a_profiles_runs_apart_from_the_defaults(tmp_path):
     table2 = tmp_path / "grid" / "table2"
     table2.mkdir(parents=True)
