@@ -225,13 +225,13 @@ def fig5_for(exp: dict[str, Any], cache: Cache, out: Path) -> dict[str, Path]:
             train = cache.get_run(run["key"]) if run["backbone"] == backbone else None
             if train is not None and "ranks" in train.outputs:
                 per_variant.setdefault(run["variant"], []).append(bin_metrics(bins, cache.get(train.outputs["ranks"])["test"], len(labels)))
-        if len(per_variant) < 2:   # nothing to compare (e.g. the other variants' ranks are on another machine)
+        missing = [v for v in dict.fromkeys(r["variant"] for r in exp["runs"] if r["backbone"] == backbone)
+                   if v not in per_variant]
+        if not per_variant or (missing and len(per_variant) < 2):   # one variant left of several: nothing to compare
             continue
         groups = {v: {m: [mean_std([s[m][b] for s in seeds]) for b in range(len(labels))] for m in ("hr10", "ndcg10")}
                   for v, seeds in sorted(per_variant.items(), key=lambda kv: row_order((backbone, kv[0])))}
-        n_seeds = {v: len(s) for v, s in per_variant.items()}
-        expected = {r["variant"]: None for r in exp["runs"] if r["backbone"] == backbone}
-        title = fig5_title(exp["dataset"], backbone, n_seeds, [v for v in expected if v not in n_seeds])
+        title = fig5_title(exp["dataset"], backbone, {v: len(s) for v, s in per_variant.items()}, missing)
         name = f"fig5_{exp['dataset']}_{backbone}"
         files[name] = fig5_activity(groups, labels, counts, title, out / f"{name}.png")
     return files

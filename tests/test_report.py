@@ -117,6 +117,10 @@ def test_fig5_finds_the_users_lengths_when_the_experiments_data_run_was_made_els
     exp = latest_experiments(dirs[0])[0]
     exp["upstream"]["data"]["key"] = "0" * 64                                  # not in this cache
     assert set(fig5_for(exp, Cache(dirs[0]), tmp_path)) == {"fig5_toy_sasrec"}
+    runs = exp["runs"]
+    exp["runs"] = [r if r["variant"] == "base" else {**r, "key": "1" * 64} for r in runs]   # ci's ranks elsewhere
+    assert fig5_for(exp, Cache(dirs[0]), tmp_path) == {}                       # base alone of base and ci: no figure
+    exp["runs"] = runs
     exp["upstream"]["data"]["result"] = {**exp["upstream"]["data"]["result"], "n_users": 31}
     assert fig5_for(exp, Cache(dirs[0]), tmp_path) == {}
 
