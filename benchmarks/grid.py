@@ -152,7 +152,7 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
                 *by_variant["tslrec"]]
     if name == "cpu-ml-1m-gpu-twins":   # ML-1M wholly on this CPU's chain: again, the trainings the lent GPU made
         ml = variant_jobs("ml-1m", BACKBONES, SEEDS, ["base", "ci", "tslrec"])
-        cpu_made = {"t2-ml-1m-sasrec-43-tslrec"} | {n for n, _ in ml if n.endswith(("-ci", "-tslrec")) and "-sasrec-" not in n}
+        cpu_made = {n for n, _ in plan("gpu-final") if n.startswith("t2-ml-1m-")}   # sessions 8-9 ran these here
         todo = [j for j in ml if j[0] not in cpu_made]
         # SASRec's cells first (its tslrec cell then rests on one chain), then the other backbones' bases.
         return [chain_job("ml-1m"), *sorted(todo, key=lambda j: (j[0].split("-")[3] != "sasrec",
