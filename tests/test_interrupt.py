@@ -104,8 +104,7 @@ def test_sigterm_unwinds_a_benchmark_and_leaves_no_lock_owner(tmp_path):
 
 
 def test_grid_stop_terminates_then_kills_what_ignores_sigterm():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from grid import stop
+    from benchmarks.grid import stop
 
     ignores = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"
     polite = "import sys, time; print('ready', flush=True); time.sleep(60)"
