@@ -31,13 +31,13 @@ from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 
 
-def machine() -> dict:
+def machine(threads: int) -> dict:
+    """`torch_threads` is what the runner sets for every computed stage (`--threads`): read back from
+    torch after a run of cache hits only, it would be torch's own default (the number of cores)."""
     import os
 
-    import torch
-
     return {"platform": platform.platform(), "cpu": platform.processor() or "unknown", "cores": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "load_avg_1m": os.getloadavg()[0]}
+            "torch_threads": threads, "load_avg_1m": os.getloadavg()[0]}
 
 
 def commit() -> str:
@@ -94,7 +94,7 @@ def run() -> None:
         "profile": args.profile,   # the merge keeps a profile's runs apart from the defaults' (grid_merge.py)
         "command": "python " + " ".join(sys.argv),
         "git_commit": commit(),
-        "machine": machine(),
+        "machine": machine(args.threads),
         "versions": {p: version(p) for p in ("torch", "transformers", "peft", "scikit-learn")},
         "wall_seconds_this_invocation": round(time.perf_counter() - t0, 1),
         "note": "Stage wall times (computed runs) are in upstream.*.wall_s and per-run seconds_per_epoch; "
