@@ -154,7 +154,7 @@ def run_cmd(
         err.print_json(json.dumps(record.result))
 
 
-@app.command("report")
+@app.command("report", short_help="Tables 1-2 (markdown, CSV) and Figs. 4-5 (PNG) from experiments.")
 def report_cmd(
     out: Path = typer.Option(Path("report"), "--out", "-o", help="Folder for tables and figures."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated datasets (default: all saved)."),

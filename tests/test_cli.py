@@ -24,6 +24,13 @@ def test_help_on_every_verb_has_an_example(cli):
         assert "Example" in r.out, verb
 
 
+def test_top_level_help_names_what_report_writes(cli):
+    """Click cuts a docstring's summary at its first period: report's once read "..., Fig." and stopped."""
+    r = cli("--help")
+    line = next(x for x in r.out.splitlines() if x.strip().startswith("report"))
+    assert "Figs. 4-5" in line and not line.rstrip().endswith("Fig.")
+
+
 def test_data_stats_json_is_one_object_on_stdout(cli, dirs):
     toy(dirs[1])
     r = cli("--progress", "data", "stats", "--dataset", "toy", "--json")
