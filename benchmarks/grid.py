@@ -4,7 +4,8 @@ A lent GPU runs one small backbone far below its capacity (Beauty SASRec: ~100 k
 microseconds per step, bound by Python and launch overhead), so the Table 2 and fusion grids go
 faster as many processes at once, one CPU thread each, sharing one cache (the runner's locks make
 the shared upstream stages run once). Every job is an ordinary benchmark invocation that writes its
-own result file; jobs are started in priority order, none is started after --deadline-s, and one
+own result file; jobs are started in priority order, none is started after --deadline-s (nor one whose
+`--expect`ed duration would run past --hard-deadline-s: the next that fits goes first), and one
 still running at --hard-deadline-s is stopped (SIGTERM, then SIGKILL after 30 s; its finished runs stay in the cache, its file is
 not written). Then `merge` turns the per-job files into the issue's results files:
 
@@ -202,7 +203,10 @@ def run(args: argparse.Namespace) -> None:
     while todo or live:
         now = time.monotonic() - t0
         while todo and len(live) < args.workers and now < args.deadline_s:
-            name, jargs = todo.pop(0)
+            if (i := first_that_fits(todo, now, args.hard_deadline_s, args.expect)) is None:
+                todo.clear()   # time only runs on: what does not fit now never will
+                break
+            name, jargs = todo.pop(i)
             cli = jargs[0] == "tslrec.py"
             with open(logs / f"{name}.log", "w") as log, open(args.out / "misc" / f"{name}.json", "w") if cli else log as out:
                 live[name] = (subprocess.Popen(job_command(name, jargs, args.out, args.device, args.sets), stdout=out,
@@ -222,6 +226,21 @@ def run(args: argparse.Namespace) -> None:
             live.clear()
         time.sleep(1.0)
     write_state(args, jobs, done, live, t0)
+
+
+def expected_s(name: str, expect: list[str]) -> float:
+    """A job's expected duration from `--expect PATTERN=SECONDS` (the first pattern that matches; 0 if none)."""
+    for rule in expect:
+        pattern, seconds = rule.rsplit("=", 1)
+        if fnmatch(name, pattern):
+            return float(seconds)
+    return 0.0
+
+
+def first_that_fits(todo: list, now: float, hard_deadline_s: float, expect: list[str]) -> int | None:
+    """Index of the first job (priority order) expected to end before the hard deadline: a job the deadline
+    would stop wastes its core (a run never spans sessions), while a shorter one behind it may still fit."""
+    return next((i for i, (name, _) in enumerate(todo) if now + expected_s(name, expect) < hard_deadline_s), None)
 
 
 def stop(procs: list[subprocess.Popen], grace_s: float = 30.0) -> None:
@@ -259,6 +278,9 @@ def main() -> None:
     r.add_argument("--hard-deadline-s", type=float, default=4200, help="jobs still running are stopped")
     r.add_argument("--device", default="cpu")
     r.add_argument("--set", dest="sets", action="append", default=[], help="stage.field=value for every job")
+    r.add_argument("--expect", action="append", default=[], metavar="PATTERN=SECONDS",
+                   help="expected duration of the jobs whose name matches (fnmatch, repeatable, first match): a job "
+                        "that would not end before --hard-deadline-s is not started, a later one that fits is")
     r.add_argument("--only", action="append", default=[], metavar="PATTERN",
                    help="run only the plan's jobs whose name matches (fnmatch, repeatable): a second worker "
                         "on another core takes another part of a plan, e.g. 't2-yelp-fmlprec-*'")
@@ -278,6 +300,11 @@ def main() -> None:
             raise SystemExit(f"error: {e}") from None
         if args.only and not any(fnmatch(n, p) for n in names for p in args.only):
             raise SystemExit(f"error: no job of plan {args.plan!r} matches {' '.join(args.only)}")
+        for rule in args.expect:
+            try:
+                expected_s("", [rule])
+            except ValueError:
+                raise SystemExit(f"error: --expect {rule!r}: want PATTERN=SECONDS, e.g. 'pt2-*-fmlprec-*=5400'") from None
         run(args)
     else:
         from benchmarks.grid_merge import merge

@@ -174,3 +174,24 @@ def test_only_keeps_the_matching_jobs_and_refuses_a_pattern_that_matches_none(tm
     assert state["not_started"] == ["t2-synthetic-caser-42", "t2-synthetic-caser-43"]
     r = grid_run(tmp_path, "--only", "t2-*-gru4rec-*")
     assert r.returncode == 1 and r.stderr.strip() == "error: no job of plan 'tiny' matches t2-*-gru4rec-*"
+
+
+def test_first_that_fits_skips_a_job_the_hard_deadline_would_stop_for_a_shorter_one_behind_it():
+    from benchmarks.grid import first_that_fits
+
+    todo = [("pt2-beauty-fmlprec-43-base", []), ("pt2-beauty-sasrec-44-base", []), ("other", [])]
+    expect = ["pt2-*-fmlprec-*=5400", "pt2-*-sasrec-*=4000"]
+    assert first_that_fits(todo, 1000, 10300, expect) == 0          # both fit: priority order
+    assert first_that_fits(todo, 5200, 10300, expect) == 1          # FMLP-Rec would end at 10,600 s
+    assert first_that_fits(todo[:2], 7000, 10300, expect) is None   # neither fits
+    assert first_that_fits(todo, 7000, 10300, expect) == 2          # no rule: expected 0 s, as without --expect
+
+
+def test_a_grid_whose_jobs_cannot_end_in_time_starts_none_and_returns(tmp_path):
+    """Without --expect the first job would start (deadline 50 s) and be stopped at the hard deadline."""
+    r = grid_run(tmp_path, "--deadline-s", "50", "--expect", "t2-*=100", "--expect", "fu-*=100")
+    assert r.returncode == 0, r.stderr
+    state = json.loads((tmp_path / "grid.json").read_text())
+    assert state["jobs"] == [] and len(state["not_started"]) == len(plan("tiny"))
+    bad = grid_run(tmp_path, "--expect", "t2-*")
+    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --expect 't2-*': want PATTERN=SECONDS")
