@@ -228,16 +228,27 @@ def run(args: argparse.Namespace) -> None:
     write_state(args, jobs, done, live, t0)
 
 
-def expected_s(name: str, expect: list[str]) -> float:
-    """A job's expected duration from `--expect PATTERN=SECONDS` (the first pattern that matches; 0 if none)."""
-    for rule in expect:
-        pattern, seconds = rule.rsplit("=", 1)
-        if fnmatch(name, pattern):
-            return float(seconds)
-    return 0.0
+def parse_expect(rules: list[str]) -> list[tuple[str, float]]:
+    """`--expect PATTERN=SECONDS` rules -> (pattern, seconds), parsed once; ValueError names a bad rule."""
+    parsed = []
+    for rule in rules:
+        pattern, _, seconds = rule.rpartition("=")
+        try:
+            value = float(seconds)
+        except ValueError:
+            value = float("nan")
+        if not pattern or not value >= 0:   # also refuses nan and negative durations
+            raise ValueError(f"--expect {rule!r}: want PATTERN=SECONDS, e.g. 'pt2-*-fmlprec-*=5400'")
+        parsed.append((pattern, value))
+    return parsed
 
 
-def first_that_fits(todo: list, now: float, hard_deadline_s: float, expect: list[str]) -> int | None:
+def expected_s(name: str, expect: list[tuple[str, float]]) -> float:
+    """A job's expected duration: the first matching rule's seconds; 0 if none matches."""
+    return next((seconds for pattern, seconds in expect if fnmatch(name, pattern)), 0.0)
+
+
+def first_that_fits(todo: list, now: float, hard_deadline_s: float, expect: list[tuple[str, float]]) -> int | None:
     """Index of the first job (priority order) expected to end before the hard deadline: a job the deadline
     would stop wastes its core (a run never spans sessions), while a shorter one behind it may still fit."""
     return next((i for i, (name, _) in enumerate(todo) if now + expected_s(name, expect) < hard_deadline_s), None)
@@ -300,11 +311,10 @@ def main() -> None:
             raise SystemExit(f"error: {e}") from None
         if args.only and not any(fnmatch(n, p) for n in names for p in args.only):
             raise SystemExit(f"error: no job of plan {args.plan!r} matches {' '.join(args.only)}")
-        for rule in args.expect:
-            try:
-                expected_s("", [rule])
-            except ValueError:
-                raise SystemExit(f"error: --expect {rule!r}: want PATTERN=SECONDS, e.g. 'pt2-*-fmlprec-*=5400'") from None
+        try:
+            args.expect = parse_expect(args.expect)
+        except ValueError as e:
+            raise SystemExit(f"error: {e}") from None
         run(args)
     else:
         from benchmarks.grid_merge import merge

@@ -177,10 +177,10 @@ def test_only_keeps_the_matching_jobs_and_refuses_a_pattern_that_matches_none(tm
 
 
 def test_first_that_fits_skips_a_job_the_hard_deadline_would_stop_for_a_shorter_one_behind_it():
-    from benchmarks.grid import first_that_fits
+    from benchmarks.grid import first_that_fits, parse_expect
 
     todo = [("pt2-beauty-fmlprec-43-base", []), ("pt2-beauty-sasrec-44-base", []), ("other", [])]
-    expect = ["pt2-*-fmlprec-*=5400", "pt2-*-sasrec-*=4000"]
+    expect = parse_expect(["pt2-*-fmlprec-*=5400", "pt2-*-sasrec-*=4000"])
     assert first_that_fits(todo, 1000, 10300, expect) == 0          # both fit: priority order
     assert first_that_fits(todo, 5200, 10300, expect) == 1          # FMLP-Rec would end at 10,600 s
     assert first_that_fits(todo[:2], 7000, 10300, expect) is None   # neither fits
@@ -193,5 +193,6 @@ def test_a_grid_whose_jobs_cannot_end_in_time_starts_none_and_returns(tmp_path):
     assert r.returncode == 0, r.stderr
     state = json.loads((tmp_path / "grid.json").read_text())
     assert state["jobs"] == [] and len(state["not_started"]) == len(plan("tiny"))
-    bad = grid_run(tmp_path, "--expect", "t2-*")
-    assert bad.returncode == 1 and bad.stderr.strip().startswith("error: --expect 't2-*': want PATTERN=SECONDS")
+    for rule in ("t2-*", "t2-*=abc", "=100"):
+        bad = grid_run(tmp_path, "--expect", rule)
+        assert bad.returncode == 1 and bad.stderr.strip().startswith(f"error: --expect {rule!r}: want PATTERN=SECONDS")
