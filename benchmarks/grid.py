@@ -14,7 +14,8 @@ not written). Then `merge` turns the per-job files into the issue's results file
     python benchmarks/grid.py merge --out DIR      # -> benchmarks/results/experiment-<ds>.json, fusion-beauty.json
 
 On a CPU, one worker per core: `--only PATTERN` gives a second worker another part of a plan, and
-`merge --out DIR1 --out DIR2` pools their files.
+`merge --out DIR1 --out DIR2` pools their files; `--prior benchmarks/results/experiment-<ds>.json` pools an
+earlier merge's runs when its folders are gone (each session starts on a fresh machine).
 """
 from __future__ import annotations
 
@@ -299,11 +300,17 @@ def main() -> None:
     m.add_argument("--out", type=Path, action="append", required=True,
                    help="a folder `run` wrote (repeatable: the grids of several workers merge into one file)")
     m.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    m.add_argument("--prior", type=Path, action="append", default=[], metavar="FILE",
+                   help="a results file an earlier merge wrote (repeatable): its runs and jobs pool with the "
+                        "folders', for when the folders that made it are gone (a session on a fresh machine)")
     m.add_argument("--note", default="", help="where and how the jobs ran (kept in every merged file)")
     args = ap.parse_args()
     for folder in args.out if args.verb == "merge" else []:
         if not (folder / "grid.json").is_file():
             raise SystemExit(f"error: {folder} holds no grid.json: not a folder `grid.py run` wrote")
+    for prior in args.prior if args.verb == "merge" else []:
+        if not prior.is_file():
+            raise SystemExit(f"error: --prior {prior}: no such file")
     if args.verb == "run":
         try:
             names = [n for n, _ in plan(args.plan)]
@@ -319,7 +326,7 @@ def main() -> None:
     else:
         from benchmarks.grid_merge import merge
         try:
-            merge(args.out, args.results, args.note)
+            merge(args.out, args.results, args.note, args.prior)
         except ValueError as e:
             raise SystemExit(f"error: {e}") from None
 

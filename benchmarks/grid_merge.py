@@ -53,9 +53,27 @@ def check_one_run_per_seed(name: str, runs: list[dict[str, Any]]) -> None:
         seen[cell] = r["key"]
 
 
+def check_one_upstream(name: str, files: list[dict[str, Any]]) -> None:
+    """Runs whose shared upstream stages have other keys (another machine, another commit's stage code)
+    rest on other embeddings: pooled, their cells would compare unlike things."""
+    seen: dict[str, str] = {}
+    for f in files:
+        for stage, rec in f["upstream"].items():
+            key = rec.get("key")
+            if key and seen.setdefault(stage, key) != key:
+                raise ValueError(f"{name}: two {stage} keys ({seen[stage][:12]}, {key[:12]}): the jobs ran on "
+                                 "different upstream chains; merge them separately")
+
+
+def job_records(f: dict[str, Any]) -> list[dict[str, Any]]:
+    """A job file's own record, or the job records of an earlier merge (`--prior`)."""
+    return f["jobs"] if "jobs" in f else [{k: f.get(k) for k in KEEP}]
+
+
 def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, Any]]:
     """One record per dataset and profile: `--profile paper` jobs become experiment-<dataset>-paper, never
-    pooled with the default settings' runs (their keys differ anyway; their cells must not mix)."""
+    pooled with the default settings' runs (their keys differ anyway; their cells must not mix). A file
+    may also be an earlier merge's record: its runs and jobs pool like a job file's."""
     by_name: dict[str, list[dict[str, Any]]] = {}
     for f in files:
         name = f"experiment-{f['dataset']}" + (f"-{f['profile']}" if f.get("profile") else "")
@@ -66,12 +84,13 @@ def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, 
         # A base-only job's upstream is {data}; the fullest one (with augment) is the chain's record.
         runs = list(computed_first(r for f in fs for r in f["runs"]).values())
         check_one_run_per_seed(name, runs)
+        check_one_upstream(name, fs)
         runs.sort(key=lambda r: (r["backbone"], r["variant"], r["seed"]))
         rows = summarize(runs)
         merged[name] = {
             "benchmark": name, "dataset": dataset, "profile": fs[0].get("profile"), "note": note,
             "mask_history": fs[0]["mask_history"], "seed_mode": fs[0].get("seed_mode", "downstream"),
-            "jobs": [{k: f.get(k) for k in KEEP} for f in fs], "upstream": max((f["upstream"] for f in fs), key=len),
+            "jobs": [j for f in fs for j in job_records(f)], "upstream": max((f["upstream"] for f in fs), key=len),
             "pipeline": fs[0]["pipeline"], "runs": runs, "summary": rows,
             "significance": significance(rows), "significance_vs_each": versus_each(rows),
         }
@@ -92,9 +111,18 @@ def fusion_runs_from_table2(table2: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def merge(outs: list[Path], results: Path, note: str) -> None:
-    """outs: the folders `grid.py run` wrote; several workers' grids merge into one file per dataset."""
-    table2 = merge_table2(_load([p for out in outs for p in (out / "table2").glob("*.json")]), note)
+def load_prior(path: Path) -> dict[str, Any]:
+    rec = json.loads(path.read_text())
+    if not str(rec.get("benchmark", "")).startswith("experiment-") or "jobs" not in rec:
+        raise ValueError(f"--prior {path}: not an experiment-<dataset>.json that grid.py merge wrote")
+    return rec
+
+
+def merge(outs: list[Path], results: Path, note: str, priors: list[Path] = ()) -> None:
+    """outs: the folders `grid.py run` wrote; several workers' grids merge into one file per dataset.
+    priors: results files earlier merges wrote, whose folders are gone (a session on a fresh machine)."""
+    files = _load([p for out in outs for p in (out / "table2").glob("*.json")])
+    table2 = merge_table2([*map(load_prior, priors), *files], note)
     for name, rec in table2.items():
         (results / f"{name}.json").write_text(json.dumps(rec, indent=1) + "\n")
         print(results / f"{name}.json")

@@ -155,6 +155,44 @@ def test_merge_keeps_a_profiles_runs_apart_from_the_defaults(tmp_path):
     assert {r["variant"]: r["mean"]["ndcg10"] for r in paper["summary"]} == pytest.approx({"base": 0.1, "tslrec": 0.15})
 
 
+def test_merge_with_a_prior_record_equals_the_merge_of_both_folders(tmp_path):
+    """A fresh machine: the folders of earlier sessions are gone, their merged record is committed."""
+    for grid, seeds in (("old", (42, 43)), ("new", (44,))):
+        table2 = tmp_path / grid / "table2"
+        table2.mkdir(parents=True)
+        for seed in seeds:
+            job = job_file(seed, {"base": 0.2 + seed / 1000, "tslrec": 0.3})
+            job["upstream"] = {"data": {"key": "d"}, "augment": {"key": "a"}}
+            (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(json.dumps(job))
+    (tmp_path / "both").mkdir()
+    merge([tmp_path / "old", tmp_path / "new"], tmp_path / "both", note="n")
+    (tmp_path / "prior").mkdir()
+    merge([tmp_path / "old"], tmp_path / "prior", note="n")
+    merge([tmp_path / "new"], tmp_path, note="n", priors=[tmp_path / "prior" / "experiment-toy.json"])
+    both, pooled = (json.loads(p.read_text()) for p in (tmp_path / "both" / "experiment-toy.json", tmp_path / "experiment-toy.json"))
+    commands = lambda rec: sorted(j["command"] for j in rec.pop("jobs"))   # the prior's jobs come first
+    assert commands(pooled) == commands(both) == ["job 42", "job 43", "job 44"]
+    assert pooled == both and len(pooled["runs"]) == 6
+
+
+def test_merge_refuses_jobs_on_different_upstream_chains(tmp_path):
+    table2 = tmp_path / "grid" / "table2"
+    table2.mkdir(parents=True)
+    for seed, pretrain in ((42, "p1"), (43, "p2")):   # e.g. another commit's stage code for seed 43's job
+        job = job_file(seed, {"ci": 0.2})
+        job["upstream"] = {"data": {"key": "d"}, "pretrain": {"key": pretrain}}
+        (table2 / f"experiment-toy-sasrec-{seed}.json").write_text(json.dumps(job))
+    with pytest.raises(ValueError, match="two pretrain keys"):
+        merge([tmp_path / "grid"], tmp_path, note="n")
+
+
+def test_merge_refuses_a_prior_that_is_not_an_experiment_record(tmp_path):
+    (tmp_path / "grid" / "table2").mkdir(parents=True)
+    (tmp_path / "fusion-toy.json").write_text(json.dumps({"benchmark": "fusion", "runs": []}))
+    with pytest.raises(ValueError, match="not an experiment"):
+        merge([tmp_path / "grid"], tmp_path, note="n", priors=[tmp_path / "fusion-toy.json"])
+
+
 def grid_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid.py"), "run", "--plan", "tiny", "--out",
                            str(tmp_path), "--workers", "1", "--deadline-s", "0", "--hard-deadline-s", "1", *extra],
