@@ -22,6 +22,7 @@ from pipeline.console import debug, log
 from pipeline.datasets import locate
 from pipeline.distributed import PARALLEL_STAGES
 from pipeline.memory import track_peak
+from pipeline.precision import resolve_precision, warn_emulated_bf16
 from pipeline.registry import STAGES
 from schemas.common import RunRecord
 from schemas.pipeline import PipelineConfig
@@ -58,6 +59,7 @@ class Runner:
         self.force = force            # recompute the requested stage even on a hit
         self._loaded: dict[str, dict[str, torch.Tensor]] = {}   # digest -> tensors, per process
         self._done: dict[str, RunRecord] = {}                   # key -> record, per process
+        self._warned_bf16 = False
         self.dist = rt.dist                                     # torchrun: rank 0 leads, the others follow
 
     # -- public ----------------------------------------------------------------------------
@@ -65,6 +67,7 @@ class Runner:
         """The record of `stage` under `cfg`, from the cache or computed (see _as_requested). Under torchrun
         every rank calls this in the same order; rank 0 decides and tells the others (one broadcast per
         call; see pipeline/distributed.py)."""
+        cfg = resolve_precision(cfg, self.rt)   # 'auto' -> what this device runs: the key says which
         if not self.dist.leader:
             return self._follow(stage, cfg)
         try:
@@ -150,6 +153,7 @@ class Runner:
 
     def _compute(self, stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs, path) -> RunRecord:
         log(f"[yellow]computing[/yellow] {stage:<8} {key[:12]}")
+        self._warned_bf16 = self._warned_bf16 or warn_emulated_bf16(stage_cfg, self.rt)
         if stage == "data":
             inp = spec.inputs(path=path)
         else:

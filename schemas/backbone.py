@@ -27,7 +27,7 @@ class TrainerConfig(Frozen):
     patience: int = Field(default=10, ge=1, description="Stop after this many evaluations without a better validation NDCG@10.")
     eval_batch_size: int = Field(default=128, ge=1, description="Users per evaluation batch (128: the (B, N) score block stays in cache on CPU; 1024 was ~1.5x slower on Beauty).")
     seed: int = Field(default=42, description="Seed for init, shuffling and dropout.")
-    precision: Literal["fp32", "bf16"] = Field(default="bf16", description="Arithmetic of the full-softmax loss (scoring matmuls and softmax): 'bf16' runs them in bfloat16 with float32 row sums, loss and gradient accumulation (fp32 master weights), and autocasts the backbone to bfloat16. ~2.9x faster SASRec epochs on Beauty on a CPU with AVX512-BF16, same validation NDCG@10 over 3 seeds (0.0710 vs 0.0711 in fp32); on a CPU without native bf16 'fp32' is faster. Evaluation always scores in float32 (bfloat16 scores would create ties).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="Arithmetic of the full-softmax loss (scoring matmuls and softmax): 'bf16' runs them in bfloat16 with float32 row sums, loss and gradient accumulation (fp32 master weights), and autocasts the backbone to bfloat16. ~2.9x faster SASRec epochs on Beauty on a CPU with AVX512-BF16, same validation NDCG@10 over 3 seeds (0.0710 vs 0.0711 in fp32); on a CPU without native bf16 (AVX2 only) 12-24x slower than 'fp32'. 'auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX, a bf16 GPU), else fp32; the record names the one that ran. Evaluation always scores in float32 (bfloat16 scores would create ties).")
     mask_history: bool = Field(default=True, description="Exclude the user's history items from ranking (the backbones issue's protocol; RecBole's sequential full-sort, which the paper's Table 2 used, does not). Results also carry the test metrics under the other setting (`test_alt`).")
 
 
@@ -37,5 +37,5 @@ class Metrics(Frozen):
     ndcg5: float = Field(description="NDCG@5 averaged over users.")
     ndcg10: float = Field(description="NDCG@10 averaged over users.")
     n_users: int = Field(description="Users evaluated.")
-    precision: Literal["fp32", "bf16"] = Field(default="bf16", description="Arithmetic of the full-softmax loss (scoring matmuls and softmax): 'bf16' runs them in bfloat16 with float32 row sums, loss and gradient accumulation (fp32 master weights), and autocasts the backbone to bfloat16. ~2.9x faster SASRec epochs on Beauty on a CPU with AVX512-BF16, same validation NDCG@10 over 3 seeds (0.0710 vs 0.0711 in fp32); on a CPU without native bf16 'fp32' is faster. Evaluation always scores in float32 (bfloat16 scores would create ties).")
+    precision: Literal["fp32", "bf16"] | None = Field(default=None, description="The arithmetic the ranked backbone was trained in (its trainer's resolved precision); None where no backbone trainer ranked (the LM's next-item ranking). Records made before 'auto' say 'bf16' for every run: it was this field's default, never set.")
     mask_history: bool = Field(description="Whether history items were excluded from ranking.")

@@ -40,14 +40,15 @@ def ranks_from_scores(scores: torch.Tensor, targets: torch.Tensor, history: torc
     return torch.where(t.squeeze(1).isnan(), torch.full_like(ranks, worst), ranks).long()
 
 
-def metrics(ranks: torch.Tensor, mask_history: bool) -> Metrics:
+def metrics(ranks: torch.Tensor, mask_history: bool, precision: str | None = None) -> Metrics:
+    """HR/NDCG@5,10 of 0-based ranks; `precision`: the arithmetic the ranked model was trained in."""
     r = ranks.double()
     out = {}
     for k in KS:
         hit = r < k
         out[f"hr{k}"] = hit.double().mean().item()
         out[f"ndcg{k}"] = torch.where(hit, 1.0 / torch.log2(r + 2.0), torch.zeros_like(r)).mean().item()
-    return Metrics(**out, n_users=int(ranks.numel()), mask_history=mask_history)
+    return Metrics(**out, n_users=int(ranks.numel()), mask_history=mask_history, precision=precision)
 
 
 def history_ids(inputs: Sequences, users: torch.Tensor) -> torch.Tensor:

@@ -103,9 +103,10 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     valid_t, test_t = seqs.valid_targets(), seqs.test_targets()
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # bf16 also autocasts the backbone: tensor cores on CUDA; on this CPU 8-12% faster steps for all
-    # four backbones on Beauty (the loss, stages/linear_ce.py, is most of the rest).
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
+    precision = rt.resolve_precision(cfg.precision)   # 'auto': bf16 where the device has it natively
+    # bf16 also autocasts the backbone: tensor cores on CUDA; on a CPU with AVX512-BF16 8-12% faster
+    # steps for all four backbones on Beauty (the loss, stages/linear_ce.py, is most of the rest).
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def evaluate(inputs: Sequences, targets: torch.Tensor, mask_history: bool = cfg.mask_history) -> torch.Tensor:
         return rank_users(model, inputs, targets, max_len=max_len, batch_size=cfg.eval_batch_size,
@@ -136,7 +137,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
                 loss = None
                 if local.numel():
                     with autocast:
-                        loss = batch_loss(model, chunks[local.to(device)], per_batch, DTYPES[cfg.precision])
+                        loss = batch_loss(model, chunks[local.to(device)], per_batch, DTYPES[precision])
                     loss.backward()
                 # torchrun: gradients and losses summed over ranks (the global batch's); else the loss as is
                 total += rt.dist.all_reduce_grads(model, loss)   # no host sync per step (CUDA); read every 20 steps
@@ -167,8 +168,8 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     alt_ranks = evaluate(seqs.prefix(1), test_t, mask_history=alt)
     result = TrainResult(
         backbone=model.cfg.name, variant=variant, seed=cfg.seed,
-        valid=metrics(valid_ranks, cfg.mask_history), test=metrics(test_ranks, cfg.mask_history),
-        test_alt=metrics(alt_ranks, alt),
+        valid=metrics(valid_ranks, cfg.mask_history, precision), test=metrics(test_ranks, cfg.mask_history, precision),
+        test_alt=metrics(alt_ranks, alt, precision),
         best_epoch=best_epoch, epochs_run=epoch,
         seconds_per_epoch=round(median(epoch_s), 4), seconds_per_eval=round(median(eval_s), 4),
         train_seconds=round(time.perf_counter() - t_start, 3),

@@ -124,6 +124,7 @@ def test_from_runs_with_the_records_own_config_not_an_earlier_commands(cli, dirs
 def test_a_hit_carries_this_requests_pipeline(dirs):
     from pipeline.cache import Cache
     from pipeline.overrides import build_config
+    from pipeline.precision import resolve_precision
     from pipeline.runner import Runner
 
     toy(dirs[1])
@@ -131,7 +132,10 @@ def test_a_hit_carries_this_requests_pipeline(dirs):
     first = Runner(rt).run("data", build_config(sets=["data.dataset=toy", "group.k=3"]))
     cfg = build_config(sets=["data.dataset=toy"])
     hit = Runner(rt).run("data", cfg)
-    assert hit.cached and hit.key == first.key and hit.pipeline == cfg.model_dump(mode="json")
+    ran = resolve_precision(cfg, rt)        # 'auto' precisions: the record names what this machine runs
+    assert hit.cached and hit.key == first.key and hit.pipeline == ran.model_dump(mode="json")
+    assert '"precision": "auto"' in json.dumps(cfg.model_dump(mode="json"))
+    assert '"precision": "auto"' not in json.dumps(hit.pipeline)
     assert hit.record_digest == hit.content_digest()
     assert Cache(dirs[0]).get_run(first.key).pipeline["group"]["k"] == 3     # the store is unchanged
 

@@ -102,9 +102,11 @@ def test_best_weights_are_restored_and_patience_respected():
     r = fit.result
     assert r.epochs_run <= r.best_epoch + cfg.patience
     ranks = rank_users(fit.model, seqs.train_part(), seqs.valid_targets(), max_len=10, mask_history=cfg.mask_history)
-    assert metrics(ranks, cfg.mask_history) == r.valid               # the restored weights are the best ones
+    ran = RT.resolve_precision(cfg.precision)                         # 'auto': what this machine runs
+    assert r.valid.precision == r.test.precision == ran in ("fp32", "bf16")
+    assert metrics(ranks, cfg.mask_history, ran) == r.valid          # the restored weights are the best ones
     other = rank_users(fit.model, seqs.prefix(1), seqs.test_targets(), max_len=10, mask_history=not cfg.mask_history)
-    assert r.test_alt == metrics(other, not cfg.mask_history)        # same weights, the other protocol
+    assert r.test_alt == metrics(other, not cfg.mask_history, ran)   # same weights, the other protocol
     assert torch.equal(ranks, fit.ranks["valid"])
     assert r.seconds_per_epoch > 0 and r.seconds_per_eval > 0 and r.train_seconds > 0
 
