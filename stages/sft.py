@@ -178,7 +178,9 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
         model.train()
         done = 0
         if (resumed := checkpoint.restore(rt, "sft", model, opt, [gen])) is not None:   # after a crash
-            done, (log.epoch_seconds, log.epoch_losses, log.batches, log.tokens) = resumed
+            done, (log.epoch_seconds, log.epoch_losses, log.batches, log.tokens, sched_state) = resumed
+            sched.load_state_dict(sched_state)   # warmup/cosine go on from the step they stopped at, not step 0
+            bar.advance(done * n_steps)
         for epoch in range(done + 1, cfg.epochs + 1):
             batches = length_batches(lengths, cfg.batch_size, gen)
             log.batches.append(batches)
@@ -195,7 +197,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             log.epoch_seconds.append(time.perf_counter() - t0)
             log.epoch_losses.append(total / max(seen, 1))
             checkpoint.save(rt, "sft", epoch, model, opt, [gen], (log.epoch_seconds, log.epoch_losses, log.batches,
-                                                                  log.tokens), trainable_only=True)
+                                                                  log.tokens, sched.state_dict()), trainable_only=True)
     model.eval()
     valid_mse = baseline = valid = test = None
     eval_batch = cfg.eval_batch_size or cfg.batch_size

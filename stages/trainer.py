@@ -127,6 +127,8 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     n_batches = (chunks.shape[0] + cfg.batch_size - 1) // cfg.batch_size
     per_batch = float((chunk_len - 1).clamp(min=0).sum()) / max(1, n_batches)
     with rt.track(desc, cfg.epochs) as bar:
+        if epoch:            # resumed: the bar starts at the restored epoch, not at 0
+            bar.advance(epoch)
         for epoch in range(epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()

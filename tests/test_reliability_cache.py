@@ -278,13 +278,37 @@ def crash_after(monkeypatch, stop_epoch: int) -> None:
     monkeypatch.setattr(checkpoint, "save", save_then_crash)
 
 
+def counting(rt: Runtime, bars: dict[str, int]) -> Runtime:
+    """rt whose progress bars add up what each one advanced, by description."""
+    class Count:
+        def __init__(self, description: str, total: int | None):
+            self.description = description
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return None
+
+        def advance(self, n: int = 1, **fields) -> None:
+            bars[self.description] = bars.get(self.description, 0) + n
+
+        def update(self, **fields) -> None:
+            return None
+
+    return rt.model_copy(update={"tracker": Count, "progress": True})
+
+
 @pytest.mark.parametrize("stage, cfg", [
     ("pretrain", pipeline()),
     ("train", pipeline(train={"variant": "ci"})),
     ("sft", pipeline()),
+    # E4SRec's recipe: warmup then cosine decay; the schedule must resume where it stopped, not at step 0
+    ("sft", pipeline(sft={"task": "next_item", "lr_schedule": "cosine", "warmup_steps": 2})),
 ])
 def test_an_interrupted_stage_resumes_and_ends_as_an_uninterrupted_run(tmp_path, monkeypatch, stage, cfg):
-    whole = Runner(runtime(tmp_path / "a")).run(stage, cfg)
+    whole_bars, resumed_bars = {}, {}
+    whole = Runner(counting(runtime(tmp_path / "a"), whole_bars)).run(stage, cfg)
     rt = runtime(tmp_path / "b")
     for upstream in {"pretrain": [], "train": ["group"], "sft": ["group"]}[stage]:
         Runner(rt).run(upstream, cfg)                              # upstream done, uninterrupted
@@ -297,8 +321,9 @@ def test_an_interrupted_stage_resumes_and_ends_as_an_uninterrupted_run(tmp_path,
     resumed_at = []
     real_restore = checkpoint.restore
     monkeypatch.setattr(checkpoint, "restore", lambda *a, **kw: resumed_at.append(r := real_restore(*a, **kw)) or r)
-    again = Runner(rt).run(stage, cfg)
+    again = Runner(counting(rt, resumed_bars)).run(stage, cfg)
     assert resumed_at and resumed_at[0][0] == 2
+    assert resumed_bars and resumed_bars == {bar: whole_bars[bar] for bar in resumed_bars}   # bars end where they did
     assert again.key == whole.key
     assert comparable(again.model_dump(mode="json")) == comparable(whole.model_dump(mode="json"))
     assert not ckpt_dir.exists()                                  # removed once the run is recorded
