@@ -232,7 +232,8 @@ def main() -> None:
             out["variants"].setdefault(name, {})[p] = row
             print(f"{name:8s} {p}: {s_epoch:.2f} s/epoch, {row['gflops_per_s']} GFLOP/s ({row['utilization']:.0%}), "
                   f"eval {row['seconds_per_eval_by_batch']}", file=sys.stderr)
-        default = "bf16" if "bf16" in args.precisions else args.precisions[0]
+        auto = Runtime(device=args.device).resolve_precision("auto")    # the default's choice on this machine
+        default = auto if auto in args.precisions else args.precisions[0]
         out["backbones"][name] = out["variants"][name][default]
         if len(args.precisions) > 1:
             out["variants"][name]["speedup_bf16_over_fp32"] = round(
