@@ -21,6 +21,7 @@ from rich.table import Table
 from pipeline.cache import cache_key
 from pipeline.console import err, log
 from pipeline.overrides import deep_set
+from pipeline.precision import resolve_precision
 from pipeline.stats import METRICS, significance, summarize, ttest_p
 from schemas.pipeline import PipelineConfig
 from stages.atomic import write_atomically
@@ -118,7 +119,8 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         "upstream": upstream_summary(upstream),
         **({"upstream_by_seed": {str(s): upstream_summary(u) for s, u in upstreams.items()}} if reseed_chain else {}),
         "runs": runs, "summary": rows, "significance": significance(rows), "significance_vs_each": versus_each(rows),
-        "pipeline": cfg.model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),
+        # the settings that ran: 'auto' precisions as this device resolved them (the records say the same)
+        "pipeline": resolve_precision(cfg, runner.rt).model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),
     }
     summary["experiment"] = save_experiment(runner.rt.cache_dir, summary)
     print_table(summary)

@@ -30,6 +30,10 @@ def test_run_all_table_variants_seeds_and_second_run_is_cached(cli, synthetic_ru
     assert each[("ci", "ndcg10")]["diff"] == rows["tslrec"]["mean"]["ndcg10"] - rows["ci"]["mean"]["ndcg10"]
     assert all(row["alt"]["mask_history"] is False for row in summary["summary"])   # the paper's protocol too
     assert "tslrec" in first.err and "NDCG@10" in first.err          # the table went to stderr
+    pipe = summary["pipeline"]
+    ran = {pipe["pretrain"]["trainer"]["precision"], pipe["train"]["trainer"]["precision"], pipe["sft"]["precision"]}
+    assert len(ran) == 1 and ran <= {"fp32", "bf16"}                 # 'auto' as it ran, as in the runs' metrics
+    assert {r["test"]["precision"] for r in summary["runs"]} == ran
     t0 = time.perf_counter()
     again = cli("--threads", "1", "run", "all", "--dataset", "toy", "--seeds", "2", *TINY, "--json")
     assert again.code == 0
