@@ -1,8 +1,8 @@
 """`precision: auto`, the default: bfloat16 where the device computes it natively, float32 elsewhere.
 
 bf16 makes SASRec epochs 2.9x faster on a CPU with AVX512-BF16, but a CPU without native bf16 (AVX2
-only: AMD EPYC before Zen 4, many laptops) emulates it: there one SASRec step was 11.6x slower than in
-float32 at dimension 64 and 24x at the paper's 256. The runner resolves 'auto' before it computes a key
+only: AMD EPYC before Zen 4, many laptops) emulates it: there a SASRec epoch on Beauty was 12.0x slower
+than in float32 (benchmarks/results/speed-beauty-avx2.json), a step at the paper's dimension 256 ~24x. The runner resolves 'auto' before it computes a key
 (Runtime.resolve_precision), so key and record name the arithmetic that ran; on a bf16 machine 'auto'
 and 'bf16' give the same key. Stages resolve it too, for callers that bypass the runner.
 """
