@@ -2,9 +2,10 @@
 
 bf16 makes SASRec epochs 2.9x faster on a CPU with AVX512-BF16, but a CPU without native bf16 (AVX2
 only: AMD EPYC before Zen 4, many laptops) emulates it: there a SASRec epoch on Beauty was 12.0x slower
-than in float32 (benchmarks/results/speed-beauty-avx2.json), a step at the paper's dimension 256 ~24x. The runner resolves 'auto' before it computes a key
-(Runtime.resolve_precision), so key and record name the arithmetic that ran; on a bf16 machine 'auto'
-and 'bf16' give the same key. Stages resolve it too, for callers that bypass the runner.
+than in float32 (benchmarks/results/speed-beauty-avx2.json), a step at the paper's dimension 256 ~24x.
+The runner resolves 'auto' before it computes a key (Runtime.resolve_precision), so key and record name
+the arithmetic that ran; on a bf16 machine 'auto' and 'bf16' give the same key. Stages resolve it too,
+for callers that bypass the runner.
 """
 from __future__ import annotations
 
