@@ -47,14 +47,26 @@ LM_OF = {"minilm": "minilm-l6", "smollm2": "smollm2-135m"}
 SEEDS = [42, 43, 44]
 
 
+TEXT_SELECTIONS = ("title", "all")
+
+
 def source_sets(source: str) -> list[str]:
-    """`--set` overrides that select a source label's item table."""
-    if source.startswith("enhanced-"):
-        lm = source.removeprefix("enhanced-")
-        return ["train.source=enhanced", f"sft.model={LM_OF.get(lm, lm)}"]
+    """`--set` overrides that select a source label's item table: `enhanced-LM` (TSLRec's SFT of LM),
+    `enhanced-LM-title` / `-all` (the same with sft.item_text), `text-LM` / `text-LM-all` (the LM's reading
+    of the item text alone, no SFT), `pretrain`, `random`, `none`."""
+    for kind in ("enhanced", "text"):
+        if source.startswith(f"{kind}-"):
+            lm, _, text = source.removeprefix(f"{kind}-").rpartition("-")
+            if text not in TEXT_SELECTIONS:       # no selection suffix: the whole rest names the model
+                lm, text = source.removeprefix(f"{kind}-"), ""
+            lm = LM_OF.get(lm, lm)
+            if kind == "text":
+                return ["train.source=text", f"encode.model={lm}", f"encode.item_text={text or 'title'}"]
+            return ["train.source=enhanced", f"sft.model={lm}", *([f"sft.item_text={text}"] if text else [])]
     if source in ("pretrain", "random", "none"):
         return [f"train.source={source}"]
-    raise ValueError(f"unknown source {source!r}: use enhanced-minilm, enhanced-smollm2, enhanced-MODEL, pretrain or random")
+    raise ValueError(f"unknown source {source!r}: use enhanced-minilm[-title|-all], text-minilm[-all], "
+                     f"enhanced-smollm2, enhanced-MODEL, pretrain or random")
 
 
 def cell_list(backbones: list[str], fusions: list[str], sources: list[str], base: bool) -> list[tuple[str, str, str | None]]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -29,13 +30,27 @@ def stats(
     """
     from pipeline.runner import Runner
 
-    record = Runner(runtime()).run("data", build_config(sets=[f"data.dataset={dataset}"]))
-    r = record.result
-    table = Table("dataset", "#users", "#items", "#interactions", "density", "avg length", title="Table 1")
+    runner, cfg = Runner(runtime()), build_config(sets=[f"data.dataset={dataset}"])
+    r = dict(runner.run("data", cfg).result)
+    text = item_text_counts(runner, cfg)
+    r.update(text)
+    table = Table("dataset", "#users", "#items", "#interactions", "density", "avg length", "items with text", title="Table 1")
     table.add_row(r["dataset"], f"{r['n_users']:,}", f"{r['n_items']:,}", f"{r['n_interactions']:,}",
-                  f"{100 * r['density']:.2f}%", f"{r['avg_length']:.1f}")
+                  f"{100 * r['density']:.2f}%", f"{r['avg_length']:.1f}",
+                  f"{text['items_with_text']:,} ({', '.join(text['text_columns'])})" if text else "no item text")
     err.print(table)
     emit(r, as_json, plain="\t".join(str(r[k]) for k in ("dataset", "n_users", "n_items", "n_interactions", "avg_length")))
+
+
+def item_text_counts(runner, cfg) -> dict:
+    """Items with and without text (the `text` stage's counts), or {} when the dataset has no item text."""
+    from pipeline.datasets import DatasetError
+
+    try:
+        t = runner.run("text", cfg).result
+    except DatasetError:
+        return {}
+    return {"text_columns": t["columns"], "items_with_text": t["n_with_text"], "items_without_text": t["n_missing"]}
 
 
 @data_app.command("fetch")
@@ -93,13 +108,16 @@ def import_cmd(
     name: str = typer.Option(..., "--name", help="Dataset name to use with --dataset (letters, digits, '-', '_', '.' not first)."),
     fmt: str = typer.Option("auto", "--format", help="lines, pairs, inter or auto. An .inter file without a timestamp column keeps each user's rows in file order."),
     force: bool = typer.Option(False, "--force", help="Replace an existing dataset of that name."),
+    items: Optional[Path] = typer.Option(None, "--items", dir_okay=False, help="Item text to keep beside it: a UTF-8 TSV with a header 'item_id<TAB>title[<TAB>more columns]', in the file's own item ids (for sft.item_text and train.source=text)."),
 ) -> None:
     """Validate a file and copy it into the data dir as dataset NAME. Prints the new path.
 
     Users' and items' own ids (any size; any token in .inter files) are mapped to contiguous
-    internal ids; the maps are kept with the `data` stage's results.
+    internal ids; the maps are kept with the `data` stage's results. With --items, the item text is
+    checked against the same ids (unknown or duplicate ids, wrong column counts and non-UTF-8 bytes
+    are errors naming the line; items without a row get empty text) and kept as <name>/<name>.items.tsv.
 
-    Example: tslrec data import ml-100k.inter --name ml-100k && tslrec run all --dataset ml-100k
+    Example: tslrec data import ml-100k.inter --name ml-100k --items ml-100k.items.tsv && tslrec run all --dataset ml-100k
     """
     rt = runtime()
     checked_name(name)
@@ -110,8 +128,18 @@ def import_cmd(
     suffix = ".inter" if (fmt == "inter" or (fmt == "auto" and file.suffix == ".inter")) else ".txt"
     dest = under_data_dir(rt.data_dir, f"{name}/{name}{suffix}")
     others = refuse_overwrite(name, rt.data_dir, force)
+    items_dest = under_data_dir(rt.data_dir, f"{name}/{name}.items.tsv")
+    if items is not None:    # checked before anything is installed: a bad text file leaves no half-imported dataset
+        from pipeline.datasets import install_items
+
+        with tempfile.TemporaryDirectory() as tmp:
+            install_items(Path(tmp) / "items.tsv", items, file, name, fmt)
     install(dest, lambda tmp: shutil.copyfile(file, tmp), name, str(file), fmt=fmt, replaces=others)
-    err.print(f"imported {file} as {name}")
+    if items is not None:
+        install_items(items_dest, items, dest, name, fmt)
+    elif force:
+        items_dest.unlink(missing_ok=True)     # the old text belongs to the replaced dataset's ids
+    err.print(f"imported {file} as {name}" + (f" with item text {items}" if items is not None else ""))
     emit(None, False, plain=str(dest))
 
 

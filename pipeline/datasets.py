@@ -61,6 +61,22 @@ EXTENSIONS = (".txt", ".inter", ".csv", ".tsv")
 PACKAGED = {"beauty": "Beauty.txt.gz"}   # name -> gzipped copy in pipeline/packaged/ (see pyproject package-data)
 
 
+@dataclass(frozen=True)
+class ItemText:
+    """A known dataset's item text: where it goes under the data dir and its sha256 (shared/datasets/README.md)."""
+    rel: str
+    sha256: str
+    packaged: str | None = None   # gzipped copy in pipeline/packaged/ (Beauty's titles only: ML-1M's and Yelp's terms)
+
+
+ITEM_TEXT: dict[str, ItemText] = {
+    "beauty": ItemText("beauty/Beauty.items.tsv", "c3e77d929c6d8936c7a1414dff11f012d4e16e3fa35d3c531429c6f9aa31eb36",
+                       "Beauty.items.tsv.gz"),
+    "ml-1m": ItemText("ml-1m/ml-1m.items.tsv", "2984a1d28851ce8fd1628b8eaea19f3dbbaadf74f99f4b3815d5ff26275276ab"),
+    "yelp": ItemText("yelp/Yelp.items.tsv", "b9013d962ac7ef9f9c89bd5195df2651527e08a9996a6922140a40cd61e261a9"),
+}
+
+
 def checked_name(name: str) -> str:
     try:
         return check_dataset_name(name)
@@ -138,12 +154,87 @@ def locate(name: str, rt: Runtime) -> Path:
         raise DatasetError(f"{e}; or point --data-dir / TSLREC_DATA_DIR at a folder that holds {KNOWN[name].fetch_to}") from e
 
 
-def validate_dataset(path: Path, name: str, fmt: str = "auto") -> None:
-    """Parse the file exactly as `tslrec run data` will; raises stages.data.DataFormatError."""
+def items_rel(name: str, data_dir: Path) -> str:
+    """Where dataset `name`'s item text lives under the data dir: a known dataset's pinned place, else
+    `<stem>.items.tsv` beside the interaction file (`<name>/<name>.items.tsv`)."""
+    if name in ITEM_TEXT:
+        return ITEM_TEXT[name].rel
+    path = local_path(name, data_dir)
+    stem = path.name.split(".")[0] if path is not None else name
+    return f"{name}/{stem}.items.tsv"
+
+
+def locate_items(name: str, rt: Runtime) -> Path:
+    """The item text file of dataset `name`: the data dir, else the packaged copy (Beauty), else an error
+    that says which file to put where. A known dataset's file is sha256-checked."""
+    name = checked_name(name)
+    rel = items_rel(name, rt.data_dir)
+    path = under_data_dir(rt.data_dir, rel)
+    known = ITEM_TEXT.get(name)
+    if path.is_file():
+        if known is not None and file_sha256(path) != known.sha256:
+            raise DatasetError(f"{path}: sha256 {file_sha256(path)[:12]}... is not {name}'s item text "
+                               f"({known.sha256[:12]}...); replace the file")
+        return path
+    if known is not None and known.packaged is not None:
+        return unpack_items(known, Path(__file__).resolve().parent / "packaged" / known.packaged, path)
+    if known is not None:
+        raise DatasetError(f"dataset {name!r} has no item text here: put {Path(rel).name} (sha256 {known.sha256[:12]}...) "
+                           f"at {path}; it cannot ship with tslrec (its terms)")
+    raise DatasetError(f"dataset {name!r} has no item text: import one with `tslrec data import FILE --name {name} "
+                       f"--items ITEMS.tsv`, or put it at {path}")
+
+
+def unpack_items(known: ItemText, packed: Path, dest: Path) -> Path:
+    """Unpack a packaged item text file to dest: a temp file first, renamed only once its sha256 matches."""
+    created = _make_dirs(dest.parent)
+    tmp = temp_beside(dest, ".install-")
+    try:
+        with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out)
+        got = file_sha256(tmp)
+        if got != known.sha256:
+            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {known.sha256}; reinstall tslrec")
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+    return dest
+
+
+def validate_dataset(path: Path, name: str, fmt: str = "auto"):
+    """Parse the file exactly as `tslrec run data` will (its DataOut); raises stages.data.DataFormatError."""
     from schemas.data import DataConfig, DataIn
     from stages import data
 
-    data.run(DataConfig(dataset=name, format=fmt), DataIn(path=path), Runtime(progress=False))
+    return data.run(DataConfig(dataset=name, format=fmt), DataIn(path=path), Runtime(progress=False))
+
+
+def install_items(dest: Path, items_file: Path, data_file: Path, name: str, fmt: str = "auto") -> Path:
+    """Copy an item text file to dest once it parses against the item ids of `data_file` (the user's own
+    ids, through the same id map as `run text`); errors name items_file and its line."""
+    from stages.data import DataFormatError
+    from stages.idmap import decode_tokens
+    from stages.item_text import read_items_tsv
+
+    if not items_file.is_file():
+        raise DatasetUsageError(f"--items {items_file}: not a regular file")
+    tokens = decode_tokens(validate_dataset(data_file, name, fmt).artifacts["item_ids"])
+    created = _make_dirs(dest.parent)
+    tmp = temp_beside(dest, ".install-")
+    try:
+        shutil.copyfile(items_file, tmp)
+        try:
+            read_items_tsv(tmp, tokens)
+        except DataFormatError as e:
+            raise DataFormatError(str(e).replace(str(tmp), str(items_file))) from None
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        _remove_empty(created)
+        raise
+    return dest
 
 
 def install(dest: Path, write: Callable[[Path], None], name: str, origin: str, *, fmt: str = "auto",

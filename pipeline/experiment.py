@@ -22,11 +22,20 @@ from pipeline.cache import cache_key
 from pipeline.console import err, log
 from pipeline.overrides import deep_set
 from pipeline.precision import resolve_precision
+from pipeline.registry import ORDER
+from pipeline.upstream import lineage
 from pipeline.stats import METRICS, significance, summarize, ttest_p
 from schemas.pipeline import PipelineConfig
 from stages.atomic import write_atomically
 
-UPSTREAM_OF = {"base": [], "ci": ["pretrain", "group"], "tslrec": ["pretrain", "group", "sft", "augment"]}
+VARIANTS = ["base", "ci", "tslrec"]
+
+
+def upstream_stages(tcfgs: list[PipelineConfig]) -> list[str]:
+    """The stages the train runs of `tcfgs` are computed from, in the registry's order: derived from each
+    stage's own dependencies (so train.source=pretrain computes no sft or augment, source=text no sft)."""
+    needed = {s for c in tcfgs for s in lineage("train", c) if s != "train"}
+    return [s for s in ORDER if s in needed]
 
 
 CHAIN_SEEDS = [["pretrain", "trainer", "seed"], ["group", "seed"], ["sft", "seed"]]   # re-seeded with reseed_chain
@@ -89,11 +98,11 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     backbones = backbones or [cfg.train.backbone.name]
     variants = variants or ["base", "ci", "tslrec"]
     for v in variants:
-        if v not in UPSTREAM_OF:
-            raise ValueError(f"unknown variant {v!r}; choose from {', '.join(UPSTREAM_OF)}")
-    needed = ["data"] + [s for s in ["pretrain", "group", "sft", "augment"] if any(s in UPSTREAM_OF[v] for v in variants)]
+        if v not in VARIANTS:
+            raise ValueError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")
     chains = seed_configs(cfg, seeds, True) if reseed_chain else [cfg]
     tcfgs = train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants, reseed_chain=reseed_chain)
+    needed = upstream_stages(tcfgs)
     total = len(needed) * len(chains) + len(tcfgs)
     upstreams, i = {}, 0
     for c in chains:                                         # seed -> stage -> record

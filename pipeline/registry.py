@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import import_module
+from pathlib import Path
 from types import ModuleType
 from typing import Callable
 
@@ -13,6 +14,8 @@ from schemas.group import GroupIn
 from schemas.llm import AugmentIn, SftIn
 from schemas.pipeline import PipelineConfig
 from schemas.pretrain import PretrainIn, TrainIn
+from schemas.runtime import Runtime
+from schemas.text import EncodeIn, TextIn
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,9 @@ class StageSpec:
     inputs: type[BaseModel]          # field names = artifact kinds consumed
     deps: Callable[[PipelineConfig], list[str]]
     doc: str
+    # A stage that reads a file of the dataset (not an artifact): where that file is. Its sha256 is
+    # hashed into the key as the input 'raw', and the stage gets it as its input `path`.
+    locate: Callable[[PipelineConfig, Runtime], Path] | None = None
 
     def load(self) -> ModuleType:
         return import_module(self.module)
@@ -31,7 +37,25 @@ class StageSpec:
 
 
 # The stage that provides each train.source table ('random' and 'none' need none).
-SOURCE_STAGE = {"enhanced": ["augment"], "pretrain": ["pretrain"], "random": [], "none": []}
+SOURCE_STAGE = {"enhanced": ["augment"], "pretrain": ["pretrain"], "text": ["encode"], "random": [], "none": []}
+
+
+def _text_deps(cfg: PipelineConfig) -> list[str]:
+    """sft and augment read the item text only when sft.item_text asks for it: only then does their key
+    depend on the text file."""
+    return ["text"] if cfg.sft.item_text != "none" else []
+
+
+def _locate_dataset(cfg: PipelineConfig, rt: Runtime) -> Path:
+    from pipeline.datasets import locate
+
+    return locate(cfg.data.dataset, rt)
+
+
+def _locate_items(cfg: PipelineConfig, rt: Runtime) -> Path:
+    from pipeline.datasets import locate_items
+
+    return locate_items(cfg.data.dataset, rt)
 
 
 def _train_deps(cfg: PipelineConfig) -> list[str]:
@@ -43,11 +67,18 @@ def _train_deps(cfg: PipelineConfig) -> list[str]:
 STAGES: dict[str, StageSpec] = {
     s.name: s
     for s in [
-        StageSpec("data", "stages.data", DataIn, lambda c: [], "read and validate a dataset into CSR sequences"),
+        StageSpec("data", "stages.data", DataIn, lambda c: [], "read and validate a dataset into CSR sequences",
+                  locate=_locate_dataset),
+        StageSpec("text", "stages.text", TextIn, lambda c: ["data"], "read the dataset's item text (<stem>.items.tsv)",
+                  locate=_locate_items),
         StageSpec("pretrain", "stages.pretrain", PretrainIn, lambda c: ["data"], "train an ID backbone, keep its item embeddings"),
         StageSpec("group", "stages.group", GroupIn, lambda c: ["data", "pretrain"], "k-means item groups and user preference vectors"),
-        StageSpec("sft", "stages.sft", SftIn, lambda c: ["data", "pretrain", "group"], "user-level LoRA SFT of the LLM (information reconstruction)"),
-        StageSpec("augment", "stages.augment", AugmentIn, lambda c: ["data", "pretrain", "group", "sft"], "per-item enhanced embeddings (information augmentation)"),
+        StageSpec("sft", "stages.sft", SftIn, lambda c: ["data", *_text_deps(c), "pretrain", "group"],
+                  "user-level LoRA SFT of the LLM (information reconstruction)"),
+        StageSpec("augment", "stages.augment", AugmentIn, lambda c: ["data", *_text_deps(c), "pretrain", "group", "sft"],
+                  "per-item enhanced embeddings (information augmentation)"),
+        StageSpec("encode", "stages.encode", EncodeIn, lambda c: ["data", "text"],
+                  "each item's text read by the LM, no SFT (the train.source=text control)"),
         StageSpec("train", "stages.train", TrainIn, _train_deps, "train a downstream backbone: base, ci or tslrec"),
     ]
 }

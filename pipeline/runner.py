@@ -19,7 +19,6 @@ from rich.markup import escape
 
 from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest, file_sha256
 from pipeline.console import debug, log
-from pipeline.datasets import locate
 from pipeline.distributed import PARALLEL_STAGES
 from pipeline.memory import track_peak
 from pipeline.precision import resolve_precision, warn_emulated_bf16
@@ -110,11 +109,9 @@ class Runner:
         spec = STAGES[stage]
         upstream = [self.run(dep, cfg, top=False) for dep in spec.deps(cfg)]
         refs = self._input_refs(spec.inputs.model_fields, upstream)
-        if stage == "data":
-            path = locate(cfg.data.dataset, self.rt)
-            input_digests = {"raw": file_sha256(path)}
-        else:
-            input_digests = {name: ref.digest for name, ref in refs.items()}
+        path = spec.locate(cfg, self.rt) if spec.locate is not None else None
+        input_digests = {"raw": file_sha256(path)} if path is not None else {}
+        input_digests.update({name: ref.digest for name, ref in refs.items()})
         module = spec.load()
         stage_cfg = spec.config(cfg)
         parts = {
@@ -145,8 +142,7 @@ class Runner:
                 log(f"[green]cache hit[/green]  {stage:<8} {key[:12]} (computed by another process)")
                 self._done[key] = hit
                 return hit
-            record = self._compute(stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs,
-                                   path if stage == "data" else None)
+            record = self._compute(stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs, path)
             shutil.rmtree(self.cache.checkpoint_dir(key), ignore_errors=True)   # recorded: the resume point has served
         self._done[key] = record
         return record
@@ -154,14 +150,11 @@ class Runner:
     def _compute(self, stage, spec, module, stage_cfg, cfg, parts, key, input_digests, refs, path) -> RunRecord:
         log(f"[yellow]computing[/yellow] {stage:<8} {key[:12]}")
         self._warned_bf16 = self._warned_bf16 or warn_emulated_bf16(stage_cfg, self.rt)
-        if stage == "data":
-            inp = spec.inputs(path=path)
-        else:
-            tensors = {name: self._load(ref) for name, ref in refs.items()}
-            if self.dist.enabled and stage in PARALLEL_STAGES:   # the followers compute it with us
-                self.dist.broadcast({"compute": stage})
-                self.dist.broadcast(tensors)
-            inp = spec.inputs(**tensors)
+        tensors = {name: self._load(ref) for name, ref in refs.items()}
+        if self.dist.enabled and stage in PARALLEL_STAGES:   # the followers compute it with us
+            self.dist.broadcast({"compute": stage})
+            self.dist.broadcast(tensors)
+        inp = spec.inputs(**tensors, **({"path": path} if path is not None else {}))
         # A killed run's resume point, if any. Not under torchrun: every rank would have to restore
         # the same state, and only rank 0 touches the cache.
         ckpt = None if self.dist.enabled else self.cache.checkpoint_dir(key)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from schemas.backbone import Metrics
 from schemas.common import Frozen, TensorModel, Tensors
@@ -37,6 +37,9 @@ class SftConfig(Frozen):
     epochs: int | None = Field(default=None, ge=1, description="Passes over the training instances; None: the task's (group 1, next_item 3).")
     batch_size: int = Field(default=32, ge=1, description="Users per step.")
     max_items: int = Field(default=50, ge=1, description="Most recent training items per user in the prompt.")
+    item_text: Literal["none", "title", "all"] = Field(default="none", description="Item text in the prompt: 'none' (the paper: each item is its projected ID embedding only); 'title' (the column named title, else the first text column) or 'all' (every column): each item becomes its text tokens, then its projected ID embedding, in sft and augment. Needs the dataset's items.tsv; task 'group' only.")
+    item_text_tokens: int = Field(default=16, ge=1, description="Text tokens per item (the first ones) with sft.item_text.")
+    max_prompt_tokens: int | None = Field(default=None, ge=8, description="Longest prompt in positions; None: the model's context (max_position_embeddings). A user whose recent items do not fit is shown fewer, most recent items (never an item cut in the middle), and the 'prompt' target counts exactly those.")
     target: Literal["prompt", "all"] = Field(default="prompt", description="'group' target histogram: 'prompt' counts exactly the items the prompt shows (the last max_items training items); 'all' counts every training item (the group stage's user_pref).")
     head_bias: bool | None = Field(default=None, description="Bias in the task head; None: the task's (group yes, next_item no, as E4SRec's score layer).")
     empty_prefix: bool | None = Field(default=None, description="'next_item': also train the empty history -> first item instance (n instances per user instead of n-1); None: the task's (next_item yes).")
@@ -50,6 +53,12 @@ class SftConfig(Frozen):
     gradient_checkpointing: bool = Field(default=False, description="Recompute the LM's activations in backward (less memory, ~30% more time); turns the shared-prefix KV reuse off.")
     load_in_4bit: bool = Field(default=False, description="Load the base LM in 4 bits (NF4, bitsandbytes: `pip install tslrec[quant]`); CUDA only, refused elsewhere.")
 
+    @model_validator(mode="after")
+    def _text_needs_group(self) -> "SftConfig":
+        if self.item_text != "none" and self.task != "group":
+            raise ValueError("sft.item_text applies to sft.task='group' (TSLRec) only")
+        return self
+
     def resolved(self) -> "SftConfig":
         """This config with every None task-dependent setting replaced by its task's default
         (target_modules stays None: it depends on the architecture, see stages/lm/tasks.py)."""
@@ -61,6 +70,7 @@ class SftIn(TensorModel):
     sequences: Tensors = Field(description="From `data`.")
     item_embeddings: Tensors = Field(description="From `pretrain`.")
     groups: Tensors = Field(description="From `group`: user_pref.")
+    item_text: Tensors | None = Field(default=None, description="From `text`, with sft.item_text other than 'none'.")
 
 
 class SftResult(Frozen):
@@ -94,6 +104,7 @@ class AugmentIn(TensorModel):
     groups: Tensors = Field(description="From `group`: cluster_map.")
     adapter: Tensors = Field(description="From `sft`.")
     heads: Tensors = Field(description="From `sft`.")
+    item_text: Tensors | None = Field(default=None, description="From `text`, when the sft run read item text.")
 
 
 class AugmentResult(Frozen):

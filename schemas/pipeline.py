@@ -8,12 +8,15 @@ from schemas.data import DataConfig
 from schemas.group import GroupConfig
 from schemas.llm import AugmentConfig, SftConfig
 from schemas.pretrain import PretrainConfig, TrainConfig
+from schemas.text import EncodeConfig, TextConfig
 
 
 class PipelineConfig(Frozen):
     data: DataConfig = Field(default_factory=DataConfig, description="Dataset and its format.")
+    text: TextConfig = Field(default_factory=TextConfig, description="The dataset's item text (no settings).")
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig, description="ID backbone whose item embeddings seed the LLM stages.")
     group: GroupConfig = Field(default_factory=GroupConfig, description="k-means pre-grouping.")
     sft: SftConfig = Field(default_factory=SftConfig, description="User-level SFT of the LLM.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Per-item enhanced embeddings.")
+    encode: EncodeConfig = Field(default_factory=EncodeConfig, description="Item text read by a language model with no SFT (train.source=text).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Downstream backbone and variant.")

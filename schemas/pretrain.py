@@ -43,13 +43,13 @@ class PretrainOut(TensorModel):
 Variant = Literal["base", "ci", "tslrec"]
 Fusion = Literal["gate", "add", "init", "dual", "nullspace", "ensemble"]
 Member = Literal["adapter", "gate", "add", "init", "dual", "nullspace"]
-Source = Literal["enhanced", "pretrain", "random", "none"]
+Source = Literal["enhanced", "text", "pretrain", "random", "none"]
 
 
 class TrainConfig(Frozen):
     variant: Variant = Field(default="base", description="'base' random item embeddings; 'ci' + learnable pre-group embedding; 'tslrec' fusion (train.fusion) of a frozen item table (train.source) with learnable ID embeddings.")
     fusion: Fusion = Field(default="gate", description="'tslrec' only. How the frozen table meets the ID embeddings (stages/backbones/fusion.py): 'gate' the paper's sigmoid gate; 'add' e_id + W e_llm; 'init' ID table initialised from a PCA of e_llm, then trained freely; 'dual' LLM-ESR's ID view and adapted frozen view through the shared backbone; 'nullspace' AlphaFuse's ID embeddings in the null space of the frozen semantic subspace; 'ensemble' late fusion of a base model's and a second model's scores (train.ensemble_member), mixed with a weight chosen on validation NDCG@10.")
-    source: Source = Field(default="enhanced", description="'tslrec' only. The frozen item table: 'enhanced' (from `augment`), 'pretrain' (the pretrain backbone's own item table, a control), 'random' (a fixed seeded Gaussian table, a control), 'none' (fusion 'ensemble' only: its second member is another base model, with seed + 1000, the control of the ensemble).")
+    source: Source = Field(default="enhanced", description="'tslrec' only. The frozen item table: 'enhanced' (from `augment`), 'text' (from `encode`: each item's text read by the language model with no SFT, the control that separates what the LM already knows from what TSLRec's SFT teaches it), 'pretrain' (the pretrain backbone's own item table, a control), 'random' (a fixed seeded Gaussian table, a control), 'none' (fusion 'ensemble' only: its second member is another base model, with seed + 1000, the control of the ensemble).")
     ensemble_member: Member = Field(default="gate", description="'ensemble': the fusion of the second member, trained on train.source ('adapter': the frozen table through an MLP adapter alone, no ID embeddings).")
     random_dim: int = Field(default=384, ge=1, description="Width H of the 'random' source table (384 = MiniLM's hidden size, so the control has the enhanced table's shape).")
     init_whiten: bool = Field(default=False, description="'init' and 'dual': whiten the PCA components (unit variance each) before scaling the ID table to std 0.02; otherwise keep their relative variances.")
@@ -73,6 +73,7 @@ class TrainIn(TensorModel):
     groups: Tensors | None = Field(default=None, description="From `group` (cluster_map), needed by 'ci'.")
     enhanced: Tensors | None = Field(default=None, description="From `augment` (embeddings), needed by 'tslrec' with train.source='enhanced'.")
     item_embeddings: Tensors | None = Field(default=None, description="From `pretrain` (weight), needed by 'tslrec' with train.source='pretrain'.")
+    text_table: Tensors | None = Field(default=None, description="From `encode` (embeddings), needed by 'tslrec' with train.source='text'.")
 
 
 class TrainOut(TensorModel):

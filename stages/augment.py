@@ -16,9 +16,10 @@ import torch
 from schemas.llm import AugmentConfig, AugmentIn, AugmentOut, AugmentResult
 from schemas.runtime import Runtime
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
+from stages.item_text import item_text_tokens
 
 VERSION = 1
-MODULES = ["stages.augment", "stages.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
+MODULES = ["stages.augment", "stages.item_text", "stages.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
            "stages.lm.model"]
 
 
@@ -54,12 +55,17 @@ def run(cfg: AugmentConfig, inp: AugmentIn, rt: Runtime) -> AugmentOut:
     weight = inp.item_embeddings["weight"].to(torch.float32)
     n = weight.shape[0] - 1
     cluster_map = inp.groups["cluster_map"].long()
-    lm, tok, _ = load_adapted_lm(inp.adapter, merge=True, cache_dir=rt.cache_dir, offline=rt.offline, device=rt.device)
+    lm, tok, meta = load_adapted_lm(inp.adapter, merge=True, cache_dir=rt.cache_dir, offline=rt.offline, device=rt.device)
     proj, head, head_name = load_heads(inp.heads)
     if head_name != "group_head":
         raise ValueError(f"augment needs a 'group' sft adapter; the heads artifact holds {head_name!r}")
     k = head.out_features
-    model = build_prompt_lm(lm, tok, weight, k, head, head_name, linear_proj=proj).to(rt.device).eval()
+    model = build_prompt_lm(lm, tok, weight, k, head, head_name, linear_proj=proj)
+    sft_cfg = meta["sft"]
+    if sft_cfg.get("item_text", "none") != "none":    # as sft showed items: text tokens, then the embedding
+        model.with_text(*item_text_tokens(sft_cfg["item_text"], sft_cfg["item_text_tokens"], tok, inp.item_text,
+                                          weight.shape[0]))
+    model = model.to(rt.device).eval()
     hidden = model.lm.config.hidden_size
     t0 = time.perf_counter()
     # Under torchrun each rank embeds a contiguous slice of items 1..N; the slices are gathered in rank order.

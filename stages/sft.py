@@ -32,13 +32,14 @@ from stages.lm import e4srec
 from stages.lm.load import load_lm, prepare_for_training, quiet_transformers
 from stages.lm.precision import grad_scaler
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
-from stages.lm.prompt import length_batches, recent_items
+from stages.item_text import item_text_tokens
+from stages.lm.prompt import length_batches, recent_items, window_counts
 from stages.lm.schedule import lr_scheduler
-from stages.lm.tasks import Instances, Task, get_task
+from stages.lm.tasks import Instances, Task, get_task, window_targets
 from stages.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
+MODULES = ["stages.sft", "stages.item_text", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
            "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
 
 
@@ -72,8 +73,10 @@ def split_instances(inst: Instances, valid_fraction: float, seed: int) -> tuple[
     return inst.subset(torch.nonzero(~mask).flatten()), inst.subset(torch.nonzero(mask).flatten())
 
 
-def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int, rt: Runtime) -> PromptLM:
-    """Base LLM + LoRA + linear_proj + head, initialised from cfg.seed (deterministic)."""
+def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int, rt: Runtime,
+               item_text: dict[str, torch.Tensor] | None = None) -> PromptLM:
+    """Base LLM + LoRA + linear_proj + head, initialised from cfg.seed (deterministic); with sft.item_text,
+    the items' text tokens too."""
     from peft import LoraConfig, get_peft_model
 
     cfg = cfg.resolved()
@@ -91,7 +94,29 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
                                 instruction=task.instruction,
                                 # the prefix's KV cache needs use_cache, which checkpointing turns off
                                 share_prefix=cfg.share_prefix and not cfg.gradient_checkpointing)
+    if cfg.item_text != "none":
+        model.with_text(*item_text_tokens(cfg.item_text, cfg.item_text_tokens, tok, item_text, item_weight.shape[0]))
     return model.to(rt.device)
+
+
+def fit_to_context(model: PromptLM, task: Task, inst: Instances, items: torch.Tensor, groups: dict[str, torch.Tensor],
+                   cfg: SftConfig) -> Instances:
+    """Instances whose prompts fit the model's context: each shows only its most recent whole items that fit
+    (never an item cut in the middle), and a 'prompt' group target counts exactly those. Unchanged (the
+    same tensors) when every prompt fits its last max_items items, as without item text."""
+    budget = model.context(cfg.max_prompt_tokens)
+    cost = model.item_cost()
+    if int(cost.max()) > budget:
+        raise ValueError(f"one item takes up to {int(cost.max())} prompt positions but only {budget} are left after the "
+                         f"instruction; lower sft.item_text_tokens or raise sft.max_prompt_tokens")
+    counts = window_counts(items, inst.starts, inst.ends, cost, cfg.max_items, budget)
+    if bool((counts == (inst.ends - inst.starts).clamp(max=cfg.max_items)).all()):
+        return inst
+    starts = inst.ends - counts
+    targets = inst.targets
+    if task.name == "group" and cfg.target == "prompt":
+        targets = window_targets(items, starts, inst.ends, groups["cluster_map"].long(), inst.targets.shape[1])
+    return Instances(inst.users, starts, inst.ends, targets)
 
 
 def batch_inputs(items: torch.Tensor, inst: Instances, idx: torch.Tensor, max_items: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,10 +185,11 @@ def prepare(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: 
 
 
 def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: dict[str, torch.Tensor],
-          rt: Runtime) -> tuple[PromptLM, SftResult, TrainLog]:
+          rt: Runtime, item_text: dict[str, torch.Tensor] | None = None) -> tuple[PromptLM, SftResult, TrainLog]:
     cfg = cfg.resolved()
     task, items, tr, va, n_out = prepare(cfg, seqs, item_weight, groups)
-    model = make_model(cfg, task, item_weight, n_out, rt)
+    model = make_model(cfg, task, item_weight, n_out, rt, item_text)
+    tr, va = (fit_to_context(model, task, inst, items, groups, cfg) for inst in (tr, va))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     targets = tr.targets.to(torch.device(rt.device))
@@ -245,5 +271,5 @@ def artifacts(model: PromptLM, cfg: SftConfig, log: TrainLog | None = None) -> d
 
 def run(cfg: SftConfig, inp: SftIn, rt: Runtime) -> SftOut:
     seqs = Sequences.from_tensors(inp.sequences)
-    model, result, log = train(cfg, seqs, inp.item_embeddings["weight"].to(torch.float32), inp.groups, rt)
+    model, result, log = train(cfg, seqs, inp.item_embeddings["weight"].to(torch.float32), inp.groups, rt, inp.item_text)
     return SftOut(result=result, artifacts=artifacts(model, cfg, log))

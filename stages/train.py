@@ -47,6 +47,8 @@ def source_table(cfg: TrainConfig, inp: TrainIn, n_items: int) -> torch.Tensor |
     """The frozen (N+1, H) table of train.source; None for 'none' (the ensemble's base + base control)."""
     if cfg.source == "enhanced":
         return _needed(inp.enhanced, "embeddings", "tslrec", "enhanced", "augment").float()
+    if cfg.source == "text":
+        return _needed(inp.text_table, "embeddings", "tslrec", "text_table", "encode").float()
     if cfg.source == "pretrain":
         return _needed(inp.item_embeddings, "weight", "tslrec", "item_embeddings", "pretrain").float()
     if cfg.source == "random":

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from stages.lm.load import is_encoder, load_lm, quiet_transformers
-from stages.lm.prompt import INSTRUCTION, PromptBatch, PromptTemplate
+from stages.lm.prompt import INSTRUCTION, PromptBatch, PromptTemplate, interleave_text
 
 CONFIG_KEY = "__config__"
 ADAPTER_FORMAT = 1
@@ -59,6 +59,24 @@ class PromptLM(nn.Module):
         self.share_prefix = share_prefix
         self._lm_kwargs = {"use_cache": False} if causal else {}
         self._cache_kw, self._cache_out = cache_names(lm) if causal else ("", "")
+        self.register_buffer("text_ids", None, persistent=False)   # (N+1, Tt) item text tokens (sft.item_text), see with_text
+        self.register_buffer("text_len", None, persistent=False)   # (N+1,)
+
+    def with_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> "PromptLM":
+        """Show each item as its text tokens (ids (N+1, Tt) right-padded, lengths (N+1,)) before its embedding."""
+        self.text_ids = ids.to(self.item_weight.device)
+        self.text_len = lengths.to(self.item_weight.device)
+        return self
+
+    def context(self, max_prompt_tokens: int | None) -> int:
+        """Positions the items of one prompt may take: the prompt budget less the prefix and suffix."""
+        limit = max_prompt_tokens or getattr(self.lm.config, "max_position_embeddings", None) or 1 << 30
+        return limit - self.template.prefix_len - self.template.suffix.shape[0]
+
+    def item_cost(self) -> torch.Tensor:
+        """(N+1,) prompt positions each item takes: its text tokens + 1 for its embedding."""
+        n = self.item_weight.shape[0]
+        return (self.text_len.cpu() if self.text_len is not None else torch.zeros(n, dtype=torch.int64)) + 1
 
     @property
     def head(self) -> nn.Module:
@@ -72,8 +90,13 @@ class PromptLM(nn.Module):
     def hidden(self, ids: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, PromptBatch]:
         """h^u (B, H) for left-aligned item ids (B, L) with counts (B,)."""
         dev = self.item_weight.device
-        items = self.linear_proj(self.item_weight[ids.to(dev)])                 # (B, L, H)
-        batch = self.template.build(items, counts.to(dev))
+        ids, counts = ids.to(dev), counts.to(dev)
+        items = self.linear_proj(self.item_weight[ids])                          # (B, L, H)
+        if self.text_ids is not None:                                            # item text before each embedding
+            with torch.no_grad():                                                # the LM's token embeddings stay frozen
+                text = self.lm.get_input_embeddings()(self.text_ids[ids])        # (B, L, Tt, H)
+            items, counts = interleave_text(text, self.text_len[ids], items, counts)   # (B, C, H)
+        batch = self.template.build(items, counts)
         if self.shares_prefix:
             states, offset = self._after_shared_prefix(batch), batch.prefix_len  # (B, T-P, H)
         else:

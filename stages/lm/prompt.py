@@ -135,3 +135,43 @@ def recent_items(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, 
     idx = (first.unsqueeze(1) + col).clamp(max=max(items.numel() - 1, 0))
     ids = torch.where(valid, items[idx].long(), torch.zeros((), dtype=torch.long)) if width else torch.zeros(counts.numel(), 0, dtype=torch.long)
     return ids, counts.long()
+
+
+def interleave_text(text_emb: torch.Tensor, text_len: torch.Tensor, item_emb: torch.Tensor,
+                    counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item as its text tokens, then its projected embedding: the content between prefix and suffix.
+
+    text_emb (B, L, Tt, H) token embeddings, text_len (B, L) tokens of each item's text, item_emb (B, L, H),
+    counts (B,) items per row (row b uses items 0..counts[b]-1). Returns (content (B, C, H) left-aligned
+    and zero-padded, lengths (B,)), ready for `PromptTemplate.build` as its `items`."""
+    b, l, tt, h = text_emb.shape
+    dev = item_emb.device
+    used = torch.arange(l, device=dev).unsqueeze(0) < counts.unsqueeze(1)               # (B, L)
+    tlen = torch.where(used, text_len, torch.zeros_like(text_len))                      # (B, L)
+    seg = torch.where(used, tlen + 1, torch.zeros_like(tlen))                           # (B, L) positions per item
+    start = torch.cumsum(seg, 1) - seg                                                  # (B, L)
+    lengths = seg.sum(1)                                                                # (B,)
+    c = int(lengths.max()) if b else 0
+    row = torch.arange(b, device=dev).view(b, 1)
+    k = torch.arange(tt, device=dev).view(1, 1, tt)
+    is_text = k < tlen.unsqueeze(-1)                                                    # (B, L, Tt)
+    text_pos = (row * c).unsqueeze(-1) + start.unsqueeze(-1) + k                        # (B, L, Tt) flat position
+    item_pos = row * c + start + tlen                                                   # (B, L)
+    idx = torch.cat([text_pos[is_text], item_pos[used]])                                # (n_text + n_items,)
+    src = torch.cat([text_emb[is_text].to(item_emb.dtype), item_emb[used]])             # (n, H)
+    content = item_emb.new_zeros(b * c, h).index_copy(0, idx, src)                      # differentiable in src
+    return content.view(b, c, h), lengths
+
+
+def window_counts(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, cost: torch.Tensor,
+                  max_items: int, budget: int) -> torch.Tensor:
+    """(n,) how many of the most recent items of each [start, end) slice a prompt shows: at most max_items,
+    and as many as fit in `budget` positions when item i takes cost[i] positions (whole items only)."""
+    out = []
+    for lo in range(0, starts.numel(), 65536):                                          # bounded memory
+        ids, counts = recent_items(items, starts[lo:lo + 65536], ends[lo:lo + 65536], max_items)   # (n, L)
+        used = torch.arange(ids.shape[1]).unsqueeze(0) < counts.unsqueeze(1)
+        c = torch.where(used, cost[ids], torch.zeros_like(ids))                         # (n, L) oldest first
+        from_newest = c.flip(1).cumsum(1).flip(1)                                        # (n, L) positions of items j.. newest
+        out.append((used & (from_newest <= budget)).sum(1))
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)

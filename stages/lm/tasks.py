@@ -108,6 +108,17 @@ def group_targets(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftCon
     return preference_histogram(last_items(train, cfg.max_items), groups["cluster_map"], k)
 
 
+def window_targets(items: torch.Tensor, starts: torch.Tensor, ends: torch.Tensor, cluster_map: torch.Tensor,
+                   k: int) -> torch.Tensor:
+    """(n, K) ḡ of exactly the items in each [start, end) slice of the CSR items (what each prompt shows)."""
+    lengths = ends - starts
+    offsets = torch.zeros(lengths.numel() + 1, dtype=torch.int64)
+    offsets[1:] = torch.cumsum(lengths, 0)
+    pos = torch.repeat_interleave(starts - offsets[:-1], lengths) + torch.arange(int(offsets[-1]))
+    window = Sequences(items=items[pos], offsets=offsets, n_items=int(cluster_map.numel()) - 1)
+    return preference_histogram(window, cluster_map, k)
+
+
 def _group_instances(train: Sequences, groups: dict[str, torch.Tensor], cfg: SftConfig) -> Instances:
     pref = groups["user_pref"]
     if pref.shape[0] != train.n_users:
