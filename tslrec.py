@@ -188,7 +188,9 @@ def check_all_options(cfg: PipelineConfig, backbones: Optional[list[str]], varia
 
     tree = cfg.model_dump(mode="json")
     for flag, names, section in (("--backbones", backbones, lambda v: {"backbone": {"name": v}}),
-                                 ("--variants", variants, lambda v: {"variant": v})):
+                                 # the fusion and source are the tslrec runs' own (pipeline/experiment.py's train_configs)
+                                 ("--variants", variants, lambda v: {"variant": v} if v == "tslrec" else
+                                  {"variant": v, "fusion": "gate", "source": "enhanced"})):
         for name in names or []:
             try:
                 PipelineConfig.model_validate(deep_merge(tree, {"train": section(name)}))
