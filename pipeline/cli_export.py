@@ -5,6 +5,8 @@
 - group: groups.safetensors (cluster_map (N+1,), centroids (K, d), user_pref (M, K));
 - sft: adapter/ (a PEFT folder: adapter_config.json + adapter_model.safetensors, for
   `PeftModel.from_pretrained(base, "adapter")`) and heads.safetensors (linear_proj and the task head);
+- encode: text_table.safetensors (embeddings (N+1, H): each item's text read by the LM with no SFT,
+  the table of `train.source=text`);
 - train: backbone.safetensors.
 Row i of every item-indexed tensor is internal item i (row 0 is padding); item_ids.tsv maps rows to the
 user's own item ids (from the data run's `item_ids` artifact when it has one, else the ids are the
@@ -34,6 +36,7 @@ WHAT = {
     "enhanced.embeddings": "enhanced item embeddings: the tuned LLM's hidden state for each item's one-item prompt",
     "enhanced.category_probs": "each item's predicted distribution over the K latent categories",
     "item_embeddings.weight": "item embeddings of the pretrained ID backbone",
+    "text_table.embeddings": "each item's text read by the language model, no SFT (zero rows: items without text)",
     "groups.cluster_map": "k-means group of each item (-1 on the padding row)",
     "groups.centroids": "k-means centroids",
     "groups.user_pref": "each user's preference distribution over the K groups (row r = internal user r+1)",

@@ -211,3 +211,17 @@ def test_missing_text_of_a_known_dataset_says_where_to_put_it(dirs):
     _, data = dirs
     with pytest.raises(DatasetError, match=r"put Yelp.items.tsv .* at .*yelp/Yelp.items.tsv"):
         locate_items("yelp", Runtime(progress=False, data_dir=data, offline=True))
+
+
+def test_export_writes_the_text_table(cli, dirs, tmp_path):
+    from safetensors.torch import load_file
+
+    _, data = dirs
+    toy_with_text(data)
+    enc = cli("--no-progress", "--threads", "1", "run", "encode", "-d", "toy", *TINY, "--json")
+    assert enc.code == 0, enc.err
+    r = cli("export", "--from", "-", "--out", str(tmp_path / "text"), "--json", stdin=enc.out)
+    assert r.code == 0, r.err
+    table = load_file(str(tmp_path / "text" / "text_table.safetensors"))["embeddings"]
+    assert table.shape[0] == 21 and torch.all(table[3] == 0) and torch.all(table[0] == 0)   # item 3 has no text
+    assert "text read by the language model" in (tmp_path / "text" / "README.txt").read_text()
