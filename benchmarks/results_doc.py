@@ -319,6 +319,21 @@ def table2_block(name: str, dataset: str) -> Callable[[Results], str]:
     return block
 
 
+def table1_block(files: dict[str, str]) -> Callable[[Results], str]:
+    """Table 1 (dataset statistics) from the data stage of each experiment's chain."""
+    def block(r: Results) -> str:
+        rows = []
+        for label, name in files.items():
+            x = r(name)["upstream"]["data"]["result"]
+            rows.append([label, f"{x['n_users']:,}", f"{x['n_items']:,}", f"{x['n_interactions']:,}", f"{x['density']:.2%}",
+                         f"{x['avg_length']:.1f}"])
+        return ("**Table 1, the datasets** (as the `data` stage read them; the paper's Table 1 has the same figures, "
+                "checked by `tests/test_table1.py`)\n\n" +
+                table(["dataset", "users", "items", "interactions", "density", "average length"], rows) + "\n\n" +
+                caption(r, *files.values(), command=False) + "\n")
+    return block
+
+
 def tslrec_vs_base_block(files: dict[str, str]) -> Callable[[Results], str]:
     """One row per dataset x backbone: TSLRec minus Base, ours (masked, with p) and the paper's (unmasked)."""
     def block(r: Results) -> str:
@@ -960,7 +975,7 @@ rows match or beat the paper's under its protocol, except on ML-1M, where our *m
 paper's rows. Section 2 shows where the weak backbones' gain comes from: SASRec's pretrain table, not the
 language model.
 """,
-        [tslrec_vs_base_block(EXPERIMENTS)] +
+        [table1_block({DATASET_NAMES[k]: v for k, v in EXPERIMENTS.items()}), tslrec_vs_base_block(EXPERIMENTS)] +
         [table2_block(n, ds) for ds, n in EXPERIMENTS.items()] +
         [variants_block("Seeds through the whole chain, SASRec on Beauty",
                         [("downstream seeds only (Table 2)", "experiment-beauty.json", "sasrec"),
@@ -987,7 +1002,16 @@ language model.
                          ("Caser, seed 42", "experiment-beauty-backbones.json", "caser"),
                          ("SASRec, seed 42", "experiment-beauty-backbones.json", "sasrec")],
                         "In the one-seed runs only the downstream backbone changes; the enhanced embeddings are "
-                        "those of the default SASRec chain.")],
+                        "those of the default SASRec chain."),
+         figure_list([
+             ("Fig. 5 (users binned by training length): on Beauty and Yelp SASRec's and FMLP-Rec's loss under TSLRec shows "
+              "in every activity bin, largest for the least active users; on ML-1M SASRec's loss is largest for the less "
+              "active users (16-67 training items: NDCG@10 0.237 -> 0.232 and 0.214 -> 0.203) and nearly gone for the most "
+              "active (251+: 0.131 -> 0.129); the figures are `benchmarks/results/table2/fig5_*.png`, written by "
+              "`tslrec report` from the three experiment files above", "README at commit d1e83df"),
+             ("Validation NDCG@10 is about 20% above test for every model on this split (the last item is harder to "
+              "predict than the second-to-last)", "README at commit daf1eb8"),
+         ])],
     ),
     Section(
         "Which fusion and which item table?",
@@ -999,13 +1023,19 @@ each, on Table 2's Beauty chain. **Answer:** no fusion makes the enhanced embedd
 pretrain table, on either backbone, with either LM; the gate, add and dual fusions on a frozen table cost a
 strong backbone accuracy; what gains there are come from a second model (the ensemble), and its control (two
 Base models) gains as much. The one cell that passed the target on seeds 42-44 (FMLP-Rec, init on SmolLM2's
-table) did not replicate on fresh seeds. The item-to-item probe shows why: the enhanced embeddings carry less
-next-item signal than the table they were made from, and the SFT and LoRA settings tried do not change that.
+table) did not replicate on fresh seeds: it was 1 of 24 enhanced-against-pretrain comparisons (2 backbones x 6
+fusions x 2 LMs), and validation preferred the pretrain table. Why: by construction an item's enhanced embedding
+is the tuned LM's reading of that item's pretrain embedding alone (TSLRec gives the LM no item text), and the
+item-to-item probe shows it keeps less next-item signal than the table it came from; the SFT and LoRA settings
+tried do not change that.
 What to use: with a strong backbone, Base (or an ensemble of two Base models); with a weak one, the paper's
 gate, which passes on SASRec's knowledge.
 """,
         [cells_block("fusion-beauty.json", "Fusions x item tables on Beauty, SASRec and FMLP-Rec",
-                     ["sasrec", "fmlprec"]),
+                     ["sasrec", "fmlprec"],
+                     note="Base and the gate on MiniLM's table are Table 2's runs (the same cache keys). The ensemble's "
+                          "control runs are those made after commit c7dc7ea, which gave each member its own resume "
+                          "point (before it, the second member resumed from the first's checkpoint)."),
          cells_diff_block("fusion-beauty.json", "pretrain", "Enhanced table minus the pretrain table, same fusion",
                           ["sasrec", "fmlprec"], ["enhanced-minilm", "enhanced-smollm2"]),
          cells_diff_block("fusion-beauty.json", "random", "Enhanced table minus a fixed random table, same fusion",
@@ -1079,6 +1109,10 @@ main job takes under 3 minutes; at dimension 64 the GPU is bound by kernel launc
               "README at commit daf1eb8, code f7f19f5"),
              ("`tslrec --device cuda run all --dataset beauty` on one H100: train ci 17 s, train tslrec 32 s (the "
               "stages before them: the table above)", "README at commit f3845b6"),
+             ("Full-ranking evaluation of Beauty's 22,363 users, 1 thread, fp32: 11.9 s -> 4.3 s (commit f8c991a)",
+              "README at commit daf1eb8"),
+             ("Start-up under a heavier load (load average 7): the light commands 0.43-0.85 s, the baseline tree's 3.5-5.5 s",
+              "README at commit 7ebd01d"),
              ("Offline check of the README's first command with one epoch per training, `sft.model=tiny-bert`, "
               "`sft.max_items=5`: 4.4 min while other jobs loaded the 2-core AVX512-BF16 CPU",
               "README at commit 4b2512f"),
