@@ -15,7 +15,7 @@ class BackboneConfig(Frozen):
     dim: int = Field(default=64, ge=1, description="Item embedding / hidden size d.")
     layers: int = Field(default=2, ge=1, description="Number of blocks (attention, GRU or filter layers).")
     heads: int = Field(default=1, ge=1, description="Attention heads (SASRec).")
-    dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="Dropout on embeddings and hidden states (0.2: SASRec on Beauty gets a better validation NDCG@10 than with 0.5, in half the epochs).")
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="Dropout on embeddings and hidden states.")
     max_len: int = Field(default=50, ge=2, description="Most recent items a sequence keeps.")
 
 
@@ -25,9 +25,9 @@ class TrainerConfig(Frozen):
     batch_size: int = Field(default=256, ge=1, description="Training sequences per step.")
     epochs: int = Field(default=200, ge=1, description="Maximum epochs.")
     patience: int = Field(default=10, ge=1, description="Stop after this many evaluations without a better validation NDCG@10.")
-    eval_batch_size: int = Field(default=128, ge=1, description="Users per evaluation batch (128: the (B, N) score block stays in cache on CPU; 1024 was ~1.5x slower on Beauty).")
+    eval_batch_size: int = Field(default=128, ge=1, description="Users per evaluation batch: each batch's (B, N) score block is computed at once, so a small batch keeps it in the CPU cache.")
     seed: int = Field(default=42, description="Seed for init, shuffling and dropout.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="Arithmetic of the full-softmax loss (scoring matmuls and softmax): 'bf16' runs them in bfloat16 with float32 row sums, loss and gradient accumulation (fp32 master weights), and autocasts the backbone to bfloat16. ~2.9x faster SASRec epochs on Beauty on a CPU with AVX512-BF16, same validation NDCG@10 over 3 seeds (0.0710 vs 0.0711 in fp32); on a CPU without native bf16 (AVX2 only) 12-24x slower than 'fp32'. 'auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX, a bf16 GPU), else fp32; the record names the one that ran. Evaluation always scores in float32 (bfloat16 scores would create ties).")
+    precision: Literal["auto", "fp32", "bf16"] = Field(default="auto", description="Arithmetic of the full-softmax loss (scoring matmuls and softmax): 'bf16' runs them in bfloat16 with float32 row sums, loss and gradient accumulation (fp32 master weights), and autocasts the backbone to bfloat16. 'auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX, a bf16 GPU), else fp32, since emulated bfloat16 is many times slower than fp32; the record names the one that ran. Speed and quality of each: docs/method-choices.md. Evaluation always scores in float32 (bfloat16 scores would create ties).")
     mask_history: bool = Field(default=True, description="Exclude the user's history items from ranking (the backbones issue's protocol; RecBole's sequential full-sort, which the paper's Table 2 used, does not). Results also carry the test metrics under the other setting (`test_alt`).")
 
 
