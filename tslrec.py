@@ -79,7 +79,7 @@ def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path]
             raise ConfigError(f"--dataset {dataset} conflicts with the upstream run's dataset {base['data']['dataset']}")
     presets = {}
     if profile == "paper":
-        from stages.trainer import PAPER_PROFILE
+        from stages.core.trainer import PAPER_PROFILE
         presets = PAPER_PROFILE
     elif profile is not None:
         raise ConfigError(f"--profile {profile!r}: known profiles: paper")

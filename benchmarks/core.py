@@ -36,13 +36,13 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from pipeline.progress import make_tracker  # noqa: E402
 from schemas.data import DataConfig, DataIn  # noqa: E402
 from schemas.group import GroupConfig, GroupIn  # noqa: E402
 from schemas.llm import AugmentConfig, AugmentIn, SftConfig  # noqa: E402
-from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from stages import augment, data, group, sft  # noqa: E402
-from stages.sequences import Sequences  # noqa: E402
+from stages.core.sequences import Sequences  # noqa: E402
 
 
 def git_commit() -> str | None:

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from pipeline.cache import Cache  # noqa: E402
-from stages.evaluate import history_ids, metrics, ranks_from_scores  # noqa: E402
-from stages.sequences import Sequences  # noqa: E402
+from stages.core.evaluate import history_ids, metrics, ranks_from_scores  # noqa: E402
+from stages.core.sequences import Sequences  # noqa: E402
 
 
 def item_to_item(table: torch.Tensor, seqs: Sequences, batch: int = 2048) -> dict:

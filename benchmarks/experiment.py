@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 from pipeline.experiment import run_all  # noqa: E402
 from pipeline.interrupt import Interrupted, handled_signals, unwound  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
+from pipeline.progress import make_tracker  # noqa: E402
 from pipeline.report import write_report  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
-from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def run() -> None:
     rt = Runtime(threads=args.threads, progress=True, device=args.device, tracker=make_tracker)
     presets = {}
     if args.profile == "paper":
-        from stages.trainer import PAPER_PROFILE
+        from stages.core.trainer import PAPER_PROFILE
         presets = PAPER_PROFILE
     cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets], presets=presets)
     t0 = time.perf_counter()

@@ -35,8 +35,8 @@ from pipeline.registry import STAGES  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from schemas.backbone import Metrics  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
-from stages.evaluate import rank_users  # noqa: E402
-from stages.sequences import Sequences  # noqa: E402
+from stages.core.evaluate import rank_users  # noqa: E402
+from stages.core.sequences import Sequences  # noqa: E402
 
 NO_METRICS = Metrics(hr5=0, hr10=0, ndcg5=0, ndcg10=0, n_users=0, mask_history=True)
 
@@ -54,12 +54,12 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def sample_backbone(stage: str, steps: int, eval_batches: int, report: dict) -> Callable:
-    """pretrain / train: `steps` optimisation steps of stages.trainer, and the 3 full-ranking passes
+    """pretrain / train: `steps` optimisation steps of stages.core.trainer, and the 3 full-ranking passes
     of one epoch (valid, test, test under the other masking) timed on `eval_batches` batches of users."""
     from stages import train as train_stage
     from stages.backbones import build
     from stages.backbones.embedding import ItemEmbedding, make_embedding
-    from stages.trainer import BUCKET_POOL, batch_loss, batches, state_tensors, training_chunks
+    from stages.core.trainer import BUCKET_POOL, batch_loss, batches, state_tensors, training_chunks
 
     def run(cfg, inp, rt):
         t_start = time.perf_counter()
@@ -119,7 +119,7 @@ def sample_sft(steps: int, eval_batches: int, report: dict) -> Callable:
     predictions timed on `eval_batches` batches of them."""
     from schemas.llm import SftOut, SftResult
     from stages import sft
-    from stages.lm.prompt import length_batches
+    from stages.core.sequences import length_batches
 
     def run(cfg, inp, rt):
         cfg = cfg.resolved()                      # the task's defaults (lr, LoRA rank, ...) filled in

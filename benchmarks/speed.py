@@ -42,12 +42,12 @@ from pipeline.overrides import build_config  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from schemas.backbone import BackboneConfig  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
-from stages import trainer  # noqa: E402
 from stages.backbones import build  # noqa: E402
 from stages.backbones.caser import N_H, N_V, WINDOW  # noqa: E402
 from stages.backbones.embedding import ItemEmbedding  # noqa: E402
-from stages.evaluate import rank_users  # noqa: E402
-from stages.sequences import Sequences  # noqa: E402
+from stages.core import trainer  # noqa: E402
+from stages.core.evaluate import rank_users  # noqa: E402
+from stages.core.sequences import Sequences  # noqa: E402
 
 BACKBONES = ["sasrec", "gru4rec", "caser", "fmlprec"]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}

@@ -34,7 +34,7 @@ from backbones import LogRuntime  # noqa: E402
 from fusion import cell_config, environment, run_cell, summarize_cells  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from pipeline.stats import ttest_p  # noqa: E402
-from stages.sequences import Sequences  # noqa: E402
+from stages.core.sequences import Sequences  # noqa: E402
 
 FUSIONS = ["gate", "add", "init", "dual", "nullspace"]
 N_BINS = 5

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
 from schemas.common import ArtifactRef, RunRecord, json_digest
-from stages.atomic import write_atomically
+from stages.core.atomic import write_atomically
 
 if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache ls` must start fast
     import torch

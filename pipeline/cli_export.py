@@ -76,7 +76,7 @@ def data_record(cache: Cache, rec: RunRecord) -> Optional[RunRecord]:
 
 def decode_ids(tensors: dict[str, Any]) -> list[str]:
     """An id map artifact -> the user's ids, index i = internal id i+1. The data stage's encoding
-    (stages/idmap.py): `utf8` uint8 bytes + `offsets` int64 (n+1,). Also read: one uint8 tensor of
+    (stages/core/idmap.py): `utf8` uint8 bytes + `offsets` int64 (n+1,). Also read: one uint8 tensor of
     UTF-8 JSON (a list of ids), or one integer tensor of ids."""
     if "utf8" in tensors and "offsets" in tensors:
         raw, bounds = tensors["utf8"].numpy().tobytes(), tensors["offsets"].tolist()

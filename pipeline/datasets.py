@@ -25,7 +25,7 @@ from pipeline.cache import file_sha256
 from pipeline.overrides import ConfigError
 from schemas.data import check_dataset_name
 from schemas.runtime import Runtime
-from stages.atomic import temp_beside
+from stages.core.atomic import temp_beside
 
 
 class DatasetError(Exception):
@@ -214,9 +214,9 @@ def validate_dataset(path: Path, name: str, fmt: str = "auto"):
 def install_items(dest: Path, items_file: Path, data_file: Path, name: str, fmt: str = "auto") -> Path:
     """Copy an item text file to dest once it parses against the item ids of `data_file` (the user's own
     ids, through the same id map as `run text`); errors name items_file and its line."""
+    from stages.core.idmap import decode_tokens
+    from stages.core.item_text import read_items_tsv
     from stages.data import DataFormatError
-    from stages.idmap import decode_tokens
-    from stages.item_text import read_items_tsv
 
     if not items_file.is_file():
         raise DatasetUsageError(f"--items {items_file}: not a regular file")

@@ -26,7 +26,7 @@ from pipeline.registry import ORDER
 from pipeline.upstream import lineage
 from pipeline.stats import METRICS, significance, summarize, ttest_p
 from schemas.pipeline import PipelineConfig
-from stages.atomic import write_atomically
+from stages.core.atomic import write_atomically
 
 VARIANTS = ["base", "ci", "tslrec"]
 
@@ -72,7 +72,7 @@ def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], vari
 
 def is_pretrain_twin(cfg: PipelineConfig) -> bool:
     """A base run with exactly pretrain's backbone and trainer config (seed included) trains the same
-    model as `pretrain`: both build it through `stages.trainer.train_backbone` from the same seed
+    model as `pretrain`: both build it through `stages.core.trainer.train_backbone` from the same seed
     with a plain item table (tests/test_experiment.py checks the two give identical results)."""
     return cfg.train.variant == "base" and cfg.train.backbone == cfg.pretrain.backbone \
         and cfg.train.trainer == cfg.pretrain.trainer

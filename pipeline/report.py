@@ -18,7 +18,7 @@ from pipeline.figures import activity_bins, bin_metrics, fig4_agreement, fig5_ac
 from pipeline.paper_table2 import PAPER_TABLE2, PROTOCOL, STARS
 from pipeline.stats import METRICS, mean_std, summarize
 from schemas.common import RunRecord
-from stages.sequences import Sequences
+from stages.core.sequences import Sequences
 
 HEAD = {"hr5": "HR@5", "hr10": "HR@10", "ndcg5": "NDCG@5", "ndcg10": "NDCG@10"}
 VARIANT_ORDER = ["base", "ci", "tslrec"]

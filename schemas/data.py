@@ -53,4 +53,4 @@ class DataResult(Frozen):
 
 class DataOut(TensorModel):
     result: DataResult
-    artifacts: dict[str, Tensors] = Field(description="'sequences': items int32 [nnz] (internal ids 1..N), offsets int64 [M+1]; 'user_ids', 'item_ids': the file's own id of each internal id, as UTF-8 bytes (utf8 uint8) and offsets int64 [M+1] / [N+1] (see stages/idmap.py).")
+    artifacts: dict[str, Tensors] = Field(description="'sequences': items int32 [nnz] (internal ids 1..N), offsets int64 [M+1]; 'user_ids', 'item_ids': the file's own id of each internal id, as UTF-8 bytes (utf8 uint8) and offsets int64 [M+1] / [N+1] (see stages/core/idmap.py).")

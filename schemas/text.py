@@ -30,7 +30,7 @@ class TextResult(Frozen):
 
 class TextOut(TensorModel):
     result: TextResult
-    artifacts: dict[str, Tensors] = Field(description="'item_text': column names and N+1 UTF-8 strings per column (stages/item_text.py).")
+    artifacts: dict[str, Tensors] = Field(description="'item_text': column names and N+1 UTF-8 strings per column (stages/core/item_text.py).")
 
 
 class EncodeConfig(Frozen):

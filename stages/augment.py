@@ -15,11 +15,11 @@ import torch
 
 from schemas.llm import AugmentConfig, AugmentIn, AugmentOut, AugmentResult
 from schemas.runtime import Runtime
+from stages.core.item_text import item_text_tokens
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
-from stages.item_text import item_text_tokens
 
 VERSION = 1
-MODULES = ["stages.augment", "stages.item_text", "stages.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
+MODULES = ["stages.augment", "stages.core.item_text", "stages.core.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
            "stages.lm.model"]
 
 

@@ -21,11 +21,11 @@ from typing import Iterator
 import torch
 
 from schemas.data import DataConfig, DataIn, DataOut, DataResult
-from stages.idmap import assign_ids, encode_tokens, is_decimal, natural_key
-from stages.sequences import Sequences
+from stages.core.idmap import assign_ids, encode_tokens, is_decimal, natural_key
+from stages.core.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.data", "stages.idmap", "stages.sequences"]
+MODULES = ["stages.data", "stages.core.idmap", "stages.core.sequences"]
 
 BOM = b"\xef\xbb\xbf"
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")   # not tab, LF or CR

@@ -15,11 +15,11 @@ import torch
 
 from schemas.runtime import Runtime
 from schemas.text import EncodeConfig, EncodeIn, EncodeOut, EncodeResult
-from stages.item_text import item_strings
+from stages.core.item_text import item_strings
 from stages.lm.load import load_lm
 
 VERSION = 1
-MODULES = ["stages.encode", "stages.item_text", "stages.lm.load", "stages.lm.precision"]
+MODULES = ["stages.encode", "stages.core.item_text", "stages.lm.load", "stages.lm.precision"]
 
 
 def identity(cfg: EncodeConfig, rt: Runtime) -> dict[str, str]:

@@ -14,10 +14,10 @@ import torch
 
 from schemas.group import GroupConfig, GroupIn, GroupOut, GroupResult
 from schemas.runtime import Runtime
-from stages.sequences import Sequences
+from stages.core.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.group", "stages.sequences"]
+MODULES = ["stages.group", "stages.core.sequences"]
 
 
 def group_counts(train: Sequences, cluster_map: torch.Tensor, k: int) -> torch.Tensor:

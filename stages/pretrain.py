@@ -10,11 +10,11 @@ from schemas.pretrain import PretrainConfig, PretrainIn, PretrainOut
 from schemas.runtime import Runtime
 from stages.backbones import modules_for
 from stages.backbones.embedding import ItemEmbedding
-from stages.sequences import Sequences
-from stages.trainer import state_tensors, train_backbone
+from stages.core.sequences import Sequences
+from stages.core.trainer import state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.pretrain", "stages.trainer", "stages.linear_ce", "stages.evaluate", "stages.sequences"]
+COMMON_MODULES = ["stages.pretrain", "stages.core.trainer", "stages.core.linear_ce", "stages.core.evaluate", "stages.core.sequences"]
 
 
 def modules(cfg) -> list[str]:

@@ -27,19 +27,19 @@ import torch
 
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
-from stages import checkpoint
+from stages.core import checkpoint
+from stages.core.item_text import item_text_tokens
+from stages.core.sequences import Sequences, length_batches
 from stages.lm import e4srec
 from stages.lm.load import load_lm, prepare_for_training, quiet_transformers
-from stages.lm.precision import grad_scaler
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
-from stages.item_text import item_text_tokens
-from stages.lm.prompt import length_batches, recent_items, window_counts
+from stages.lm.precision import grad_scaler
+from stages.lm.prompt import recent_items, window_counts
 from stages.lm.schedule import lr_scheduler
 from stages.lm.tasks import Instances, Task, get_task, window_targets
-from stages.sequences import Sequences
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.item_text", "stages.sequences", "stages.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
+MODULES = ["stages.sft", "stages.core.item_text", "stages.core.sequences", "stages.core.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
            "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
 
 

@@ -5,7 +5,7 @@ ci:     + a learnable embedding of each item's pre-grouped category (cluster_map
 tslrec: a fusion (train.fusion, stages/backbones/fusion.py) of learnable ID embeddings with a frozen
         item table (train.source): the LLM-enhanced embeddings (from `augment`, the default), the
         pretrain backbone's own table (from `pretrain`) or a fixed random one; the last two are
-        controls. The `ensemble` fusion trains two models and mixes their scores (stages/ensemble.py).
+        controls. The `ensemble` fusion trains two models and mixes their scores (stages/core/ensemble.py).
 """
 from __future__ import annotations
 
@@ -18,14 +18,14 @@ from schemas.runtime import Runtime
 from stages.backbones import build, modules_for
 from stages.backbones.embedding import ItemEmbedding, make_embedding
 from stages.backbones.fusion import build_fused, make_fusion
-from stages.ensemble import fit_ensemble
-from stages.evaluate import metrics
-from stages.sequences import Sequences
-from stages.trainer import fit, state_tensors, train_backbone
+from stages.core.ensemble import fit_ensemble
+from stages.core.evaluate import metrics
+from stages.core.sequences import Sequences
+from stages.core.trainer import fit, state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.train", "stages.trainer", "stages.linear_ce", "stages.evaluate", "stages.sequences"]
-FUSION_MODULES = ["stages.backbones.fusion", "stages.ensemble"]
+COMMON_MODULES = ["stages.train", "stages.core.trainer", "stages.core.linear_ce", "stages.core.evaluate", "stages.core.sequences"]
+FUSION_MODULES = ["stages.backbones.fusion", "stages.core.ensemble"]
 RANDOM_SOURCE_SEED = 0   # the 'random' control is one fixed table, the same for every seed and fusion
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from stages.sequences import Sequences
+from stages.core.sequences import Sequences
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -7,8 +7,8 @@ from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.runtime import Runtime
 from stages.backbones import NAMES, build
 from stages.backbones.embedding import CategoryEmbedding, GateEmbedding, ItemEmbedding, make_embedding
-from stages.sequences import Sequences
-from stages.trainer import train_backbone
+from stages.core.sequences import Sequences
+from stages.core.trainer import train_backbone
 from conftest import cycle_dataset as _cycle_dataset
 
 N_ITEMS, DIM, MAX_LEN = 40, 16, 10
@@ -122,7 +122,7 @@ def test_padding_row_stays_zero_after_a_training_step(name, variant):
     """Row 0 of the item table gets no gradient and stays exactly zero after a step on a mixed-length
     batch (Caser's windows read padding columns: with a plain `weight` it drifted), so outputs never
     depend on how much padding a batch carries."""
-    from stages.trainer import batch_loss
+    from stages.core.trainer import batch_loss
     torch.manual_seed(0)
     cmap = torch.cat([torch.tensor([-1]), torch.arange(N_ITEMS) % 4])
     kw = {"ci": {"cluster_map": cmap}, "tslrec": {"enhanced": torch.randn(N_ITEMS + 1, 24)}}.get(variant, {})

@@ -48,7 +48,7 @@ def test_trainer_on_cuda_learns_like_on_cpu():
     from schemas.backbone import BackboneConfig, TrainerConfig
     from schemas.runtime import Runtime
     from stages.backbones.embedding import ItemEmbedding
-    from stages.trainer import train_backbone
+    from stages.core.trainer import train_backbone
     from conftest import cycle_dataset
 
     seqs = cycle_dataset()

@@ -7,7 +7,7 @@ import torch
 from schemas.data import DataConfig, DataIn
 from schemas.runtime import Runtime
 from stages import data
-from stages.sequences import Sequences
+from stages.core.sequences import Sequences
 from stages.synthetic import SyntheticConfig, item_categories, make_synthetic, write_synthetic
 
 RT = Runtime(progress=False)

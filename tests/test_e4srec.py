@@ -12,11 +12,11 @@ from torch.nn import functional as F
 from schemas.llm import SftConfig, SftIn
 from schemas.runtime import Runtime
 from stages import sft
-from stages.evaluate import metrics
+from stages.core.evaluate import metrics
+from stages.core.sequences import Sequences
 from stages.lm import e4srec
 from stages.lm.prompt import NEXT_ITEM_INSTRUCTION, prompt_tokens
 from stages.lm.tasks import NEXT_ITEM, get_task, mask_padding
-from stages.sequences import Sequences
 
 M, N, D = 20, 25, 8
 

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.evaluate import history_ids, metrics, rank_users, ranks_from_scores
-from stages.sequences import Sequences
+from stages.core.evaluate import history_ids, metrics, rank_users, ranks_from_scores
+from stages.core.sequences import Sequences
 
 NEG = -math.inf
 

@@ -14,9 +14,9 @@ from stages import train
 from stages.backbones import build
 from stages.backbones.embedding import ItemEmbedding, make_embedding
 from stages.backbones.fusion import DualBackbone, build_fused, make_fusion
-from stages.ensemble import WEIGHTS, mixed_ranks
-from stages.evaluate import rank_users
-from stages.trainer import batch_loss, fit, train_backbone, training_chunks
+from stages.core.ensemble import WEIGHTS, mixed_ranks
+from stages.core.evaluate import rank_users
+from stages.core.trainer import batch_loss, fit, train_backbone, training_chunks
 from conftest import cycle_dataset
 
 RT = Runtime(progress=False)

@@ -75,7 +75,7 @@ def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
     """The chain job goes through the CLI, the trainings through experiment.py: one chain only if both
     resolve --profile paper to the same upstream config (else the GPU computes two)."""
     from pipeline.overrides import build_config
-    from stages.trainer import PAPER_PROFILE
+    from stages.core.trainer import PAPER_PROFILE
     from tslrec import stage_config
 
     jobs = dict(plan("gpu-final"))

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from schemas.group import GroupConfig, GroupIn
 from schemas.runtime import Runtime
 from stages import group
+from stages.core.sequences import Sequences
 from stages.group import group_counts, mean_entropy, preference_histogram
-from stages.sequences import Sequences
 
 
 @st.composite

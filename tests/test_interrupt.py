@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.atomic import temp_beside, write_atomically
+from stages.core.atomic import temp_beside, write_atomically
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,9 +7,9 @@ import torch.nn.functional as F
 
 from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.runtime import Runtime
-from stages import linear_ce, trainer
 from stages.backbones.embedding import ItemEmbedding
-from stages.linear_ce import LinearCE
+from stages.core import linear_ce, trainer
+from stages.core.linear_ce import LinearCE
 from tests.conftest import cycle_dataset
 
 

@@ -11,9 +11,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stages.core.sequences import length_batches
 from stages.lm import load as lm_load
 from stages.lm.load import is_encoder, load_lm
-from stages.lm.prompt import INSTRUCTION, PromptTemplate, length_batches, prompt_tokens, recent_items
+from stages.lm.prompt import INSTRUCTION, PromptTemplate, prompt_tokens, recent_items
 
 
 

@@ -114,7 +114,7 @@ def test_encoder_falls_back_to_the_plain_path():
 
 def test_sft_training_is_the_same_with_and_without_prefix_reuse(tmp_path):
     """A whole (dropout-free) SFT run: same losses and the same trained LoRA/head weights."""
-    from stages.sequences import Sequences
+    from stages.core.sequences import Sequences
 
     g = torch.Generator().manual_seed(0)
     m, k = 16, 4

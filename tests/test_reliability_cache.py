@@ -20,7 +20,7 @@ from pipeline.cache import Cache
 from pipeline.runner import Runner
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
-from stages import checkpoint
+from stages.core import checkpoint
 from stages.synthetic import SyntheticConfig, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,7 +331,7 @@ def test_an_interrupted_stage_resumes_and_ends_as_an_uninterrupted_run(tmp_path,
 
 def test_kill_9_in_the_middle_of_pretrain_then_rerun_resumes_with_the_same_result(tmp_path, cli, dirs):
     script = (
-        "import os, signal, sys; from stages import checkpoint; real = checkpoint.save\n"
+        "import os, signal, sys; from stages.core import checkpoint; real = checkpoint.save\n"
         "def save(rt, name, epoch, *a, **kw):\n"
         "    real(rt, name, epoch, *a, **kw)\n"
         "    if epoch == 2: os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -15,8 +15,8 @@ import pipeline.datasets as ds
 from schemas.data import DataConfig, DataIn
 from schemas.runtime import Runtime
 from stages import data
-from stages.idmap import decode_tokens
-from stages.sequences import Sequences
+from stages.core.idmap import decode_tokens
+from stages.core.sequences import Sequences
 from conftest import toy
 
 

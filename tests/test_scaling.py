@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline.memory import track_peak
-from stages import evaluate
+from stages.core import evaluate
 from stages.synthetic import SyntheticConfig, category_tensor, distinct_choices, synthetic_tensors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))

@@ -3,15 +3,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import stages.trainer as trainer
 from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.pipeline import PipelineConfig
 from schemas.pretrain import PretrainConfig, PretrainIn, TrainConfig, TrainIn
 from schemas.runtime import Runtime
 from stages import pretrain, train
-from stages.evaluate import metrics, rank_users
-from stages.sequences import Sequences
-from stages.trainer import PAPER_PROFILE, LinearCE, batches, training_chunks
+from stages.core.evaluate import metrics, rank_users
+from stages.core.sequences import Sequences
+from stages.core.trainer import PAPER_PROFILE, LinearCE, batches, training_chunks
+import stages.core.trainer as trainer
 from conftest import cycle_dataset
 
 RT = Runtime(progress=False)

@@ -137,7 +137,7 @@ def test_export_embeddings_cluster_map_and_a_peft_adapter(cli, dirs, tmp_path):
 
 def test_export_writes_the_users_own_item_ids_when_the_data_run_has_a_map(cli, dirs, tmp_path):
     """A data run with `item_ids` / `user_ids` artifacts (the data stage's encoding: utf8 bytes + offsets,
-    stages/idmap.py on the rel-input branch): export maps rows to the user's own ids."""
+    stages/core/idmap.py on the rel-input branch): export maps rows to the user's own ids."""
     import torch
 
     from pipeline.cache import Cache
@@ -286,7 +286,7 @@ def test_early_stopping_progress_shows_epochs_since_best_not_an_eta(capsys):
     from schemas.backbone import BackboneConfig, TrainerConfig
     from schemas.runtime import Runtime
     from stages.backbones.embedding import ItemEmbedding
-    from stages.trainer import train_backbone
+    from stages.core.trainer import train_backbone
     from tests.conftest import cycle_dataset
 
     calls = []

@@ -13,7 +13,7 @@ adds from what the pretrained backbone already knew.
     dual       ID view and adapted LLM view, one shared backbone run twice   (DualEmbedding + DualBackbone)
     nullspace  frozen semantic subspace + ID embeddings in its null space    (NullspaceEmbedding)
     adapter    MLP(e_llm) alone, no ID embeddings (an ensemble member)       (AdapterEmbedding)
-The `ensemble` fusion trains two whole models and mixes their scores: `stages/ensemble.py`.
+The `ensemble` fusion trains two whole models and mixes their scores: `stages/core/ensemble.py`.
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 validation: input = the user's training part (most recent max_items), target = the validation item;
 test:       input = training part + validation item, target = the test item.
-Ranks come from `stages.evaluate.ranks_from_scores` (0-based among items 1..N, padding excluded,
-ties count against the target), and metrics from `stages.evaluate.metrics`: the same HR@{5,10} /
+Ranks come from `stages.core.evaluate.ranks_from_scores` (0-based among items 1..N, padding excluded,
+ties count against the target), and metrics from `stages.core.evaluate.metrics`: the same HR@{5,10} /
 NDCG@{5,10} over all users as the backbones. History masking follows `sft.mask_history` (on by default, as the backbones).
 """
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 
 from schemas.backbone import Metrics
-from stages.evaluate import history_ids, metrics, ranks_from_scores
+from stages.core.evaluate import history_ids, metrics, ranks_from_scores
+from stages.core.sequences import Sequences, length_batches
 from stages.lm.model import PromptLM
-from stages.lm.prompt import length_batches, recent_items
+from stages.lm.prompt import recent_items
 from stages.lm.tasks import mask_padding
-from stages.sequences import Sequences
 
 
 @torch.no_grad()

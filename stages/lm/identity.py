@@ -14,7 +14,7 @@ import hashlib
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from stages.atomic import write_atomically
+from stages.core.atomic import write_atomically
 from stages.lm.load import PACKAGED, TINY, TINY_SEED, _offline
 
 

@@ -28,8 +28,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from stages.sequences import length_batches  # noqa: F401  (moved; sft, e4srec and benchmarks import it from here)
-
 INSTRUCTION = "Given the user's purchase history, predict the user's distribution among {k} purchase preferences."
 NEXT_ITEM_INSTRUCTION = "Given the user's purchase history, predict the next possible item to be purchased."   # E4SRec
 RESPONSE = " Response:"   # the leading space only matters to byte-level BPE (it reads as a new word)

@@ -26,10 +26,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from schemas.llm import SftConfig
+from stages.core.sequences import Sequences
 from stages.group import preference_histogram
 from stages.lm.load import default_lora_targets
 from stages.lm.prompt import INSTRUCTION, NEXT_ITEM_INSTRUCTION
-from stages.sequences import Sequences
 
 # Feed-forward Linear layers by full module name: Llama & co (gate/up/down_proj), BERT & co
 # (intermediate.dense and the layer's own output.dense, not attention.output.dense), DistilBERT.

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from schemas.backbone import Metrics
-from stages.sequences import Sequences, length_batches
+from stages.core.sequences import Sequences, length_batches
 
 KS = (5, 10)
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from schemas.runtime import Runtime
-from stages.atomic import write_atomically
+from stages.core.atomic import write_atomically
 
 FORMAT = 1
 

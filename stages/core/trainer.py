@@ -23,12 +23,12 @@ import torch
 from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.pretrain import TrainResult
 from schemas.runtime import Runtime
-from stages import checkpoint
 from stages.backbones import Backbone, build
 from stages.backbones.embedding import ItemEmbedding
-from stages.evaluate import metrics, rank_users
-from stages.linear_ce import LinearCE
-from stages.sequences import Sequences, length_batches
+from stages.core import checkpoint
+from stages.core.evaluate import metrics, rank_users
+from stages.core.linear_ce import LinearCE
+from stages.core.sequences import Sequences, length_batches
 
 # The paper's settings (section 5.1): lr 1e-4, batch 1024, d 256, for every backbone.
 # Dotted overrides of the pipeline config, applied by the CLI's `--profile paper`.
@@ -105,7 +105,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     precision = rt.resolve_precision(cfg.precision)   # 'auto': bf16 where the device has it natively
     # bf16 also autocasts the backbone: tensor cores on CUDA; on a CPU with AVX512-BF16 8-12% faster
-    # steps for all four backbones on Beauty (the loss, stages/linear_ce.py, is most of the rest).
+    # steps for all four backbones on Beauty (the loss, stages/core/linear_ce.py, is most of the rest).
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def evaluate(inputs: Sequences, targets: torch.Tensor, mask_history: bool = cfg.mask_history) -> torch.Tensor:

@@ -8,7 +8,7 @@ Items without a row get empty text (counted, never an error): a catalogue may la
 
 Artifact 'item_text' (tensors only, so it stays safetensors): `columns.utf8`/`columns.offsets` hold the
 column names, and for column j `<j>.utf8`/`<j>.offsets` its N+1 strings (row 0 is the padding id, always
-empty), each in `stages.idmap.encode_tokens`' layout.
+empty), each in `stages.core.idmap.encode_tokens`' layout.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from pathlib import Path
 import torch
 
 from schemas.common import Tensors
+from stages.core.idmap import decode_tokens, encode_tokens
 from stages.data import DataFormatError, text_lines
-from stages.idmap import decode_tokens, encode_tokens
 
 
 def read_items_tsv(path: Path, item_tokens: list[str]) -> tuple[list[str], list[list[str]]]:

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from schemas.pretrain import TrainConfig
 from schemas.runtime import Runtime
 from stages.backbones import Backbone
-from stages.evaluate import history_ids, metrics, ranks_from_scores
-from stages.sequences import Sequences, length_batches
-from stages.trainer import Fit, fit
+from stages.core.evaluate import history_ids, metrics, ranks_from_scores
+from stages.core.sequences import Sequences, length_batches
+from stages.core.trainer import Fit, fit
 
 WEIGHTS = tuple(i / 10 for i in range(11))
 # The control's second base model: a seed no other cell of a 3-seed benchmark uses, so two ensembles'

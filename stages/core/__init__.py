@@ -1,0 +1,9 @@
+"""The machinery the stages share (the stages themselves are the modules of `stages/`).
+
+- `sequences`: CSR user sequences and their leave-one-out split; `idmap`: the users' own ids;
+  `item_text`: the items.tsv file and its tensor artifact.
+- `trainer`: the backbones' training loop (`pretrain`, `train`); `linear_ce`: its full-softmax loss;
+  `evaluate`: full-ranking metrics; `ensemble`: two models' scores mixed; `checkpoint`: per-epoch
+  resume points.
+- `atomic`: files written so that a reader never sees half of one.
+"""
