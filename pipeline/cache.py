@@ -29,13 +29,6 @@ if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache
     import torch
 
 
-def file_sha256(path: Path) -> str:
-    """The data stage's hashing of raw files (one definition), imported only when a file is hashed."""
-    from stages.data import file_sha256 as data_file_sha256
-
-    return data_file_sha256(path)
-
-
 class CorruptObject(Exception):
     """An object is missing, unreadable, or its tensors no longer hash to its digest."""
 

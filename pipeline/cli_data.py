@@ -11,10 +11,10 @@ from rich.table import Table
 
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
-from pipeline.cache import file_sha256
 from pipeline.datasets import (EXTENSIONS, KNOWN, DatasetUsageError, Source, candidates, check_https, checked_name,
                                fetch, install, local_path, under_data_dir)
 from pipeline.overrides import build_config
+from stages.core.files import file_sha256
 
 data_app = typer.Typer(help="Datasets: statistics, download, import, synthetic data.", no_args_is_help=True)
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlsplit
 
-from pipeline.cache import file_sha256
 from pipeline.overrides import ConfigError
 from schemas.data import check_dataset_name
 from schemas.runtime import Runtime
 from stages.core.atomic import temp_beside
+from stages.core.files import file_sha256
 
 
 class DatasetError(Exception):
@@ -204,7 +204,7 @@ def unpack_items(known: ItemText, packed: Path, dest: Path) -> Path:
 
 
 def validate_dataset(path: Path, name: str, fmt: str = "auto"):
-    """Parse the file exactly as `tslrec run data` will (its DataOut); raises stages.data.DataFormatError."""
+    """Parse the file exactly as `tslrec run data` will (its DataOut); raises stages.core.files.DataFormatError."""
     from schemas.data import DataConfig, DataIn
     from stages import data
 
@@ -216,7 +216,7 @@ def install_items(dest: Path, items_file: Path, data_file: Path, name: str, fmt:
     ids, through the same id map as `run text`); errors name items_file and its line."""
     from stages.core.idmap import decode_tokens
     from stages.core.item_text import read_items_tsv
-    from stages.data import DataFormatError
+    from stages.core.files import DataFormatError
 
     if not items_file.is_file():
         raise DatasetUsageError(f"--items {items_file}: not a regular file")
@@ -243,7 +243,7 @@ def install(dest: Path, write: Callable[[Path], None], name: str, origin: str, *
 
     `origin` names the source in errors (file:line refers to it); `replaces`: other files of the
     same dataset to remove once dest is in place (--force)."""
-    from stages.data import DataFormatError
+    from stages.core.files import DataFormatError
 
     created = _make_dirs(dest.parent)
     tmp = temp_beside(dest, ".install-")   # named, not created: a signal before the try leaves nothing

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest, file_sha256
+from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest
 from pipeline.console import debug, log
 from pipeline.distributed import PARALLEL_STAGES
 from pipeline.memory import track_peak
@@ -26,6 +26,7 @@ from pipeline.registry import STAGES
 from schemas.common import RunRecord
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
+from stages.core.files import file_sha256
 
 ENV_PACKAGES = ["torch", "transformers", "peft", "scikit-learn"]
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from schemas.runtime import Runtime
 from schemas.text import TextConfig, TextIn, TextOut, TextResult
+from stages.core.files import file_sha256, no_cyclic_gc
 from stages.core.idmap import decode_tokens
 from stages.core.item_text import encode_item_text, read_items_tsv
-from stages.data import file_sha256, no_cyclic_gc
 
 VERSION = 1
-MODULES = ["stages.text", "stages.core.item_text", "stages.data", "stages.core.idmap"]
+MODULES = ["stages.text", "stages.core.item_text", "stages.core.files", "stages.core.idmap"]
 
 
 def run(cfg: TextConfig, inp: TextIn, rt: Runtime) -> TextOut:

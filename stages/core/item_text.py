@@ -18,7 +18,7 @@ import torch
 
 from schemas.common import Tensors
 from stages.core.idmap import decode_tokens, encode_tokens
-from stages.data import DataFormatError, text_lines
+from stages.core.files import DataFormatError, text_lines
 
 
 def read_items_tsv(path: Path, item_tokens: list[str]) -> tuple[list[str], list[list[str]]]:
