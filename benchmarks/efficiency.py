@@ -47,9 +47,9 @@ from schemas.data import DataConfig, DataIn  # noqa: E402
 from schemas.llm import SftConfig  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from stages import data, sft  # noqa: E402
+from stages.core.preference import preference_histogram  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402
 from stages.core.sequences import length_batches  # noqa: E402
-from stages.group import preference_histogram  # noqa: E402
 from stages.lm.prompt import recent_items  # noqa: E402
 
 DATA = {"beauty": "beauty/Beauty.txt", "ml-1m": "ml-1m/ml-1m.txt", "yelp": "yelp/Yelp.txt"}

@@ -40,7 +40,7 @@ from stages.lm.tasks import Instances, Task, get_task, window_targets
 
 VERSION = 1
 MODULES = ["stages.sft", "stages.core.item_text", "stages.core.sequences", "stages.core.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
-           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.group"]
+           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.core.preference"]
 
 
 def identity(cfg: SftConfig, rt: Runtime) -> dict[str, str]:

@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 from schemas.group import GroupConfig, GroupIn
 from schemas.runtime import Runtime
 from stages import group
+from stages.core.preference import group_counts, preference_histogram
 from stages.core.sequences import Sequences
-from stages.group import group_counts, mean_entropy, preference_histogram
+from stages.group import mean_entropy
 
 
 @st.composite

@@ -12,8 +12,8 @@ from schemas.group import GroupConfig, GroupIn
 from schemas.llm import AugmentConfig, AugmentIn, SftConfig, SftIn
 from schemas.runtime import Runtime, default_cache_dir
 from stages import augment, group, sft
+from stages.core.preference import preference_histogram
 from stages.core.sequences import Sequences
-from stages.group import preference_histogram
 from stages.lm.load import load_lm
 from stages.lm.model import CONFIG_KEY, adapter_meta, build_prompt_lm, load_heads, save_peft_dir
 from stages.lm.tasks import GROUP

@@ -14,8 +14,8 @@ import torch
 from schemas.llm import SftConfig
 from schemas.runtime import Runtime
 from stages import sft
+from stages.core.preference import preference_histogram
 from stages.core.sequences import Sequences
-from stages.group import preference_histogram
 from stages.lm.schedule import lr_scheduler
 from stages.lm.tasks import GROUP, NEXT_ITEM, last_items
 

@@ -1,7 +1,8 @@
 """The machinery the stages share (the stages themselves are the modules of `stages/`).
 
 - `sequences`: CSR user sequences and their leave-one-out split; `idmap`: the users' own ids;
-  `item_text`: the items.tsv file and its tensor artifact.
+  `item_text`: the items.tsv file and its tensor artifact; `files`: dataset files read as checked
+  UTF-8 lines, and their sha256; `preference`: a user's histogram over item groups.
 - `trainer`: the backbones' training loop (`pretrain`, `train`); `linear_ce`: its full-softmax loss;
   `evaluate`: full-ranking metrics; `ensemble`: two models' scores mixed; `checkpoint`: per-epoch
   resume points.

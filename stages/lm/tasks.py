@@ -26,8 +26,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from schemas.llm import SftConfig
+from stages.core.preference import preference_histogram
 from stages.core.sequences import Sequences
-from stages.group import preference_histogram
 from stages.lm.load import default_lora_targets
 from stages.lm.prompt import INSTRUCTION, NEXT_ITEM_INSTRUCTION
 
