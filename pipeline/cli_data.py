@@ -162,7 +162,7 @@ def synth_cmd(
 
     Example: tslrec data synth --name toy --users 100 && tslrec run all --dataset toy
     """
-    from stages.synthetic import SyntheticConfig, write_synthetic
+    from pipeline.synthetic import SyntheticConfig, write_synthetic
 
     rt = runtime()
     checked_name(name)

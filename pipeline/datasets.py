@@ -139,7 +139,7 @@ def locate(name: str, rt: Runtime) -> Path:
     if packed is not None:
         return unpack(KNOWN[name], packed, rt.data_dir)
     if name == "synthetic":
-        from stages.synthetic import SyntheticConfig, write_synthetic
+        from pipeline.synthetic import SyntheticConfig, write_synthetic
 
         return write_synthetic(SyntheticConfig(), under_data_dir(rt.data_dir, "synthetic/synthetic.txt"))
     if name not in KNOWN:
@@ -214,9 +214,9 @@ def validate_dataset(path: Path, name: str, fmt: str = "auto"):
 def install_items(dest: Path, items_file: Path, data_file: Path, name: str, fmt: str = "auto") -> Path:
     """Copy an item text file to dest once it parses against the item ids of `data_file` (the user's own
     ids, through the same id map as `run text`); errors name items_file and its line."""
+    from stages.core.files import DataFormatError
     from stages.core.idmap import decode_tokens
     from stages.core.item_text import read_items_tsv
-    from stages.core.files import DataFormatError
 
     if not items_file.is_file():
         raise DatasetUsageError(f"--items {items_file}: not a regular file")

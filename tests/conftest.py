@@ -73,6 +73,6 @@ def cycle_dataset(users: int = 60, n_items: int = 40, seed: int = 0) -> Sequence
 
 def toy(data_dir, name: str = "toy", users: int = 30):
     """A small synthetic dataset file at data_dir/<name>/<name>.txt; -> its path."""
-    from stages.synthetic import SyntheticConfig, write_synthetic
+    from pipeline.synthetic import SyntheticConfig, write_synthetic
 
     return write_synthetic(SyntheticConfig(users=users, items=20), data_dir / name / f"{name}.txt")

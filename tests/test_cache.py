@@ -5,9 +5,9 @@ import torch
 
 from pipeline.cache import Cache, _module_ast, cache_key, canonical_json, code_digest, tensor_digest
 from pipeline.runner import Runner
+from pipeline.synthetic import SyntheticConfig, write_synthetic
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
-from stages.synthetic import SyntheticConfig, write_synthetic
 
 GOLDEN_PARTS = {
     "stage": "group",

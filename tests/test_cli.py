@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.synthetic import SyntheticConfig, write_synthetic
+from pipeline.synthetic import SyntheticConfig, write_synthetic
 
 
 def toy(data_dir: Path, name: str = "toy", users: int = 40) -> Path:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from pipeline.synthetic import SyntheticConfig, item_categories, make_synthetic, write_synthetic
 from schemas.data import DataConfig, DataIn
 from schemas.runtime import Runtime
 from stages import data
 from stages.core.sequences import Sequences
-from stages.synthetic import SyntheticConfig, item_categories, make_synthetic, write_synthetic
 
 RT = Runtime(progress=False)
 

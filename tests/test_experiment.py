@@ -85,11 +85,11 @@ def test_pretrain_and_train_base_train_the_same_model():
     """What makes reusing the pretrain run as base seed 42 sound: same config, same result."""
     import torch
 
+    from pipeline.synthetic import SyntheticConfig, make_synthetic
     from schemas.backbone import BackboneConfig, TrainerConfig
     from schemas.pretrain import PretrainConfig, PretrainIn, TrainConfig, TrainIn
     from schemas.runtime import Runtime
     from stages import pretrain, train
-    from stages.synthetic import SyntheticConfig, make_synthetic
 
     seqs = make_synthetic(SyntheticConfig(users=40, items=20))
     tensors = {"items": torch.tensor([i for s in seqs for i in s], dtype=torch.int32),
@@ -117,10 +117,10 @@ def test_report_renders_tables_and_pngs(cli, synthetic_run, tmp_path):
 def test_variants_refuse_without_their_inputs():
     import torch
 
+    from pipeline.synthetic import SyntheticConfig, make_synthetic
     from schemas.pretrain import TrainConfig, TrainIn
     from schemas.runtime import Runtime
     from stages import train
-    from stages.synthetic import SyntheticConfig, make_synthetic
 
     seqs = make_synthetic(SyntheticConfig(users=10, items=12))
     items = torch.tensor([i for s in seqs for i in s], dtype=torch.int32)

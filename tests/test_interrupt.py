@@ -83,7 +83,7 @@ def test_the_temp_name_is_not_created_before_the_write_and_is_fresh_each_time(tm
 def test_sigterm_unwinds_a_benchmark_and_leaves_no_lock_owner(tmp_path):
     """grid.py's hard deadline SIGTERMs `benchmarks/experiment.py`: it exits 143 like `tslrec`, with its
     cache lock's .owner file removed on the way (Python's default SIGTERM would leave it behind)."""
-    from stages.synthetic import SyntheticConfig, write_synthetic
+    from pipeline.synthetic import SyntheticConfig, write_synthetic
 
     cache, data = tmp_path / "cache", tmp_path / "data"
     write_synthetic(SyntheticConfig(users=40, items=24), data / "toy" / "toy.txt")

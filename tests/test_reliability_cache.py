@@ -18,10 +18,10 @@ from filelock import FileLock
 
 from pipeline.cache import Cache
 from pipeline.runner import Runner
+from pipeline.synthetic import SyntheticConfig, write_synthetic
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
 from stages.core import checkpoint
-from stages.synthetic import SyntheticConfig, write_synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMING = {"seconds_per_epoch", "seconds_per_eval", "train_seconds", "tokens_per_second", "seconds"}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from pipeline.memory import track_peak
+from pipeline.synthetic import SyntheticConfig, category_tensor, distinct_choices, synthetic_tensors
 from stages.core import evaluate
-from stages.synthetic import SyntheticConfig, category_tensor, distinct_choices, synthetic_tensors
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 

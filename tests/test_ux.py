@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stages.synthetic import SyntheticConfig, write_synthetic
+from pipeline.synthetic import SyntheticConfig, write_synthetic
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--set", "pretrain.trainer.epochs=2", "--set", "sft.model=tiny-bert", "--set", "group.k=4",
