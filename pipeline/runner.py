@@ -26,6 +26,7 @@ from pipeline.registry import STAGES
 from schemas.common import RunRecord
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
+from stages.core.distributed import parallel
 from stages.core.files import file_sha256
 
 ENV_PACKAGES = ["torch", "transformers", "peft", "scikit-learn"]
@@ -60,7 +61,7 @@ class Runner:
         self._loaded: dict[str, dict[str, torch.Tensor]] = {}   # digest -> tensors, per process
         self._done: dict[str, RunRecord] = {}                   # key -> record, per process
         self._warned_bf16 = False
-        self.dist = rt.dist                                     # torchrun: rank 0 leads, the others follow
+        self.dist = parallel(rt)                                    # torchrun: rank 0 leads, the others follow
 
     # -- public ----------------------------------------------------------------------------
     def run(self, stage: str, cfg: PipelineConfig, *, top: bool = True) -> RunRecord:

@@ -75,13 +75,6 @@ class Runtime(Frozen):
     rank: int = Field(default=0, ge=0, description="This process's rank under torchrun (0 alone touches the cache and prints).")
     world: int = Field(default=1, ge=1, description="Processes under torchrun; 1 without it.")
 
-    @property
-    def dist(self) -> Any:
-        """Data-parallel helpers (pipeline/distributed.py): shard a batch, all-reduce gradients, gather rows."""
-        from pipeline.distributed import Dist
-
-        return Dist(self.rank, self.world)
-
     def native_bf16(self) -> bool:
         """Whether this device runs bfloat16 matmuls natively (see pipeline/precision.py for why it matters)."""
         return native_bf16(self.device)

@@ -15,6 +15,7 @@ import torch
 
 from schemas.llm import AugmentConfig, AugmentIn, AugmentOut, AugmentResult
 from schemas.runtime import Runtime
+from stages.core.distributed import parallel
 from stages.core.item_text import item_text_tokens
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
 
@@ -69,10 +70,11 @@ def run(cfg: AugmentConfig, inp: AugmentIn, rt: Runtime) -> AugmentOut:
     hidden = model.lm.config.hidden_size
     t0 = time.perf_counter()
     # Under torchrun each rank embeds a contiguous slice of items 1..N; the slices are gathered in rank order.
-    mine = rt.dist.shard(torch.arange(1, n + 1))                                   # (n_r,) item ids
+    ranks = parallel(rt)
+    mine = ranks.shard(torch.arange(1, n + 1))                                   # (n_r,) item ids
     emb, probs = embed_items(model, mine, cfg.batch_size, rt)
-    emb = torch.cat([torch.zeros(1, hidden), rt.dist.gather_rows(emb)])            # (N+1, H), row 0 padding
-    probs = torch.cat([torch.zeros(1, k), rt.dist.gather_rows(probs)])             # (N+1, K)
+    emb = torch.cat([torch.zeros(1, hidden), ranks.gather_rows(emb)])            # (N+1, H), row 0 padding
+    probs = torch.cat([torch.zeros(1, k), ranks.gather_rows(probs)])             # (N+1, K)
     seconds = time.perf_counter() - t0
     c1, c2, c3 = agreement(probs[1:], cluster_map[1:n + 1])
     result = AugmentResult(hidden_size=hidden, c1=c1, c2=c2, c3=c3, seconds=seconds)

@@ -28,6 +28,7 @@ import torch
 from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
 from stages.core import checkpoint
+from stages.core.distributed import parallel
 from stages.core.item_text import item_text_tokens
 from stages.core.sequences import Sequences, length_batches
 from stages.lm import e4srec
@@ -129,7 +130,7 @@ def train_step(model: PromptLM, task: Task, opt: torch.optim.Optimizer, items: t
                scaler: torch.amp.GradScaler | None = None) -> tuple[float, int]:
     """One optimisation step on instances `idx`: (loss, real prompt positions of this rank).
 
-    Under torchrun (`dist`, pipeline/distributed.py) this rank takes its slice of `idx`; its mean loss is
+    Under torchrun (`dist`, stages/core/distributed.py) this rank takes its slice of `idx`; its mean loss is
     weighted by its share of the batch, so the gradients summed over ranks are those of the global batch's mean loss."""
     local = dist.shard(idx) if dist is not None else idx
     opt.zero_grad(set_to_none=True)
@@ -213,7 +214,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             total, seen = 0.0, 0
             t0 = time.perf_counter()
             for idx in batches:
-                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items, dist=rt.dist,
+                value, tokens = train_step(model, task, opt, items, tr, targets, idx, cfg.max_items, dist=parallel(rt),
                                            scaler=scaler)
                 sched.step()
                 total += value * idx.numel()

@@ -3,7 +3,7 @@
 One pipeline (data -> pretrain 2 epochs -> group -> sft 'group' with a tiny Llama -> augment, then
 sft 'next_item') runs in-process and under `torchrun --nproc-per-node 2`; losses, weights and
 artifacts must agree within float tolerance (gradients are summed in another order), integer
-artifacts exactly. Dropout is 0: masks are drawn per rank (see pipeline/distributed.py).
+artifacts exactly. Dropout is 0: masks are drawn per rank (see stages/core/distributed.py).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipeline.distributed import Dist
+from stages.core.distributed import Dist
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ["pretrain.trainer.epochs=2", "pretrain.trainer.batch_size=12", "pretrain.backbone.dim=16",

@@ -26,6 +26,7 @@ from schemas.runtime import Runtime
 from stages.backbones import Backbone, build
 from stages.backbones.embedding import ItemEmbedding
 from stages.core import checkpoint
+from stages.core.distributed import parallel
 from stages.core.evaluate import metrics, rank_users
 from stages.core.linear_ce import LinearCE
 from stages.core.sequences import Sequences, length_batches
@@ -102,6 +103,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     chunks = training_chunks(train, max_len).to(device)     # (C, max_len+1)
     valid_t, test_t = seqs.valid_targets(), seqs.test_targets()
     gen = torch.Generator().manual_seed(cfg.seed)
+    ranks = parallel(rt)   # torchrun: this process's share of each step; the identity in one process
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     precision = rt.resolve_precision(cfg.precision)   # 'auto': bf16 where the device has it natively
     # bf16 also autocasts the backbone: tensor cores on CUDA; on a CPU with AVX512-BF16 8-12% faster
@@ -134,7 +136,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
             model.train()
             total, steps = torch.zeros((), device=device), batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
             for i, idx in enumerate(steps, 1):
-                local = rt.dist.shard(idx)   # torchrun: this rank's slice of the global batch (else all of it)
+                local = ranks.shard(idx)   # torchrun: this rank's slice of the global batch (else all of it)
                 opt.zero_grad(set_to_none=True)
                 loss = None
                 if local.numel():
@@ -142,7 +144,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
                         loss = batch_loss(model, chunks[local.to(device)], per_batch, DTYPES[precision])
                     loss.backward()
                 # torchrun: gradients and losses summed over ranks (the global batch's); else the loss as is
-                total += rt.dist.all_reduce_grads(model, loss)   # no host sync per step (CUDA); read every 20 steps
+                total += ranks.all_reduce_grads(model, loss)   # no host sync per step (CUDA); read every 20 steps
                 opt.step()
                 if i % 20 == 0:
                     bar.update(step=f"{i}/{len(steps)}", loss=float(total) / i, ndcg10=max(best[0], 0.0))
