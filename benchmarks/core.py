@@ -37,10 +37,11 @@ import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from pipeline.progress import make_tracker  # noqa: E402
+from schemas.augment import AugmentConfig, AugmentIn  # noqa: E402
 from schemas.data import DataConfig, DataIn  # noqa: E402
 from schemas.group import GroupConfig, GroupIn  # noqa: E402
-from schemas.llm import AugmentConfig, AugmentIn, SftConfig  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
+from schemas.sft import SftConfig  # noqa: E402
 from stages import augment, data, group, sft  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402
 

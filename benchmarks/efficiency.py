@@ -44,8 +44,8 @@ import torch  # noqa: E402
 
 from core import git_commit, machine, versions  # noqa: E402
 from schemas.data import DataConfig, DataIn  # noqa: E402
-from schemas.llm import SftConfig  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
+from schemas.sft import SftConfig  # noqa: E402
 from stages import data, sft  # noqa: E402
 from stages.core.preference import preference_histogram  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402

@@ -34,9 +34,9 @@ import torch  # noqa: E402
 from embedding_probe import augment_chain  # noqa: E402
 from pipeline.cache import Cache  # noqa: E402
 from pipeline.overrides import ConfigError, build_config  # noqa: E402
-from schemas.pretrain import TrainIn  # noqa: E402
 from pipeline.progress import make_tracker  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
+from schemas.train import TrainIn  # noqa: E402
 from stages import train  # noqa: E402
 
 SOURCES = ("pretrain", "random", "enhanced")

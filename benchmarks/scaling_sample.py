@@ -103,11 +103,13 @@ def sample_backbone(stage: str, steps: int, eval_batches: int, report: dict) -> 
                       seconds_per_eval=per_user * seqs.n_users, train_seconds=report["seconds"])
         arts = {"backbone": state_tensors(model), "ranks": {"valid": worst, "test": worst.clone()}}
         if stage == "pretrain":
-            from schemas.pretrain import PretrainOut, TrainResult
+            from schemas.backbone import TrainResult
+            from schemas.pretrain import PretrainOut
             weight = model.embedding.all().detach().float().cpu().contiguous().clone()
             weight[0].zero_()
             return PretrainOut(result=TrainResult(**result), artifacts={"item_embeddings": {"weight": weight}, **arts})
-        from schemas.pretrain import TrainOut, TrainResult
+        from schemas.backbone import TrainResult
+        from schemas.train import TrainOut
         return TrainOut(result=TrainResult(**result), artifacts=arts)
 
     assert train_stage  # the real stage's module stays imported (its run is the one replaced)
@@ -117,7 +119,7 @@ def sample_backbone(stage: str, steps: int, eval_batches: int, report: dict) -> 
 def sample_sft(steps: int, eval_batches: int, report: dict) -> Callable:
     """sft ('group'): model loading, `steps` calls of stages.sft.train_step, and the held-out users'
     predictions timed on `eval_batches` batches of them."""
-    from schemas.llm import SftOut, SftResult
+    from schemas.sft import SftOut, SftResult
     from stages import sft
     from stages.core.sequences import length_batches
 
@@ -154,7 +156,7 @@ def sample_sft(steps: int, eval_batches: int, report: dict) -> Callable:
 
 def sample_augment(steps: int, report: dict) -> Callable:
     """augment: loading the adapted model, and `steps` batches of items; the other rows stay zero."""
-    from schemas.llm import AugmentOut, AugmentResult
+    from schemas.augment import AugmentOut, AugmentResult
     from stages.augment import embed_items
     from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
 

@@ -9,13 +9,16 @@ from typing import Callable
 
 from pydantic import BaseModel
 
+from schemas.augment import AugmentIn
 from schemas.data import DataIn
+from schemas.encode import EncodeIn
 from schemas.group import GroupIn
-from schemas.llm import AugmentIn, SftIn
 from schemas.pipeline import PipelineConfig
-from schemas.pretrain import PretrainIn, TrainIn
+from schemas.pretrain import PretrainIn
 from schemas.runtime import Runtime
-from schemas.text import EncodeIn, TextIn
+from schemas.sft import SftIn
+from schemas.text import TextIn
+from schemas.train import TrainIn
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Contracts shared by `pretrain` and `train`: backbone architecture, trainer, evaluation."""
+"""Contracts shared by `pretrain` and `train`: backbone architecture, trainer, evaluation, result."""
 from __future__ import annotations
 
 from typing import Literal
@@ -39,3 +39,20 @@ class Metrics(Frozen):
     n_users: int = Field(description="Users evaluated.")
     precision: Literal["fp32", "bf16"] | None = Field(default=None, description="The arithmetic the ranked backbone was trained in (its trainer's resolved precision); None where no backbone trainer ranked (the LM's next-item ranking). Records made before 'auto' say 'bf16' for every run: it was this field's default, never set.")
     mask_history: bool = Field(description="Whether history items were excluded from ranking.")
+
+
+class TrainResult(Frozen):
+    backbone: str = Field(description="Backbone name.")
+    variant: str = Field(description="'pretrain', 'base', 'ci' or 'tslrec'.")
+    seed: int = Field(description="Seed used.")
+    valid: Metrics = Field(description="Validation metrics of the best epoch.")
+    test: Metrics = Field(description="Test metrics of the best epoch's weights.")
+    test_alt: Metrics | None = Field(default=None, description="The same weights' test metrics under the other history-masking setting (for comparison with papers that use it).")
+    best_epoch: int = Field(description="Epoch (1-based) with the best validation NDCG@10.")
+    epochs_run: int = Field(description="Epochs trained before early stopping.")
+    seconds_per_epoch: float = Field(description="Median training seconds per epoch.")
+    seconds_per_eval: float = Field(description="Median seconds per full-ranking evaluation.")
+    train_seconds: float = Field(description="Total wall time of training and evaluation.")
+    fusion: str | None = Field(default=None, description="'tslrec': the fusion used (train.fusion).")
+    source: str | None = Field(default=None, description="'tslrec': the item table fed to the fusion (train.source).")
+    ensemble_weight: float | None = Field(default=None, description="'ensemble': weight of the second member's log-probabilities, chosen on validation NDCG@10.")

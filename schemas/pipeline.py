@@ -3,12 +3,15 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from schemas.augment import AugmentConfig
 from schemas.common import Frozen
 from schemas.data import DataConfig
+from schemas.encode import EncodeConfig
 from schemas.group import GroupConfig
-from schemas.llm import AugmentConfig, SftConfig
-from schemas.pretrain import PretrainConfig, TrainConfig
-from schemas.text import EncodeConfig, TextConfig
+from schemas.pretrain import PretrainConfig
+from schemas.sft import SftConfig
+from schemas.text import TextConfig
+from schemas.train import TrainConfig
 
 
 class PipelineConfig(Frozen):

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from schemas.llm import AugmentConfig, AugmentIn, AugmentOut, AugmentResult
+from schemas.augment import AugmentConfig, AugmentIn, AugmentOut, AugmentResult
 from schemas.runtime import Runtime
 from stages.core.distributed import parallel
 from stages.core.item_text import item_text_tokens

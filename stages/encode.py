@@ -13,8 +13,8 @@ import time
 
 import torch
 
+from schemas.encode import EncodeConfig, EncodeIn, EncodeOut, EncodeResult
 from schemas.runtime import Runtime
-from schemas.text import EncodeConfig, EncodeIn, EncodeOut, EncodeResult
 from stages.core.item_text import item_strings
 from stages.lm.load import load_lm
 

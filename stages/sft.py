@@ -25,8 +25,8 @@ from typing import Any
 
 import torch
 
-from schemas.llm import SftConfig, SftIn, SftOut, SftResult
 from schemas.runtime import Runtime
+from schemas.sft import SftConfig, SftIn, SftOut, SftResult
 from stages.core import checkpoint
 from stages.core.distributed import parallel
 from stages.core.item_text import item_text_tokens

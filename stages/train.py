@@ -13,8 +13,10 @@ from functools import partial
 
 import torch
 
-from schemas.pretrain import TrainConfig, TrainIn, TrainOut, TrainResult
+from schemas.backbone import TrainResult
+
 from schemas.runtime import Runtime
+from schemas.train import TrainConfig, TrainIn, TrainOut
 from stages.backbones import build, modules_for
 from stages.backbones.embedding import ItemEmbedding, make_embedding
 from stages.backbones.fusion import build_fused, make_fusion

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from schemas.llm import SftConfig, SftIn
 from schemas.runtime import Runtime
+from schemas.sft import SftConfig, SftIn
 from stages import sft
 from stages.core.evaluate import metrics
 from stages.core.sequences import Sequences

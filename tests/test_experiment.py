@@ -87,8 +87,9 @@ def test_pretrain_and_train_base_train_the_same_model():
 
     from pipeline.synthetic import SyntheticConfig, make_synthetic
     from schemas.backbone import BackboneConfig, TrainerConfig
-    from schemas.pretrain import PretrainConfig, PretrainIn, TrainConfig, TrainIn
+    from schemas.pretrain import PretrainConfig, PretrainIn
     from schemas.runtime import Runtime
+    from schemas.train import TrainConfig, TrainIn
     from stages import pretrain, train
 
     seqs = make_synthetic(SyntheticConfig(users=40, items=20))
@@ -118,8 +119,8 @@ def test_variants_refuse_without_their_inputs():
     import torch
 
     from pipeline.synthetic import SyntheticConfig, make_synthetic
-    from schemas.pretrain import TrainConfig, TrainIn
     from schemas.runtime import Runtime
+    from schemas.train import TrainConfig, TrainIn
     from stages import train
 
     seqs = make_synthetic(SyntheticConfig(users=10, items=12))

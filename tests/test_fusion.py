@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from schemas.backbone import BackboneConfig, TrainerConfig
-from schemas.pretrain import TrainConfig, TrainIn
 from schemas.runtime import Runtime
+from schemas.train import TrainConfig, TrainIn
 from stages import train
 from stages.backbones import build
 from stages.backbones.embedding import ItemEmbedding, make_embedding

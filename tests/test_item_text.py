@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from schemas.llm import SftConfig
 from schemas.runtime import Runtime
+from schemas.sft import SftConfig
 from stages import sft
-from stages.core.item_text import decode_item_text, encode_item_text, item_strings, read_items_tsv, token_table
 from stages.core.files import DataFormatError
+from stages.core.item_text import decode_item_text, encode_item_text, item_strings, read_items_tsv, token_table
 from stages.lm.prompt import interleave_text, window_counts
 from stages.lm.tasks import GROUP
 from tests.conftest import toy
@@ -197,8 +197,8 @@ def test_import_with_items_maps_own_ids_and_refuses_bad_rows(cli, dirs, tmp_path
 
 
 def test_packaged_beauty_titles_are_found_offline(dirs):
-    from stages.core.files import file_sha256
     from pipeline.datasets import ITEM_TEXT, locate_items
+    from stages.core.files import file_sha256
 
     _, data = dirs
     path = locate_items("beauty", Runtime(progress=False, data_dir=data, offline=True))

@@ -10,7 +10,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
-from schemas.llm import AugmentConfig, AugmentIn, SftIn
+from schemas.augment import AugmentConfig, AugmentIn
+
+from schemas.sft import SftIn
 from stages import augment, sft
 from stages.lm import precision
 from stages.lm.load import load_lm

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from schemas.llm import SftConfig
 from schemas.runtime import Runtime
+from schemas.sft import SftConfig
 from stages import sft
 from stages.lm.load import load_lm
 from stages.lm.model import build_prompt_lm, cache_names

@@ -100,7 +100,7 @@ def test_ranking_scores_at_most_a_batch_of_users_at_once(monkeypatch, where):
         model = build(BackboneConfig(dim=8, max_len=10), ItemEmbedding(30, 8))
         ranks = evaluate.rank_users(model, seqs.train_part(), seqs.valid_targets(), max_len=10, batch_size=16)
     else:
-        from schemas.llm import SftConfig
+        from schemas.sft import SftConfig
         from stages import sft
         from stages.lm import e4srec
 

@@ -8,9 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import pytest
 import torch
 
+from schemas.augment import AugmentConfig, AugmentIn
 from schemas.group import GroupConfig, GroupIn
-from schemas.llm import AugmentConfig, AugmentIn, SftConfig, SftIn
 from schemas.runtime import Runtime, default_cache_dir
+from schemas.sft import SftConfig, SftIn
 from stages import augment, group, sft
 from stages.core.preference import preference_histogram
 from stages.core.sequences import Sequences

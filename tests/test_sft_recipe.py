@@ -11,8 +11,8 @@ import math
 import pytest
 import torch
 
-from schemas.llm import SftConfig
 from schemas.runtime import Runtime
+from schemas.sft import SftConfig
 from stages import sft
 from stages.core.preference import preference_histogram
 from stages.core.sequences import Sequences

@@ -5,8 +5,9 @@ import torch.nn.functional as F
 
 from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.pipeline import PipelineConfig
-from schemas.pretrain import PretrainConfig, PretrainIn, TrainConfig, TrainIn
+from schemas.pretrain import PretrainConfig, PretrainIn
 from schemas.runtime import Runtime
+from schemas.train import TrainConfig, TrainIn
 from stages import pretrain, train
 from stages.core.evaluate import metrics, rank_users
 from stages.core.sequences import Sequences

@@ -15,8 +15,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from schemas.pretrain import TrainConfig
 from schemas.runtime import Runtime
+from schemas.train import TrainConfig
 from stages.backbones import Backbone
 from stages.core.evaluate import history_ids, metrics, ranks_from_scores
 from stages.core.sequences import Sequences, length_batches

@@ -20,8 +20,7 @@ from typing import Callable
 
 import torch
 
-from schemas.backbone import BackboneConfig, TrainerConfig
-from schemas.pretrain import TrainResult
+from schemas.backbone import BackboneConfig, TrainerConfig, TrainResult
 from schemas.runtime import Runtime
 from stages.backbones import Backbone, build
 from stages.backbones.embedding import ItemEmbedding

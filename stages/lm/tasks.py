@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from schemas.llm import SftConfig
+from schemas.sft import SftConfig
 from stages.core.preference import preference_histogram
 from stages.core.sequences import Sequences
 from stages.lm.load import default_lora_targets
