@@ -28,7 +28,7 @@ from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
 from pipeline.console import err
 from pipeline.interrupt import Interrupted, handled_signals, unwound
-from pipeline.overrides import ConfigError, build_config, deep_merge, format_validation
+from pipeline.overrides import PROFILES, ConfigError, build_config, deep_merge, format_validation
 from pipeline.registry import ORDER, STAGES
 from schemas.common import RunRecord
 from schemas.pipeline import PipelineConfig
@@ -77,15 +77,9 @@ def stage_config(dataset: Optional[str], sets: list[str], config: Optional[Path]
         base = inherited_config(upstream)
         if dataset is not None and dataset != base["data"]["dataset"]:
             raise ConfigError(f"--dataset {dataset} conflicts with the upstream run's dataset {base['data']['dataset']}")
-    presets = {}
-    if profile == "paper":
-        from stages.core.trainer import PAPER_PROFILE
-        presets = PAPER_PROFILE
-    elif profile is not None:
-        raise ConfigError(f"--profile {profile!r}: known profiles: paper")
     if dataset is not None:
         sets = [f"data.dataset={dataset}", *sets]
-    cfg = build_config(base=base, config_file=config, sets=sets, presets=presets)
+    cfg = build_config(base=base, config_file=config, sets=sets, profile=profile)
     if upstream is not None:
         check_feeds(stage, cfg, upstream, base)
     return cfg, upstream
@@ -113,7 +107,7 @@ def run_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: beauty, or the upstream run's)."),
     sets: list[str] = typer.Option([], "--set", help="Override a config field: stage.field=value (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [stage] sections of overrides."),
-    profile: Optional[str] = typer.Option(None, "--profile", help="Preset overrides: 'paper' (lr 1e-4, batch 1024, dim 256)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=f"Preset overrides: {', '.join(PROFILES)} ('paper': lr 1e-4, batch 1024, dim 256)."),
     from_: Optional[str] = typer.Option(None, "--from", help="Upstream run record (JSON) to continue from; '-' reads stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     no_compute_upstream: bool = typer.Option(False, "--cached-inputs", help="Refuse to compute missing upstream stages."),

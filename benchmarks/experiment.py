@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.experiment import run_all  # noqa: E402
 from pipeline.interrupt import Interrupted, handled_signals, unwound  # noqa: E402
-from pipeline.overrides import build_config  # noqa: E402
+from pipeline.overrides import PROFILES, build_config  # noqa: E402
 from pipeline.progress import make_tracker  # noqa: E402
 from pipeline.report import write_report  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
@@ -69,7 +69,7 @@ def run() -> None:
     ap.add_argument("--no-report", action="store_true", help="skip the tables and figures (the JSON only)")
     ap.add_argument("--reseed-chain", action="store_true",
                     help="seed s re-runs pretrain, group, sft and augment with seed s (writes experiment-<dataset>-chain.json)")
-    ap.add_argument("--profile", choices=["paper"], default=None,
+    ap.add_argument("--profile", choices=sorted(PROFILES), default=None,
                     help="the paper's training settings (lr 1e-4, batch 1024, dim 256; writes experiment-<dataset>-paper.json)")
     ap.add_argument("--tag", default="", help="suffix of the result names: experiment-<dataset><tag>.json")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="stage.field=value override")
@@ -77,11 +77,7 @@ def run() -> None:
     args = ap.parse_args()
 
     rt = Runtime(threads=args.threads, progress=True, device=args.device, tracker=make_tracker)
-    presets = {}
-    if args.profile == "paper":
-        from stages.core.trainer import PAPER_PROFILE
-        presets = PAPER_PROFILE
-    cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets], presets=presets)
+    cfg = build_config(sets=[f"data.dataset={args.dataset}", *args.sets], profile=args.profile)
     t0 = time.perf_counter()
     summary = run_all(Runner(rt), cfg, seeds=args.seeds, backbones=args.backbones.split(","),
                       variants=args.variants.split(","), reseed_chain=args.reseed_chain)

@@ -20,6 +20,14 @@ class ConfigError(ValueError):
     """Bad config; the message names the field. A usage error (exit 2)."""
 
 
+# `--profile NAME`: named presets, dotted overrides applied over the defaults (build_config says in what order).
+PROFILES: dict[str, dict[str, Any]] = {
+    # The paper's settings (section 5.1): lr 1e-4, batch 1024, d 256, for every backbone.
+    "paper": {f"{stage}.{key}": value for stage in ("pretrain", "train")
+              for key, value in {"trainer.lr": 1e-4, "trainer.batch_size": 1024, "backbone.dim": 256}.items()},
+}
+
+
 def parse_value(text: str, annotation: Any = None) -> Any:
     """JSON where it parses (numbers, true/false, null, lists), else the raw string.
 
@@ -81,12 +89,14 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_config(base: dict[str, Any] | None = None, config_file: Path | None = None,
-                 sets: list[str] | None = None, presets: dict[str, Any] | None = None) -> PipelineConfig:
-    """defaults < base (e.g. an upstream run's config) < presets < file < --set."""
+                 sets: list[str] | None = None, profile: str | None = None) -> PipelineConfig:
+    """defaults < base (e.g. an upstream run's config) < profile (PROFILES) < file < --set."""
     tree: dict[str, Any] = PipelineConfig().model_dump(mode="json")
     if base:
         tree = deep_merge(tree, base)
-    for dotted, value in (presets or {}).items():
+    if profile is not None and profile not in PROFILES:
+        raise ConfigError(f"--profile {profile!r}: known profiles: {', '.join(PROFILES)}")
+    for dotted, value in PROFILES.get(profile, {}).items():
         deep_set(tree, dotted.split("."), value)
     if config_file is not None:
         try:

@@ -75,7 +75,6 @@ def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
     """The chain job goes through the CLI, the trainings through experiment.py: one chain only if both
     resolve --profile paper to the same upstream config (else the GPU computes two)."""
     from pipeline.overrides import build_config
-    from stages.core.trainer import PAPER_PROFILE
     from tslrec import stage_config
 
     jobs = dict(plan("gpu-final"))
@@ -83,7 +82,7 @@ def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
     cli, _ = stage_config("beauty", [], None, chain[chain.index("--profile") + 1], None, "augment")
     training = jobs["pt2-beauty-sasrec-43-tslrec"]
     assert training[training.index("--profile") + 1] == "paper"
-    exp = build_config(sets=["data.dataset=beauty", training[training.index("--set") + 1]], presets=PAPER_PROFILE)
+    exp = build_config(sets=["data.dataset=beauty", training[training.index("--set") + 1]], profile="paper")
     for stage in ("data", "pretrain", "group", "sft", "augment"):
         assert getattr(cli, stage) == getattr(exp, stage), stage
     assert cli.pretrain.backbone.dim == exp.train.backbone.dim == 256

@@ -11,7 +11,7 @@ from schemas.train import TrainConfig, TrainIn
 from stages import pretrain, train
 from stages.core.evaluate import metrics, rank_users
 from stages.core.sequences import Sequences
-from stages.core.trainer import PAPER_PROFILE, LinearCE, batches, training_chunks
+from stages.core.trainer import LinearCE, batches, training_chunks
 import stages.core.trainer as trainer
 from conftest import cycle_dataset
 
@@ -144,11 +144,13 @@ def test_train_variants_refuse_missing_inputs_and_run_with_them():
 
 
 def test_paper_profile_names_real_fields():
+    from pipeline.overrides import PROFILES
+
     cfg = PipelineConfig()
-    for dotted, value in PAPER_PROFILE.items():
+    for dotted, value in PROFILES["paper"].items():
         obj = cfg
         *path, last = dotted.split(".")
         for p in path:
             obj = getattr(obj, p)
         assert hasattr(obj, last), dotted
-    assert PAPER_PROFILE["pretrain.trainer.lr"] == 1e-4 and PAPER_PROFILE["train.backbone.dim"] == 256
+    assert PROFILES["paper"]["pretrain.trainer.lr"] == 1e-4 and PROFILES["paper"]["train.backbone.dim"] == 256

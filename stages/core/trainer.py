@@ -30,15 +30,6 @@ from stages.core.evaluate import metrics, rank_users
 from stages.core.linear_ce import LinearCE
 from stages.core.sequences import Sequences, length_batches
 
-# The paper's settings (section 5.1): lr 1e-4, batch 1024, d 256, for every backbone.
-# Dotted overrides of the pipeline config, applied by the CLI's `--profile paper`.
-PAPER_PROFILE: dict[str, object] = {
-    f"{stage}.{key}": value
-    for stage in ("pretrain", "train")
-    for key, value in {"trainer.lr": 1e-4, "trainer.batch_size": 1024, "backbone.dim": 256}.items()
-}
-
-
 CE_BLOCK_ELEMENTS = 1 << 21  # logits held at once by the loss: a block of rows small enough to stay in
                              # cache between the matmul and the softmax passes (8 MB fp32 / 4 MB bf16);
                              # 1.6-1.9x faster loss than 32M-element blocks on Beauty and ML-1M, 2 threads
