@@ -31,6 +31,7 @@ from pipeline.interrupt import Interrupted, handled_signals, unwound
 from pipeline.overrides import PROFILES, ConfigError, build_config, deep_merge, format_validation
 from pipeline.registry import ORDER, STAGES
 from schemas.common import RunRecord
+from schemas.names import VARIANTS
 from schemas.pipeline import PipelineConfig
 
 app = typer.Typer(
@@ -114,7 +115,7 @@ def run_cmd(
     force: bool = typer.Option(False, "--force", help="Recompute this stage even if cached."),
     seeds: int = typer.Option(1, "--seeds", help="(all) seeds per train variant."),
     backbones: Optional[str] = typer.Option(None, "--backbones", help="(all) comma-separated train backbones (default: the pretrain backbone)."),
-    variants: str = typer.Option("base,ci,tslrec", "--variants", help="(all) comma-separated train variants."),
+    variants: str = typer.Option(",".join(VARIANTS), "--variants", help="(all) comma-separated train variants."),
     reseed_chain: bool = typer.Option(False, "--reseed-chain", help="(all) seed s re-runs pretrain, group, sft and augment with seed s too (default: only train varies)."),
 ) -> None:
     from pipeline.runner import Runner

@@ -25,11 +25,9 @@ from pipeline.precision import resolve_precision
 from pipeline.registry import ORDER
 from pipeline.upstream import lineage
 from pipeline.stats import METRICS, significance, summarize, ttest_p
+from schemas.names import VARIANTS
 from schemas.pipeline import PipelineConfig
 from stages.core.atomic import write_atomically
-
-VARIANTS = ["base", "ci", "tslrec"]
-
 
 def upstream_stages(tcfgs: list[PipelineConfig]) -> list[str]:
     """The stages the train runs of `tcfgs` are computed from, in the registry's order: derived from each
@@ -96,7 +94,7 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
             variants: list[str] | None = None, reseed_chain: bool = False) -> dict[str, Any]:
     t0 = time.perf_counter()
     backbones = backbones or [cfg.train.backbone.name]
-    variants = variants or ["base", "ci", "tslrec"]
+    variants = variants or list(VARIANTS)
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"unknown variant {v!r}; choose from {', '.join(VARIANTS)}")

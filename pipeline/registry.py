@@ -13,12 +13,13 @@ from schemas.augment import AugmentIn
 from schemas.data import DataIn
 from schemas.encode import EncodeIn
 from schemas.group import GroupIn
+from schemas.names import SOURCES
 from schemas.pipeline import PipelineConfig
 from schemas.pretrain import PretrainIn
 from schemas.runtime import Runtime
 from schemas.sft import SftIn
 from schemas.text import TextIn
-from schemas.train import TrainIn
+from schemas.train import SOURCE_INPUTS, TrainIn
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,8 @@ class StageSpec:
         return getattr(cfg, self.name)
 
 
-# The stage that provides each train.source table ('random' and 'none' need none).
-SOURCE_STAGE = {"enhanced": ["augment"], "pretrain": ["pretrain"], "text": ["encode"], "random": [], "none": []}
+# The stage that makes each train.source table (schemas/train.py: SOURCE_INPUTS; 'random' and 'none' need none).
+SOURCE_STAGE = {source: [SOURCE_INPUTS[source][2]] if source in SOURCE_INPUTS else [] for source in SOURCES}
 
 
 def _text_deps(cfg: PipelineConfig) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from schemas.common import Frozen, TensorModel, Tensors
+from schemas.names import AUTO, LM_PRECISIONS
 
 
 class EncodeConfig(Frozen):
@@ -16,7 +17,7 @@ class EncodeConfig(Frozen):
     pooling: Literal["mean", "last"] = Field(default="mean", description="'mean': masked mean of the last hidden states over the item's tokens (MiniLM's own sentence-embedding pooling, special tokens included; for a causal LM over its tokens); 'last': the last token's state (a causal LM's summary of the whole text).")
     normalize: bool = Field(default=True, description="L2-normalize each item's vector (all-MiniLM-L6-v2's sentence embeddings end with it).")
     batch_size: int = Field(default=256, ge=1, description="Items per forward batch.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(default="auto", description="LM weights' dtype ('auto': bf16 where the device has native bfloat16, else fp32).")
+    precision: Literal[(AUTO, *LM_PRECISIONS)] = Field(default=AUTO, description="LM weights' dtype ('auto': bf16 where the device has native bfloat16, else fp32).")
 
 
 class EncodeIn(TensorModel):

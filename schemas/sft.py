@@ -7,6 +7,7 @@ from pydantic import Field, model_validator
 
 from schemas.backbone import Metrics
 from schemas.common import Frozen, TensorModel, Tensors
+from schemas.names import AUTO, LM_PRECISIONS
 
 
 # Settings whose default depends on the task (a field left at None takes its task's value here;
@@ -49,7 +50,7 @@ class SftConfig(Frozen):
     share_prefix: bool = Field(default=True, description="Decoders: run the instruction prefix once per batch and reuse its KV cache (same results, less compute); ignored for encoders.")
     mask_history: bool = Field(default=True, description="'next_item' ranking: exclude the user's input items (as the backbones' default; RecBole's sequential full-sort does not).")
     eval_batch_size: int | None = Field(default=None, ge=1, description="Users per inference batch (validation MSE, 'next_item' ranking); None uses batch_size.")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(default="auto", description="Base LM weights' dtype ('auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX on a CPU, a bf16 GPU), else fp32, as emulated bf16 is many times slower); bf16/fp16 also run its forward under autocast (LoRA, projection and heads stay fp32; fp16 on CUDA adds loss scaling).")
+    precision: Literal[(AUTO, *LM_PRECISIONS)] = Field(default=AUTO, description="Base LM weights' dtype ('auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX on a CPU, a bf16 GPU), else fp32, as emulated bf16 is many times slower); bf16/fp16 also run its forward under autocast (LoRA, projection and heads stay fp32; fp16 on CUDA adds loss scaling).")
     gradient_checkpointing: bool = Field(default=False, description="Recompute the LM's activations in backward (less memory, more time per step); turns the shared-prefix KV reuse off.")
     load_in_4bit: bool = Field(default=False, description="Load the base LM in 4 bits (NF4, bitsandbytes: `pip install tslrec[quant]`); CUDA only, refused elsewhere.")
 

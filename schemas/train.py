@@ -7,12 +7,13 @@ from pydantic import Field, model_validator
 
 from schemas.backbone import BackboneConfig, TrainerConfig, TrainResult
 from schemas.common import Frozen, TensorModel, Tensors
+from schemas.names import ENSEMBLE_MEMBERS, FUSIONS, SOURCES, VARIANTS
 
 
-Variant = Literal["base", "ci", "tslrec"]
-Fusion = Literal["gate", "add", "init", "dual", "nullspace", "ensemble"]
-Member = Literal["adapter", "gate", "add", "init", "dual", "nullspace"]
-Source = Literal["enhanced", "text", "pretrain", "random", "none"]
+Variant = Literal[VARIANTS]
+Fusion = Literal[FUSIONS]
+Member = Literal[ENSEMBLE_MEMBERS]
+Source = Literal[SOURCES]
 
 
 class TrainConfig(Frozen):
@@ -35,6 +36,13 @@ class TrainConfig(Frozen):
         if self.source == "none" and self.fusion != "ensemble":
             raise ValueError("train.source='none' is only for train.fusion='ensemble' (its base + base control)")
         return self
+
+
+# Each train.source that an upstream stage makes: (the TrainIn field that carries it, the tensor holding the
+# (N+1, H) table, that stage). 'random' is made by `train` itself; 'none' has no table.
+SOURCE_INPUTS: dict[str, tuple[str, str, str]] = {"enhanced": ("enhanced", "embeddings", "augment"),
+                                                  "text": ("text_table", "embeddings", "encode"),
+                                                  "pretrain": ("item_embeddings", "weight", "pretrain")}
 
 
 class TrainIn(TensorModel):

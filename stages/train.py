@@ -16,7 +16,7 @@ import torch
 from schemas.backbone import TrainResult
 
 from schemas.runtime import Runtime
-from schemas.train import TrainConfig, TrainIn, TrainOut
+from schemas.train import SOURCE_INPUTS, TrainConfig, TrainIn, TrainOut
 from stages.backbones import build, modules_for
 from stages.backbones.embedding import ItemEmbedding, make_embedding
 from stages.backbones.fusion import build_fused, make_fusion
@@ -26,7 +26,8 @@ from stages.core.sequences import Sequences
 from stages.core.trainer import fit, state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.train", "stages.core.trainer", "stages.core.linear_ce", "stages.core.evaluate", "stages.core.sequences"]
+COMMON_MODULES = ["stages.train", "stages.core.evaluate", "stages.core.linear_ce", "stages.core.sequences",
+                  "stages.core.trainer"]
 FUSION_MODULES = ["stages.backbones.fusion", "stages.core.ensemble"]
 RANDOM_SOURCE_SEED = 0   # the 'random' control is one fixed table, the same for every seed and fusion
 
@@ -47,12 +48,9 @@ def _needed(tensors: dict | None, name: str, variant: str, field: str, stage: st
 
 def source_table(cfg: TrainConfig, inp: TrainIn, n_items: int) -> torch.Tensor | None:
     """The frozen (N+1, H) table of train.source; None for 'none' (the ensemble's base + base control)."""
-    if cfg.source == "enhanced":
-        return _needed(inp.enhanced, "embeddings", "tslrec", "enhanced", "augment").float()
-    if cfg.source == "text":
-        return _needed(inp.text_table, "embeddings", "tslrec", "text_table", "encode").float()
-    if cfg.source == "pretrain":
-        return _needed(inp.item_embeddings, "weight", "tslrec", "item_embeddings", "pretrain").float()
+    if cfg.source in SOURCE_INPUTS:
+        field, name, stage = SOURCE_INPUTS[cfg.source]
+        return _needed(getattr(inp, field), name, "tslrec", field, stage).float()
     if cfg.source == "random":
         g = torch.Generator().manual_seed(RANDOM_SOURCE_SEED)
         return torch.randn(n_items + 1, cfg.random_dim, generator=g)   # (N+1, H)

@@ -214,22 +214,18 @@ class NullspaceEmbedding(Fusion):
         return torch.cat([self.scale * self.semantic, self.item.weight], -1) * self.keep
 
 
+# Each fusion name of schemas/names.py (EMBEDDING_FUSIONS, and 'adapter', an ensemble member) -> its module.
+EMBEDDINGS: dict[str, type[nn.Module]] = {"gate": GateEmbedding, "add": AddEmbedding, "init": InitEmbedding,
+                                          "dual": DualEmbedding, "nullspace": NullspaceEmbedding, "adapter": AdapterEmbedding}
+
+
 def make_fusion(fusion: str, n_items: int, dim: int, table: torch.Tensor, *, standardize: bool = True,
                 whiten: bool = False, semantic_share: float = 0.5) -> nn.Module:
     """The item embedding module of `fusion` over the frozen (N+1, H) `table`."""
-    if fusion == "gate":
-        return GateEmbedding(n_items, dim, table, standardize)
-    if fusion == "add":
-        return AddEmbedding(n_items, dim, table, standardize)
-    if fusion == "init":
-        return InitEmbedding(n_items, dim, table, standardize, whiten)
-    if fusion == "dual":
-        return DualEmbedding(n_items, dim, table, standardize, whiten)
-    if fusion == "nullspace":
-        return NullspaceEmbedding(n_items, dim, table, standardize, semantic_share)
-    if fusion == "adapter":
-        return AdapterEmbedding(n_items, dim, table, standardize)
-    raise ValueError(f"unknown fusion {fusion!r}")
+    if fusion not in EMBEDDINGS:
+        raise ValueError(f"unknown fusion {fusion!r}")
+    extra = {"init": (whiten,), "dual": (whiten,), "nullspace": (semantic_share,)}.get(fusion, ())
+    return EMBEDDINGS[fusion](n_items, dim, table, standardize, *extra)
 
 
 def build_fused(cfg: BackboneConfig, embedding: nn.Module) -> Backbone:
