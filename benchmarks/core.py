@@ -73,7 +73,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    from schemas.runtime import native_bf16
+    from stages.core.precision import native_bf16
 
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cpu_native_bf16": native_bf16("cpu"),   # bf16 timings differ 10-30x with it (pipeline/precision.py)

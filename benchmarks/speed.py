@@ -41,16 +41,17 @@ from benchmarks.core import git_commit, machine, versions  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
 from schemas.backbone import BackboneConfig  # noqa: E402
+from schemas.names import BACKBONE_PRECISIONS  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from stages.backbones import build  # noqa: E402
 from stages.backbones.caser import N_H, N_V, WINDOW  # noqa: E402
 from stages.backbones.embedding import ItemEmbedding  # noqa: E402
 from stages.core import trainer  # noqa: E402
 from stages.core.evaluate import rank_users  # noqa: E402
+from stages.core.precision import DTYPES, resolve  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402
 
 BACKBONES = ["sasrec", "gru4rec", "caser", "fmlprec"]
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
 def flops_per_position(name: str, d: int, L: int, layers: int) -> float:
@@ -176,7 +177,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="beauty")
     ap.add_argument("--backbones", nargs="+", default=BACKBONES, choices=BACKBONES)
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=list(BACKBONE_PRECISIONS))
     ap.add_argument("--eval-batches", nargs="+", type=int, default=[1024, 128], help="eval batch sizes to compare")
     ap.add_argument("--epochs", type=int, default=3, help="timed epochs per backbone and precision (median)")
     ap.add_argument("--threads", type=int, default=2)
@@ -232,7 +233,7 @@ def main() -> None:
             out["variants"].setdefault(name, {})[p] = row
             print(f"{name:8s} {p}: {s_epoch:.2f} s/epoch, {row['gflops_per_s']} GFLOP/s ({row['utilization']:.0%}), "
                   f"eval {row['seconds_per_eval_by_batch']}", file=sys.stderr)
-        auto = Runtime(device=args.device).resolve_precision("auto")    # the default's choice on this machine
+        auto = resolve("auto", args.device)    # the default's choice on this machine
         default = auto if auto in args.precisions else args.precisions[0]
         out["backbones"][name] = out["variants"][name][default]
         if len(args.precisions) > 1:

@@ -1,7 +1,6 @@
 """Runtime: how to run (device, threads, dirs, progress), never what to compute. Never hashed."""
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 from typing import Any, Callable, Literal
@@ -40,28 +39,6 @@ class NoProgress:
         return None
 
 
-@functools.lru_cache(maxsize=None)
-def native_bf16(device: str) -> bool:
-    """x86 CPUs: AVX512-BF16 or AMX (others emulate bfloat16, many times slower); CUDA: a bf16 GPU (Ampere
-    on). Other CPUs (ARM, ...) and devices: False, the safe side (fp32 is never the slow choice)."""
-    import torch   # here, not at the top: `tslrec cache ls` must start without torch
-
-    kind = torch.device(device).type
-    if kind == "cuda":
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    if kind == "cpu":
-        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")   # torch.cpu's own CPUID checks
-        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
-    return False
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """'auto' -> 'bf16' where `device` has native bfloat16, else 'fp32'; any other value as is."""
-    if precision != "auto":
-        return precision
-    return "bf16" if native_bf16(device) else "fp32"
-
-
 class Runtime(Frozen):
     device: str = Field(default="cpu", description="torch device: 'cpu', 'cuda', 'cuda:1', ...")
     threads: int | None = Field(default=None, description="torch intra-op threads; None keeps torch's default.")
@@ -74,13 +51,6 @@ class Runtime(Frozen):
     tracker: Tracker | None = Field(default=None, exclude=True, description="Makes progress handles (set by the CLI layer, e.g. pipeline.progress.make_tracker); None shows no progress.")
     rank: int = Field(default=0, ge=0, description="This process's rank under torchrun (0 alone touches the cache and prints).")
     world: int = Field(default=1, ge=1, description="Processes under torchrun; 1 without it.")
-
-    def native_bf16(self) -> bool:
-        """Whether this device runs bfloat16 matmuls natively (see pipeline/precision.py for why it matters)."""
-        return native_bf16(self.device)
-
-    def resolve_precision(self, precision: str) -> str:
-        return resolve_precision(precision, self.device)
 
     def track(self, description: str, total: int | None) -> Any:
         """A progress handle for long loops: `with rt.track("epoch", n) as t: t.advance(1, loss=...)`.

@@ -20,8 +20,8 @@ from stages.core.item_text import item_text_tokens
 from stages.lm.model import build_prompt_lm, load_adapted_lm, load_heads
 
 VERSION = 1
-MODULES = ["stages.augment", "stages.core.item_text", "stages.core.sequences", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
-           "stages.lm.model"]
+MODULES = ["stages.augment", "stages.core.item_text", "stages.core.precision", "stages.core.sequences",
+           "stages.lm.load", "stages.lm.precision", "stages.lm.prompt", "stages.lm.model"]
 
 
 def agreement(probs: torch.Tensor, pre_group: torch.Tensor) -> tuple[float, float, float]:

@@ -19,7 +19,7 @@ from stages.core.item_text import item_strings
 from stages.lm.load import load_lm
 
 VERSION = 1
-MODULES = ["stages.encode", "stages.core.item_text", "stages.lm.load", "stages.lm.precision"]
+MODULES = ["stages.encode", "stages.core.item_text", "stages.core.precision", "stages.lm.load", "stages.lm.precision"]
 
 
 def identity(cfg: EncodeConfig, rt: Runtime) -> dict[str, str]:

@@ -14,7 +14,8 @@ from stages.core.sequences import Sequences
 from stages.core.trainer import state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.pretrain", "stages.core.trainer", "stages.core.linear_ce", "stages.core.evaluate", "stages.core.sequences"]
+COMMON_MODULES = ["stages.pretrain", "stages.core.evaluate", "stages.core.linear_ce", "stages.core.precision",
+                  "stages.core.sequences", "stages.core.trainer"]
 
 
 def modules(cfg) -> list[str]:

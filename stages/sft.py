@@ -40,8 +40,9 @@ from stages.lm.schedule import lr_scheduler
 from stages.lm.tasks import Instances, Task, get_task, window_targets
 
 VERSION = 1
-MODULES = ["stages.sft", "stages.core.item_text", "stages.core.sequences", "stages.core.evaluate", "stages.lm.load", "stages.lm.precision", "stages.lm.prompt",
-           "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule", "stages.core.preference"]
+MODULES = ["stages.sft", "stages.core.evaluate", "stages.core.item_text", "stages.core.precision",
+           "stages.core.preference", "stages.core.sequences", "stages.lm.load", "stages.lm.precision",
+           "stages.lm.prompt", "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule"]
 
 
 def identity(cfg: SftConfig, rt: Runtime) -> dict[str, str]:

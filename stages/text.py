@@ -12,7 +12,7 @@ from stages.core.idmap import decode_tokens
 from stages.core.item_text import encode_item_text, read_items_tsv
 
 VERSION = 1
-MODULES = ["stages.text", "stages.core.item_text", "stages.core.files", "stages.core.idmap"]
+MODULES = ["stages.text", "stages.core.files", "stages.core.idmap", "stages.core.item_text"]
 
 
 def run(cfg: TextConfig, inp: TextIn, rt: Runtime) -> TextOut:

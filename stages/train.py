@@ -26,8 +26,8 @@ from stages.core.sequences import Sequences
 from stages.core.trainer import fit, state_tensors, train_backbone
 
 VERSION = 1
-COMMON_MODULES = ["stages.train", "stages.core.evaluate", "stages.core.linear_ce", "stages.core.sequences",
-                  "stages.core.trainer"]
+COMMON_MODULES = ["stages.train", "stages.core.evaluate", "stages.core.linear_ce", "stages.core.precision",
+                  "stages.core.sequences", "stages.core.trainer"]
 FUSION_MODULES = ["stages.backbones.fusion", "stages.core.ensemble"]
 RANDOM_SOURCE_SEED = 0   # the 'random' control is one fixed table, the same for every seed and fusion
 

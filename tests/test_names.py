@@ -48,3 +48,9 @@ def test_every_source_has_its_stage_and_input():
     assert set(names.SOURCES) - set(SOURCE_INPUTS) == {"random", "none"}          # made by train / no table
     for source, (field, _, stage) in SOURCE_INPUTS.items():
         assert field in TrainIn.model_fields and stage in STAGES and SOURCE_STAGE[source] == [stage]
+
+
+def test_one_dtype_table_serves_every_precision():
+    from stages.core.precision import DTYPES
+
+    assert set(names.BACKBONE_PRECISIONS) <= set(names.LM_PRECISIONS) == set(DTYPES)

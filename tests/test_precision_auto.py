@@ -1,5 +1,5 @@
-"""`precision: auto` (pipeline/precision.py): bfloat16 only where the device has it natively, resolved
-before the key, so a record names the arithmetic that ran and a bf16 machine keeps its keys."""
+"""`precision: auto` (stages/core/precision.py, pipeline/precision.py): bfloat16 only where the device has it
+natively, resolved before the key, so a record names the arithmetic that ran and a bf16 machine keeps its keys."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-import schemas.runtime as runtime
+import stages.core.precision as precision
 from conftest import toy
 from pipeline.overrides import build_config
 from pipeline.precision import resolve_precision
@@ -21,7 +21,7 @@ WARNING = "no native bfloat16"
 
 @pytest.fixture(params=[True, False], ids=["native-bf16", "emulated-bf16"])
 def native(request, monkeypatch) -> bool:
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: request.param)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: request.param)
     return request.param
 
 
@@ -49,7 +49,7 @@ def test_auto_is_keyed_and_recorded_as_the_precision_it_resolves_to(cli, dirs, n
 
 
 def test_bf16_asked_for_without_native_bf16_warns_once_and_auto_never(cli, dirs, monkeypatch):
-    monkeypatch.setattr(runtime, "native_bf16", lambda device: False)
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
     toy(dirs[1])
     asked = cli("run", "pretrain", "-d", "toy", *ONE_EPOCH, "--set", "pretrain.trainer.precision=bf16", "--json")
     assert asked.code == 0 and asked.err.count(WARNING) == 1
@@ -60,6 +60,6 @@ def test_bf16_asked_for_without_native_bf16_warns_once_and_auto_never(cli, dirs,
 
 @pytest.mark.skipif(platform.system() != "Linux" or platform.machine() != "x86_64", reason="reads x86 /proc/cpuinfo")
 def test_the_cpu_probe_agrees_with_the_kernels_cpu_flags():
-    runtime.native_bf16.cache_clear()
+    precision.native_bf16.cache_clear()
     flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split())
-    assert runtime.native_bf16("cpu") == bool(flags & {"avx512_bf16", "amx_tile"})
+    assert precision.native_bf16("cpu") == bool(flags & {"avx512_bf16", "amx_tile"})

@@ -11,6 +11,7 @@ from schemas.train import TrainConfig, TrainIn
 from stages import pretrain, train
 from stages.core.evaluate import metrics, rank_users
 from stages.core.sequences import Sequences
+from stages.core.precision import resolve
 from stages.core.trainer import LinearCE, batches, training_chunks
 import stages.core.trainer as trainer
 from conftest import cycle_dataset
@@ -103,7 +104,7 @@ def test_best_weights_are_restored_and_patience_respected():
     r = fit.result
     assert r.epochs_run <= r.best_epoch + cfg.patience
     ranks = rank_users(fit.model, seqs.train_part(), seqs.valid_targets(), max_len=10, mask_history=cfg.mask_history)
-    ran = RT.resolve_precision(cfg.precision)                         # 'auto': what this machine runs
+    ran = resolve(cfg.precision, RT.device)                         # 'auto': what this machine runs
     assert r.valid.precision == r.test.precision == ran in ("fp32", "bf16")
     assert metrics(ranks, cfg.mask_history, ran) == r.valid          # the restored weights are the best ones
     other = rank_users(fit.model, seqs.prefix(1), seqs.test_targets(), max_len=10, mask_history=not cfg.mask_history)

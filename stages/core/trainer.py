@@ -28,6 +28,7 @@ from stages.core import checkpoint
 from stages.core.distributed import parallel
 from stages.core.evaluate import metrics, rank_users
 from stages.core.linear_ce import LinearCE
+from stages.core.precision import DTYPES, resolve
 from stages.core.sequences import Sequences, length_batches
 
 CE_BLOCK_ELEMENTS = 1 << 21  # logits held at once by the loss: a block of rows small enough to stay in
@@ -64,9 +65,6 @@ def batches(lengths: torch.Tensor, batch_size: int, gen: torch.Generator, pool: 
     return length_batches(lengths, batch_size, gen, window=pool)
 
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
-
-
 def batch_loss(model: Backbone, batch: torch.Tensor, denom: float | None = None,
                dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Cross-entropy over all items summed over the non-padding positions of (B, max_len+1)
@@ -95,7 +93,7 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     gen = torch.Generator().manual_seed(cfg.seed)
     ranks = parallel(rt)   # torchrun: this process's share of each step; the identity in one process
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    precision = rt.resolve_precision(cfg.precision)   # 'auto': bf16 where the device has it natively
+    precision = resolve(cfg.precision, rt.device)   # 'auto': bf16 where the device has it natively
     # bf16 also autocasts the backbone: tensor cores on CUDA; on a CPU with AVX512-BF16 8-12% faster
     # steps for all four backbones on Beauty (the loss, stages/core/linear_ce.py, is most of the rest).
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")

@@ -29,8 +29,8 @@ from typing import Any, Iterator
 
 import torch
 
-from schemas.runtime import resolve_precision
-from stages.lm.precision import autocast_forward, bnb_4bit_config, check_4bit, dtype_of
+from stages.core.precision import dtype_of, resolve
+from stages.lm.precision import autocast_forward, bnb_4bit_config, check_4bit
 
 PACKAGED = {
     # name: (python package that ships it, pip name, file inside the package)
@@ -189,7 +189,7 @@ def load_lm(name: str, *, num_layers: int | None = None, cache_dir: Path | str |
     on the CPU, or in 4 bits already on `device` (CUDA only)."""
     if num_layers is not None and num_layers < 1:
         raise ValueError(f"num_layers must be >= 1, got {num_layers}")
-    precision = resolve_precision(precision, device)   # 'auto': bf16 where the device has it natively
+    precision = resolve(precision, device)   # 'auto': bf16 where the device has it natively
     dtype = dtype_of(precision)
     kw: dict[str, Any] = {"dtype": dtype}
     if load_in_4bit:

@@ -1,4 +1,5 @@
-"""Half-precision and 4-bit language models: weight dtypes, autocast, and where 4-bit cannot work.
+"""Half-precision and 4-bit language models: autocast, loss scaling, and where 4-bit cannot work (dtypes:
+stages/core/precision.py).
 
 `precision` "bf16"/"fp16" loads the base model's weights in that dtype (half the memory of fp32) and
 runs its forward under torch.autocast; LoRA weights, `linear_proj` and the heads stay float32 (peft
@@ -15,14 +16,7 @@ from typing import Any
 
 import torch
 
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def dtype_of(precision: str) -> torch.dtype:
-    if precision not in DTYPES:
-        raise ValueError(f"precision {precision!r}: choose from {', '.join(DTYPES)}")
-    return DTYPES[precision]
-
+from stages.core.precision import DTYPES
 
 def check_4bit(device: str) -> None:
     """Raise one clear line where 4-bit loading cannot work (no CUDA device, bitsandbytes missing)."""
