@@ -4,14 +4,16 @@ Its item embeddings seed the LLM stages (`group` clusters them, `sft` projects t
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
 from schemas.pretrain import PretrainConfig, PretrainIn, PretrainOut
 from schemas.runtime import Runtime
-from stages.backbones import modules_for
+from stages.backbones import Backbone, modules_for
 from stages.backbones.embedding import ItemEmbedding
 from stages.core.sequences import Sequences
-from stages.core.trainer import state_tensors, train_backbone
+from stages.core.trainer import fit, new_backbone, state_tensors
 
 VERSION = 1
 COMMON_MODULES = ["stages.pretrain", "stages.core.evaluate", "stages.core.linear_ce", "stages.core.precision",
@@ -23,18 +25,22 @@ def modules(cfg) -> list[str]:
     return [*COMMON_MODULES, *modules_for(cfg.backbone.name)]
 
 
+def model_for(cfg: PretrainConfig, seqs: Sequences) -> Backbone:
+    """The seeded, untrained backbone, around a plain item table."""
+    return new_backbone(cfg.backbone, cfg.trainer.seed, partial(ItemEmbedding, seqs.n_items, cfg.backbone.dim))
+
+
 def run(cfg: PretrainConfig, inp: PretrainIn, rt: Runtime) -> PretrainOut:
     seqs = Sequences.from_tensors(inp.sequences)
-    fit = train_backbone(cfg.backbone, cfg.trainer, seqs, lambda: ItemEmbedding(seqs.n_items, cfg.backbone.dim),
-                         rt, variant="pretrain")
+    fitted = fit(model_for(cfg, seqs), seqs, cfg.trainer, rt, variant="pretrain", desc=f"pretrain {cfg.backbone.name}")
     with torch.no_grad():
-        weight = fit.model.embedding.all().detach().float().cpu().contiguous().clone()   # (N+1, d)
+        weight = fitted.model.embedding.all().detach().float().cpu().contiguous().clone()   # (N+1, d)
         weight[0].zero_()
     return PretrainOut(
-        result=fit.result,
+        result=fitted.result,
         artifacts={
             "item_embeddings": {"weight": weight},
-            "backbone": state_tensors(fit.model),
-            "ranks": {k: v.contiguous() for k, v in fit.ranks.items()},
+            "backbone": state_tensors(fitted.model),
+            "ranks": {k: v.contiguous() for k, v in fitted.ranks.items()},
         },
     )

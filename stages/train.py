@@ -17,13 +17,13 @@ from schemas.backbone import TrainResult
 
 from schemas.runtime import Runtime
 from schemas.train import SOURCE_INPUTS, TrainConfig, TrainIn, TrainOut
-from stages.backbones import build, modules_for
+from stages.backbones import modules_for
 from stages.backbones.embedding import ItemEmbedding, make_embedding
 from stages.backbones.fusion import build_fused, make_fusion
 from stages.core.ensemble import fit_ensemble
 from stages.core.evaluate import metrics
 from stages.core.sequences import Sequences
-from stages.core.trainer import fit, state_tensors, train_backbone
+from stages.core.trainer import fit, new_backbone, state_tensors
 
 VERSION = 1
 COMMON_MODULES = ["stages.train", "stages.core.evaluate", "stages.core.linear_ce", "stages.core.precision",
@@ -58,7 +58,7 @@ def source_table(cfg: TrainConfig, inp: TrainIn, n_items: int) -> torch.Tensor |
 
 
 def fused_model(cfg: TrainConfig, fusion: str, table: torch.Tensor, n_items: int, seed: int):
-    """Seed torch, then build the backbone around `fusion` over `table` (same order as train_backbone)."""
+    """Seed torch, then build the backbone around `fusion` over `table` (same order as new_backbone)."""
     torch.manual_seed(seed)
     emb = make_fusion(fusion, n_items, cfg.backbone.dim, table, standardize=cfg.enhanced_norm == "standardize",
                       whiten=cfg.init_whiten, semantic_share=cfg.semantic_share)
@@ -66,8 +66,7 @@ def fused_model(cfg: TrainConfig, fusion: str, table: torch.Tensor, n_items: int
 
 
 def base_model(cfg: TrainConfig, n_items: int, seed: int):
-    torch.manual_seed(seed)
-    return build(cfg.backbone, ItemEmbedding(n_items, cfg.backbone.dim))
+    return new_backbone(cfg.backbone, seed, partial(ItemEmbedding, n_items, cfg.backbone.dim))
 
 
 def run_ensemble(cfg: TrainConfig, seqs: Sequences, table: torch.Tensor | None, rt: Runtime) -> TrainOut:
@@ -90,22 +89,26 @@ def run_ensemble(cfg: TrainConfig, seqs: Sequences, table: torch.Tensor | None, 
     return TrainOut(result=result, artifacts={"backbone": backbone, "ranks": ranks})
 
 
+def model_for(cfg: TrainConfig, inp: TrainIn, seqs: Sequences):
+    """The seeded, untrained backbone of a single-model run (every fusion but 'ensemble', which fits two)."""
+    if cfg.variant == "tslrec":
+        return fused_model(cfg, cfg.fusion, source_table(cfg, inp, seqs.n_items), seqs.n_items, cfg.trainer.seed)
+    extra = {}
+    if cfg.variant == "ci":
+        extra["cluster_map"] = _needed(inp.groups, "cluster_map", "ci", "groups", "group")
+    return new_backbone(cfg.backbone, cfg.trainer.seed,
+                        partial(make_embedding, cfg.variant, seqs.n_items, cfg.backbone.dim, **extra))
+
+
 def run(cfg: TrainConfig, inp: TrainIn, rt: Runtime) -> TrainOut:
     seqs = Sequences.from_tensors(inp.sequences)
+    if cfg.variant == "tslrec" and cfg.fusion == "ensemble":
+        return run_ensemble(cfg, seqs, source_table(cfg, inp, seqs.n_items), rt)
+    fitted = fit(model_for(cfg, inp, seqs), seqs, cfg.trainer, rt, variant=cfg.variant,
+                 desc=f"{cfg.variant} {cfg.backbone.name}")
+    result = fitted.result
     if cfg.variant == "tslrec":
-        table = source_table(cfg, inp, seqs.n_items)
-        if cfg.fusion == "ensemble":
-            return run_ensemble(cfg, seqs, table, rt)
-        model = fused_model(cfg, cfg.fusion, table, seqs.n_items, cfg.trainer.seed)
-        fitted = fit(model, seqs, cfg.trainer, rt, variant="tslrec", desc=f"tslrec {cfg.backbone.name}")
-        result = fitted.result.model_copy(update={"fusion": cfg.fusion, "source": cfg.source})
-    else:
-        extra = {}
-        if cfg.variant == "ci":
-            extra["cluster_map"] = _needed(inp.groups, "cluster_map", "ci", "groups", "group")
-        factory = partial(make_embedding, cfg.variant, seqs.n_items, cfg.backbone.dim, **extra)
-        fitted = train_backbone(cfg.backbone, cfg.trainer, seqs, factory, rt, variant=cfg.variant)
-        result = fitted.result
+        result = result.model_copy(update={"fusion": cfg.fusion, "source": cfg.source})
     return TrainOut(
         result=result,
         artifacts={

@@ -25,7 +25,7 @@ from schemas.runtime import Runtime
 from stages.backbones import Backbone, build
 from stages.backbones.embedding import ItemEmbedding
 from stages.core import checkpoint
-from stages.core.distributed import parallel
+from stages.core.distributed import Dist, parallel
 from stages.core.evaluate import metrics, rank_users
 from stages.core.linear_ce import LinearCE
 from stages.core.precision import DTYPES, resolve
@@ -81,6 +81,55 @@ def batch_loss(model: Backbone, batch: torch.Tensor, denom: float | None = None,
                           max(64, CE_BLOCK_ELEMENTS // table.shape[0]), dtype)
 
 
+@dataclass
+class Chunks:
+    """An epoch's training material: every user's training part cut into chunks (see `training_chunks`)."""
+    chunks: torch.Tensor     # (C, max_len+1) int64, on the training device
+    lengths: torch.Tensor    # (C,) items per chunk, on the CPU (the batches are drawn there)
+    per_batch: float         # the loss denominator: the mean number of scored positions per batch
+
+    @classmethod
+    def of(cls, train: Sequences, max_len: int, batch_size: int, device: torch.device) -> "Chunks":
+        chunks = training_chunks(train, max_len).to(device)
+        lengths = (chunks != 0).sum(1).cpu()
+        # Losses are summed over a batch's positions and divided by the *mean* number of positions
+        # per batch (not the batch's own): length-bucketed batches differ 20x in their number of
+        # positions, and a per-batch mean would weigh a position of a short-sequence batch 20x more
+        # than one of a long-sequence batch. A constant keeps every position's weight equal, as
+        # with randomly drawn batches.
+        n_batches = (chunks.shape[0] + batch_size - 1) // batch_size
+        return cls(chunks, lengths, float((lengths - 1).clamp(min=0).sum()) / max(1, n_batches))
+
+    def batches(self, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+        """One epoch's shuffled, length-bucketed batches of chunk indices."""
+        return batches(self.lengths, batch_size, gen, BUCKET_POOL)
+
+
+def optimizer(model: Backbone, cfg: TrainerConfig) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_step(model: Backbone, opt: torch.optim.Optimizer, data: Chunks, idx: torch.Tensor, precision: str,
+               ranks: Dist) -> torch.Tensor:
+    """One optimisation step on the chunks `idx`: the step's loss, a 0-dim tensor (no host sync on CUDA).
+
+    torchrun: this rank takes its slice of the global batch, and gradients and losses are summed over
+    ranks (the global batch's); in one process `ranks` changes nothing. bf16 also autocasts the
+    backbone: tensor cores on CUDA; on a CPU with AVX512-BF16 8-12% faster steps for all four backbones
+    on Beauty (the loss, stages/core/linear_ce.py, is most of the rest)."""
+    local = ranks.shard(idx)
+    opt.zero_grad(set_to_none=True)
+    loss = None
+    if local.numel():
+        device = data.chunks.device
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = batch_loss(model, data.chunks[local.to(device)], data.per_batch, DTYPES[precision])
+        loss.backward()
+    total = ranks.all_reduce_grads(model, loss)
+    opt.step()
+    return total
+
+
 def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, variant: str,
         desc: str = "train") -> Fit:
     t_start = time.perf_counter()
@@ -88,15 +137,12 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     model.to(device)
     max_len = model.max_len
     train = seqs.train_part()
-    chunks = training_chunks(train, max_len).to(device)     # (C, max_len+1)
+    data = Chunks.of(train, max_len, cfg.batch_size, device)
     valid_t, test_t = seqs.valid_targets(), seqs.test_targets()
     gen = torch.Generator().manual_seed(cfg.seed)
     ranks = parallel(rt)   # torchrun: this process's share of each step; the identity in one process
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = optimizer(model, cfg)
     precision = resolve(cfg.precision, rt.device)   # 'auto': bf16 where the device has it natively
-    # bf16 also autocasts the backbone: tensor cores on CUDA; on a CPU with AVX512-BF16 8-12% faster
-    # steps for all four backbones on Beauty (the loss, stages/core/linear_ce.py, is most of the rest).
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def evaluate(inputs: Sequences, targets: torch.Tensor, mask_history: bool = cfg.mask_history) -> torch.Tensor:
         return rank_users(model, inputs, targets, max_len=max_len, batch_size=cfg.eval_batch_size,
@@ -108,32 +154,15 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     ckpt = "fit-" + "".join(c if c.isalnum() else "_" for c in desc)
     if (resumed := checkpoint.restore(rt, ckpt, model, opt, [gen])) is not None:   # after a crash
         epoch, (best, bad, epoch_s, eval_s) = resumed
-    chunk_len = (chunks != 0).sum(1).cpu()                  # (C,)
-    # Losses are summed over a batch's positions and divided by the *mean* number of positions
-    # per batch (not the batch's own): length-bucketed batches differ 20x in their number of
-    # positions, and a per-batch mean would weigh a position of a short-sequence batch 20x more
-    # than one of a long-sequence batch. A constant keeps every position's weight equal, as
-    # with randomly drawn batches.
-    n_batches = (chunks.shape[0] + cfg.batch_size - 1) // cfg.batch_size
-    per_batch = float((chunk_len - 1).clamp(min=0).sum()) / max(1, n_batches)
     with rt.track(desc, cfg.epochs) as bar:
         if epoch:            # resumed: the bar starts at the restored epoch, not at 0
             bar.advance(epoch)
         for epoch in range(epoch + 1, cfg.epochs + 1):
             t0 = time.perf_counter()
             model.train()
-            total, steps = torch.zeros((), device=device), batches(chunk_len, cfg.batch_size, gen, BUCKET_POOL)
+            total, steps = torch.zeros((), device=device), data.batches(cfg.batch_size, gen)
             for i, idx in enumerate(steps, 1):
-                local = ranks.shard(idx)   # torchrun: this rank's slice of the global batch (else all of it)
-                opt.zero_grad(set_to_none=True)
-                loss = None
-                if local.numel():
-                    with autocast:
-                        loss = batch_loss(model, chunks[local.to(device)], per_batch, DTYPES[precision])
-                    loss.backward()
-                # torchrun: gradients and losses summed over ranks (the global batch's); else the loss as is
-                total += ranks.all_reduce_grads(model, loss)   # no host sync per step (CUDA); read every 20 steps
-                opt.step()
+                total += train_step(model, opt, data, idx, precision, ranks)   # read every 20 steps only
                 if i % 20 == 0:
                     bar.update(step=f"{i}/{len(steps)}", loss=float(total) / i, ndcg10=max(best[0], 0.0))
             total = float(total)                                 # waits for the epoch's last step
@@ -169,11 +198,16 @@ def fit(model: Backbone, seqs: Sequences, cfg: TrainerConfig, rt: Runtime, *, va
     return Fit(result=result, model=model, ranks={"valid": valid_ranks, "test": test_ranks})
 
 
+def new_backbone(backbone: BackboneConfig, seed: int, make_embedding: Callable[[], ItemEmbedding]) -> Backbone:
+    """Seed torch, then build the backbone around a fresh embedding module (every trainer's order)."""
+    torch.manual_seed(seed)
+    return build(backbone, make_embedding())
+
+
 def train_backbone(backbone: BackboneConfig, cfg: TrainerConfig, seqs: Sequences,
                    make_embedding: Callable[[], ItemEmbedding], rt: Runtime, *, variant: str) -> Fit:
     """Seed, build the backbone around a fresh embedding module, fit it."""
-    torch.manual_seed(cfg.seed)
-    model = build(backbone, make_embedding())
+    model = new_backbone(backbone, cfg.seed, make_embedding)
     return fit(model, seqs, cfg, rt, variant=variant, desc=f"{variant} {backbone.name}")
 
 
