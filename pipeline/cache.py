@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from schemas.common import ArtifactRef, RunRecord, json_digest
+from schemas.common import ArtifactRef, RunRecord
 from stages.atomic import write_atomically
 
 if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache ls` must start fast
@@ -152,8 +152,8 @@ class Cache:
         """The record stored under `key`, None if there is none; CorruptRecord if it cannot be trusted.
 
         A record whose content no longer hashes to its record_digest (one flipped digit in a
-        metric) is corrupt. A record without a digest (written by an older version) is returned
-        as it is: the runner seals it once its objects verify."""
+        metric) is corrupt, and so is a record without one: deleting the digest line must not turn
+        an edited record into a trusted one (the runner recomputes it)."""
         return self._read_record(self.run_path(key), key)
 
     @staticmethod
@@ -172,8 +172,9 @@ class Cache:
             raise CorruptRecord(f"run record {key[:12]} does not parse ({where}: {first['msg']})") from e
         if rec.key != key:
             raise CorruptRecord(f"run record {key[:12]} holds the record of another key ({rec.key[:12]})")
-        if rec.record_digest is not None and rec.record_digest != json_digest(json.loads(text)):
-            raise CorruptRecord(f"run record {key[:12]} does not match its record_digest (edited or corrupted)")
+        problem = rec.digest_problem(json.loads(text))
+        if problem is not None:
+            raise CorruptRecord(f"run record {key[:12]} {problem}")
         return rec
 
     def get_run(self, key: str) -> RunRecord | None:

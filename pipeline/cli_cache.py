@@ -97,13 +97,14 @@ def verify_cmd(
     fix: bool = typer.Option(False, "--fix", help="Delete corrupt records and objects (they are recomputed on the next run)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Check every run record against its own digest and re-hash every object (those runs refer to
-    and any other in the store); exit 1 if any is unparsable, missing or corrupt.
+    """Check every run record against its own digest (a record without one is corrupt) and re-hash
+    every object (those runs refer to and any other in the store); exit 1 if any is unparsable,
+    missing or corrupt.
 
     Example: tslrec cache verify --fix
     """
     cache = _cache()
-    bad, referenced, records, unsealed = [], {}, 0, 0
+    bad, referenced, records = [], {}, 0
     for path, rec, problem in cache.scan_runs():
         records += 1
         if problem is not None:
@@ -112,7 +113,6 @@ def verify_cmd(
             if fix:
                 path.unlink(missing_ok=True)
             continue
-        unsealed += rec.record_digest is None
         for ref in rec.outputs.values():
             referenced.setdefault(ref.digest, (rec, ref))
     for path in cache.objects():   # objects no record names yet are checked too
@@ -131,9 +131,8 @@ def verify_cmd(
             if fix:
                 cache.object_path(digest).unlink(missing_ok=True)
     checked = len(referenced)
-    note = f" ({unsealed} written before records carried a digest; sealed when next used)" if unsealed else ""
-    err.print(f"checked {records} records{note} and {checked} objects, {len(bad)} bad")
-    emit({"checked": checked, "records": records, "unsealed": unsealed, "bad": bad}, as_json, plain=f"{checked}\t{len(bad)}")
+    err.print(f"checked {records} records and {checked} objects, {len(bad)} bad")
+    emit({"checked": checked, "records": records, "bad": bad}, as_json, plain=f"{checked}\t{len(bad)}")
     if bad and not fix:
         raise typer.Exit(1)
 

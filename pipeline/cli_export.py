@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -50,12 +49,10 @@ def find_record(cache: Cache, key: Optional[str], from_: Optional[str]) -> RunRe
     """The run to export: a key (or unique prefix) in the cache, or a run record (file or '-')."""
     if (key is None) == (from_ is None):
         raise ConfigError("give either a run KEY (or a prefix of it) or --from RECORD")
-    if from_ is not None:
-        try:
-            text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
-            return RunRecord.model_validate_json(text)
-        except Exception as e:
-            raise ConfigError(f"--from {from_}: not a tslrec run record ({str(e).splitlines()[0]})") from e
+    if from_ is not None:   # checked as `run --from` checks it: README.txt must not repeat an edited record
+        from pipeline.upstream import read_record
+
+        return read_record(from_)
     rec = cache.find_run(key)
     if rec is None:
         raise ConfigError(f"no single cached run matches {key!r} (see `tslrec cache ls`)")

@@ -218,9 +218,6 @@ class Runner:
                 log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
                 self.cache.discard(ref.digest)
                 return None
-        if rec.record_digest is None:       # written before records carried a digest: seal it now
-            self.cache.put_run(rec)
-            rec = rec.sealed()
         return rec.model_copy(update={"cached": True})
 
     def _load(self, ref: Any) -> dict[str, torch.Tensor]:
