@@ -94,12 +94,12 @@ def show_cmd(key: str = typer.Argument(..., help="Run key or a unique prefix of 
 
 @cache_app.command("verify")
 def verify_cmd(
-    fix: bool = typer.Option(False, "--fix", help="Delete corrupt records and objects (they are recomputed on the next run)."),
+    fix: bool = typer.Option(False, "--fix", help="Delete corrupt records, objects and checkpoints (they are recomputed on the next run)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Check every run record against its own digest (a record without one is corrupt) and re-hash
-    every object (those runs refer to and any other in the store); exit 1 if any is unparsable,
-    missing or corrupt.
+    """Check every run record against its own digest (a record without one is corrupt), re-hash
+    every object (those runs refer to and any other in the store) and every checkpoint of an
+    unfinished run; exit 1 if any is unparsable, missing or corrupt.
 
     Example: tslrec cache verify --fix
     """
@@ -130,11 +130,30 @@ def verify_cmd(
             err.print(f"corrupt {where}: {e}", markup=False)
             if fix:
                 cache.object_path(digest).unlink(missing_ok=True)
+    checkpoints = verify_checkpoints(cache, bad, fix)
     checked = len(referenced)
-    err.print(f"checked {records} records and {checked} objects, {len(bad)} bad")
-    emit({"checked": checked, "records": records, "bad": bad}, as_json, plain=f"{checked}\t{len(bad)}")
+    err.print(f"checked {records} records, {checked} objects and {checkpoints} checkpoints, {len(bad)} bad")
+    emit({"checked": checked, "records": records, "checkpoints": checkpoints, "bad": bad}, as_json,
+         plain=f"{checked}\t{len(bad)}")
     if bad and not fix:
         raise typer.Exit(1)
+
+
+def verify_checkpoints(cache: Cache, bad: list[dict], fix: bool) -> int:
+    """Check the resume points of interrupted (or running) runs against their digests; a bad one is
+    what a rerun would refuse to resume from. Returns how many were checked."""
+    from stages.checkpoint import check
+
+    paths = sorted(cache.root.glob("checkpoints/*/*.pt"))
+    for path in paths:
+        problem = check(path)
+        if problem is None:
+            continue
+        bad.append({"run": path.parent.name, "stage": None, "digest": None, "error": f"checkpoint {path.name} {problem}"})
+        err.print(f"corrupt checkpoint {path}: {problem}", markup=False)
+        if fix:
+            path.unlink(missing_ok=True)
+    return len(paths)
 
 
 @cache_app.command("gc")

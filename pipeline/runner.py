@@ -12,6 +12,7 @@ import shutil
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -165,8 +166,8 @@ class Runner:
         # A killed run's resume point, if any. Not under torchrun: every rank would have to restore
         # the same state, and only rank 0 touches the cache.
         ckpt = None if self.dist.enabled else self.cache.checkpoint_dir(key)
-        if ckpt is not None and any(ckpt.glob("*.pt")):
-            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
+        if ckpt is not None:
+            self._check_resume_point(stage, key, ckpt)
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
         with track_peak(self.rt.device) as peak:
@@ -219,6 +220,25 @@ class Runner:
                 self.cache.discard(ref.digest)
                 return None
         return rec.model_copy(update={"cached": True})
+
+    @staticmethod
+    def _check_resume_point(stage: str, key: str, folder: Path) -> None:
+        """Say whether the stage resumes. A checkpoint that fails its digest (a flipped byte, a truncated
+        file) is reported and removed before the stage runs, so it restarts from epoch 1 instead of
+        resuming from other weights, and the log says which of the two happens."""
+        from stages import checkpoint
+
+        good = 0
+        for path in sorted(folder.glob("*.pt")):
+            problem = checkpoint.check(path)
+            if problem is None:
+                good += 1
+                continue
+            log(f"[red]checkpoint corrupt[/red] {stage:<8} {key[:12]}: {escape(path.name)} {escape(problem)}; "
+                f"removed, its training starts over from epoch 1")
+            path.unlink(missing_ok=True)
+        if good:
+            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
 
     def _load(self, ref: Any) -> dict[str, torch.Tensor]:
         if ref.digest not in self._loaded:

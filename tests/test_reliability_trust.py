@@ -3,10 +3,19 @@ running command (5). Each test failed on the code before its fix. Numbers, error
 and odd inputs (3, 4, 6) are in test_reliability_errors.py."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
+import pytest
+import torch
+
 from conftest import toy
+from pipeline.cache import Cache
+from pipeline.runner import Runner
+from schemas.pipeline import PipelineConfig
+from schemas.runtime import Runtime
+from stages import checkpoint
 
 ONE_EPOCH = ("--set", "pretrain.trainer.epochs=1", "--set", "pretrain.backbone.dim=8")
 
@@ -63,3 +72,66 @@ def test_export_from_refuses_an_edited_record(cli, dirs, tmp_path):
         assert not (tmp_path / "out").exists()
     r = cli("export", "--from", "-", "--out", str(tmp_path / "out"), stdin=json.dumps(up))
     assert r.code == 0 and "dataset:  toy" in (tmp_path / "out" / "README.txt").read_text()
+
+
+# -- 2. a checkpoint that fails its digest is never resumed from ----------------------------------
+
+FOUR_EPOCHS = PipelineConfig.model_validate({"data": {"dataset": "toy"}, "pretrain": {
+    "backbone": {"dim": 8}, "trainer": {"epochs": 4, "patience": 4}}})
+
+
+class Crash(Exception):
+    pass
+
+
+def interrupted_pretrain(rt: Runtime, monkeypatch) -> Path:
+    """Pretrain killed after its second epoch's checkpoint; -> the checkpoint file."""
+    real = checkpoint.save
+
+    def save_then_crash(rt, name, epoch, *a, **kw):
+        real(rt, name, epoch, *a, **kw)
+        if epoch == 2:
+            raise Crash
+
+    with monkeypatch.context() as m:
+        m.setattr(checkpoint, "save", save_then_crash)
+        with pytest.raises(Crash):
+            Runner(rt).run("pretrain", FOUR_EPOCHS)
+    (path,) = Cache(rt.cache_dir).root.glob("checkpoints/*/*.pt")
+    return path
+
+
+def flip_a_weight_byte(path: Path) -> None:
+    """Flip one byte inside the stored item embeddings (the tensor data, not the zip's bookkeeping)."""
+    raw = bytearray(path.read_bytes())
+    start = raw.find(b"PK\x03\x04")                    # torch.save's zip, whatever precedes it
+    state = torch.load(io.BytesIO(bytes(raw[start:])), weights_only=True)
+    weight = next(v for k, v in state["weights"].items() if "item" in k and v.dim() == 2)
+    at = raw.find(weight[1:].numpy().tobytes()[:64])
+    assert at > 0
+    raw[at + 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("damage, what", [(flip_a_weight_byte, "does not match its sha256"),
+                                          (truncate, "is truncated")])
+def test_a_damaged_checkpoint_is_reported_and_the_stage_starts_over(cli, dirs, tmp_path, monkeypatch, capsys,
+                                                                    damage, what):
+    toy(dirs[1])
+    whole = Runner(Runtime(cache_dir=tmp_path / "whole", data_dir=dirs[1], progress=False)).run("pretrain", FOUR_EPOCHS)
+    rt = Runtime(cache_dir=dirs[0], data_dir=dirs[1], progress=False)
+    path = interrupted_pretrain(rt, monkeypatch)
+    damage(path)
+    v = cli("cache", "verify")
+    assert v.code == 1 and f"corrupt checkpoint {path}: {what}" in v.err, v.err
+    capsys.readouterr()
+    again = Runner(rt).run("pretrain", FOUR_EPOCHS)
+    err = capsys.readouterr().err
+    assert f"{path.name} {what}" in err and "starts over from epoch 1" in err and "resuming" not in err, err
+    assert again.key == whole.key
+    assert {k: r.digest for k, r in again.outputs.items()} == {k: r.digest for k, r in whole.outputs.items()}
+    assert again.result["test"] == whole.result["test"]
