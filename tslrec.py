@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from pydantic import ValidationError
 
 from pipeline.cli_cache import cache_app
 from pipeline.cli_common import (CONTEXT, StageHelpCommand, apply_globals, complete_run_stage, complete_stage, emit,
@@ -253,6 +254,9 @@ def _main() -> None:
     except ConfigError as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(2)
+    except ValidationError as e:   # not a config: e.g. a stage result holding a NaN (a diverged training)
+        err.print(f"error: {format_validation(e, e.title)}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

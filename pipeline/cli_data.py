@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from pipeline.cli_common import emit, runtime
@@ -13,7 +14,7 @@ from pipeline.console import err
 from pipeline.cache import file_sha256
 from pipeline.datasets import (EXTENSIONS, KNOWN, DatasetUsageError, Source, candidates, check_https, checked_name,
                                fetch, install, local_path, under_data_dir)
-from pipeline.overrides import build_config
+from pipeline.overrides import ConfigError, build_config
 
 data_app = typer.Typer(help="Datasets: statistics, download, import, synthetic data.", no_args_is_help=True)
 
@@ -140,7 +141,10 @@ def synth_cmd(
     checked_name(name)
     if name in KNOWN:
         raise DatasetUsageError(f"{name!r} is a known dataset; pick another name")
-    cfg = SyntheticConfig(users=users, items=items, categories=categories, seed=seed)
+    try:   # e.g. a --seed the generator cannot take: one line, exit 2, nothing written
+        cfg = SyntheticConfig(users=users, items=items, categories=categories, seed=seed)
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"--{x['loc'][0]} {x['input']}: {x['msg']}" for x in e.errors())) from e
     dest = under_data_dir(rt.data_dir, f"{name}/{name}.txt")
     others = refuse_overwrite(name, rt.data_dir, force)
     path = install(dest, lambda tmp: write_synthetic(cfg, tmp), name, f"synthetic {name}", replaces=others)

@@ -19,10 +19,18 @@ def json_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class Frozen(BaseModel):
-    """Immutable, strict model: unknown fields are an error, never silently dropped."""
+# Seeds reach numpy's and scikit-learn's RandomState (k-means: 0 <= seed < 2**32) as well as torch's
+# generators (wider): one range for every seed field, checked when the config is built, so a seed no
+# consumer takes is refused (exit 2) before any stage runs instead of failing after pretrain.
+SEED_MAX = 2**32 - 1
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class Frozen(BaseModel):
+    """Immutable, strict model: unknown fields are an error, never silently dropped, and every float
+    is finite: `lr = inf` (TOML) or `--set ...lr=1e999` trained on lr=inf and recorded "lr": null with
+    metrics of 0.0; a stage result with a NaN would be recorded as null the same way."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class TensorModel(BaseModel):
