@@ -27,7 +27,7 @@ from pipeline.cli_common import (CONTEXT, StageHelpCommand, apply_globals, compl
                                  package_version, runtime)
 from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
-from pipeline.console import err
+from pipeline.console import err, os_error_line
 from pipeline.interrupt import Interrupted, handled_signals, unwound
 from pipeline.overrides import ConfigError, build_config, deep_merge, format_validation
 from pipeline.registry import ORDER, STAGES
@@ -256,6 +256,11 @@ def _main() -> None:
         sys.exit(2)
     except ValidationError as e:   # not a config: e.g. a stage result holding a NaN (a diverged training)
         err.print(f"error: {format_validation(e, e.title)}", markup=False)
+        sys.exit(1)
+    except OSError as e:           # what and where: "no space left on device: /path", not "[Errno 28] ..."
+        if CONTEXT.get("debug"):
+            err.print_exception()
+        err.print(f"error: {os_error_line(e)}", markup=False)
         sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")

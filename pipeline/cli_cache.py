@@ -56,7 +56,7 @@ def ls_cmd(
         for r in rows:
             table.add_row(r["key"][:12], r["stage"], r["dataset"], r["created"][:16].replace("T", " "),
                           f"{r['wall_s']:.1f}", "\n".join(r["changed"]))
-        Console(highlight=False).print(table)
+        Console(highlight=False, markup=False, emoji=False).print(table)   # cells echo user text
     else:
         emit(None, False, plain="\n".join("\t".join([r["key"], r["stage"], r["dataset"], r["created"], f"{r['wall_s']:.3f}",
                                                       " ".join(r["changed"])]) for r in rows))

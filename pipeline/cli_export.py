@@ -24,7 +24,7 @@ import typer
 
 from pipeline.cache import Cache
 from pipeline.cli_common import emit, runtime
-from pipeline.console import err
+from pipeline.console import err, os_error_line
 from pipeline.overrides import ConfigError
 from schemas.common import RunRecord
 
@@ -143,9 +143,14 @@ def readme(rec: RunRecord, files: list[dict[str, Any]]) -> str:
 
 def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) -> list[dict[str, Any]]:
     """Write rec's artifacts into out (which must not exist or be empty); return the file list."""
+    if out.is_symlink():   # the final rename cannot replace a link (rmdir: "[Errno 20] Not a directory")
+        raise ConfigError(f"--out {out}: is a symbolic link; give the folder's own path")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file (or a link to one) where a parent folder should be
+        raise ConfigError(f"--out {out}: cannot create its parent folder ({os_error_line(e)})") from e
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
     try:
         files = []

@@ -216,7 +216,7 @@ class Runner:
             try:
                 self._load(ref)
             except CorruptObject as e:
-                log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
+                log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {escape(str(e))}; recomputing")
                 self.cache.discard(ref.digest)
                 return None
         return rec.model_copy(update={"cached": True})

@@ -3,7 +3,12 @@ on (4), odd inputs (6). Each test failed on the code before its fix. Records, ch
 5) are in test_reliability_trust.py."""
 from __future__ import annotations
 
+import errno
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +18,7 @@ from conftest import toy
 SEED_MAX = 2**32 - 1          # what scikit-learn's KMeans takes as random_state (torch takes more)
 
 ONE_EPOCH = ("--set", "pretrain.trainer.epochs=1", "--set", "pretrain.backbone.dim=8")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_line(err: str) -> bool:
@@ -75,3 +81,69 @@ def test_a_stage_result_holding_a_nan_is_refused_in_one_line_not_recorded_as_nul
     assert r.err.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.err
     stages_run = {json.loads(p.read_text())["stage"] for p in (dirs[0] / "runs").glob("*/*.json")}
     assert stages_run == {"data", "pretrain"}
+
+
+# -- 4. errors a user can act on -------------------------------------------------------------------
+
+def tiny_filesystem(folder: Path) -> list[str]:
+    """argv prefix that runs a command with a 4 KiB tmpfs mounted on `folder` (a private mount in a
+    user namespace: no root needed, nothing outside the command sees it); skips where that is refused."""
+    prefix = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c"]
+    probe = f"mount -t tmpfs -o size=4k tmpfs '{folder}'"
+    if shutil.which("unshare") is None or subprocess.run([*prefix, probe], capture_output=True).returncode != 0:
+        pytest.skip("needs unshare with user namespaces to fill a small filesystem")
+    return [*prefix, probe + ' && exec "$0" "$@"']
+
+
+def test_a_full_disk_during_a_checkpoint_write_says_so_and_where(tmp_path):
+    cache, data = tmp_path / "cache", tmp_path / "data"
+    toy(data)
+    (cache / "checkpoints").mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([*tiny_filesystem(cache / "checkpoints"), sys.executable, "-c", "import tslrec; tslrec.main()",
+                        "--threads", "1", "--no-progress", "--cache-dir", str(cache), "--data-dir", str(data),
+                        "run", "pretrain", "-d", "toy", "--set", "pretrain.trainer.epochs=3", "--set",
+                        "pretrain.backbone.dim=8"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and last.startswith(f"error: no space left on device: {cache / 'checkpoints'}/"), r.stderr
+    assert last.endswith(".pt") and "enforce fail" not in r.stderr
+
+
+def test_a_lock_file_another_user_owns_is_one_line_saying_which(cli, dirs, monkeypatch):
+    toy(dirs[1])
+    real_open = os.open
+
+    def refuse_locks(path, *a, **kw):   # what a lock file owned by another user (mode 0644) gives a non-root user
+        if str(path).endswith(".lock"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(os, "open", refuse_locks)
+    r = cli("run", "data", "-d", "toy")
+    assert r.code == 1 and one_line(r.err) and "Errno" not in r.err, r.err
+    assert "cannot take the lock of data" in r.err and "permission denied: " in r.err
+    assert str(dirs[0] / "runs") in r.err and ".lock" in r.err
+
+
+def test_export_onto_a_symlink_or_under_a_file_is_one_line_saying_where(cli, dirs, tmp_path):
+    toy(dirs[1])
+    key = cli("run", "data", "-d", "toy").out.strip()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "empty", target_is_directory=True)
+    r = cli("export", key, "--out", str(tmp_path / "link"))
+    assert r.code == 2 and one_line(r.err) and "Errno" not in r.err and "symbolic link" in r.err, r.err
+    assert not list((tmp_path / "empty").iterdir()) and not list(tmp_path.glob(".tmp*"))
+    (tmp_path / "file").write_text("x")
+    r = cli("export", key, "--out", str(tmp_path / "file" / "out"))
+    assert r.code == 2 and one_line(r.err) and "Errno" not in r.err and f"{tmp_path / 'file'}" in r.err, r.err
+
+
+def test_error_and_status_lines_print_user_text_literally(cli, dirs, tmp_path):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("1 2 :x: 3\n")
+    r = cli("data", "import", str(bad), "--name", "bad")
+    assert r.code == 1 and "item id ':x:'" in r.err, r.err
+    odd = tmp_path / "[bold]:x:.txt"
+    odd.write_text("1 2 3 4\n2 3 4 5\n")
+    r = cli("data", "import", str(odd), "--name", "odd")
+    assert r.code == 0 and f"imported {odd} as odd" in r.err, r.err
