@@ -1,15 +1,15 @@
 """`tslrec cache ...`: list, show, remove, verify and garbage-collect the content-addressed cache."""
 from __future__ import annotations
 
-import shutil
 import sys
+from collections import Counter
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cache import Cache, CorruptObject
-from pipeline.cache_gc import MIN_AGE_S, collect, remove, remove_free_locks
+from pipeline.cache import Cache, CorruptObject, describe_owner
+from pipeline.cache_gc import MIN_AGE_S, collect, held, remove, remove_free_locks
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
 from schemas.common import ArtifactRef
@@ -159,27 +159,32 @@ def verify_checkpoints(cache: Cache, bad: list[dict], fix: bool) -> int:
 @cache_app.command("gc")
 def gc_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
-    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (runs, objects, models, checkpoints)."),
+    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (records, objects, models, checkpoints) except what running commands hold."),
     checkpoints: bool = typer.Option(False, "--checkpoints", help="Also remove the resume points of interrupted runs."),
     min_age: float = typer.Option(MIN_AGE_S / 3600, "--min-age", min=0.0, help="Hours: spare temp files and unrecorded objects younger than this (a live run's)."),
 ) -> None:
     """Remove objects no run refers to, stale temp files, free lock files and finished checkpoints.
-    Prints bytes freed. Safe next to running commands: it never touches what they hold.
+    Prints bytes freed. Safe next to running commands: it never touches what they hold (their locks,
+    their checkpoints, files younger than --min-age), with --all too. Reports only what it removed.
 
     Example: tslrec cache gc --dry-run
     """
     cache = _cache()
-    if everything:
-        if not dry_run and cache.root.exists():
-            for sub in ("runs", "objects", "models", "checkpoints"):
-                shutil.rmtree(cache.root / sub, ignore_errors=True)
-        emit(None, False, plain="all")
-        return
     min_age_s = min_age * 3600
-    doomed = collect(cache, min_age_s=min_age_s, checkpoints=checkpoints)
-    for d in doomed:
-        err.print(f"{'would remove' if dry_run else 'removing'} {d.why}: {d.path} ({d.size} bytes)", markup=False)
-    freed = sum(d.size for d in doomed) if dry_run else remove(cache, doomed, min_age_s)
+    doomed = collect(cache, min_age_s=min_age_s, checkpoints=checkpoints, everything=everything)
+    done = doomed if dry_run else remove(cache, doomed)
+    verb = "would remove" if dry_run else "removed"
+    if everything:   # one line, not one per object
+        counts = ", ".join(f"{why}: {n}" for why, n in sorted(Counter(d.why for d in done).items()))
+        err.print(f"{verb} {len(done)} entries ({counts or 'none'})", markup=False)
+    else:
+        for d in done:
+            err.print(f"{verb} {d.why}: {d.path} ({d.size} bytes)", markup=False)
     locks = remove_free_locks(cache, dry_run)
+    for lock in sorted(cache.root.glob("runs/*/*.lock")):
+        if held(cache, lock.stem):   # said, so that "safe next to running commands" can be seen
+            err.print(f"kept run {lock.stem[:12]} (its lock and checkpoint): being computed by "
+                      f"{describe_owner(lock.with_suffix('.owner'))}", markup=False)
+    freed = sum(d.size for d in done)
     err.print(f"{'would free' if dry_run else 'freed'} {freed} bytes; {locks} free lock files")
     emit(None, False, plain=str(freed))

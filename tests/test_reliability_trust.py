@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,51 @@ def test_a_damaged_checkpoint_is_reported_and_the_stage_starts_over(cli, dirs, t
     assert again.key == whole.key
     assert {k: r.digest for k, r in again.outputs.items()} == {k: r.digest for k, r in whole.outputs.items()}
     assert again.result["test"] == whole.result["test"]
+
+
+# -- 5. gc next to a running command --------------------------------------------------------------
+
+def live_run(cache: Cache, key: str):
+    """What a run being computed has in the cache: its lock (held, with its owner file) and a checkpoint."""
+    claim = cache.claim(key, label="pretrain")
+    claim.__enter__()
+    (cache.checkpoint_dir(key)).mkdir(parents=True)
+    (cache.checkpoint_dir(key) / "fit-pretrain_sasrec.pt").write_bytes(b"c" * 7)
+    return claim
+
+
+def test_gc_all_removes_everything_but_what_a_live_run_holds(cli, dirs):
+    toy(dirs[1])
+    done = json.loads(cli("run", "data", "-d", "toy", "--json").out)
+    cache, live = Cache(dirs[0]), "ab" * 32
+    claim = live_run(cache, live)
+    try:
+        r = cli("cache", "gc", "--all")
+        assert r.code == 0, r.err
+        assert cache.lock_path(live).exists() and cache.lock_path(live).with_suffix(".owner").exists()
+        assert (cache.checkpoint_dir(live) / "fit-pretrain_sasrec.pt").exists()
+        assert f"kept run {live[:12]}" in r.err and f"pid {os.getpid()}" in r.err
+        assert not stored(dirs[0], done["key"]).exists() and int(r.out) > 0
+        assert list(cache.objects())          # young: maybe the live run's outputs, not recorded yet
+    finally:
+        claim.__exit__(None, None, None)
+    r = cli("cache", "gc", "--all")
+    assert r.code == 0 and not cache.checkpoint_dir(live).exists() and not list(cache.objects())
+    assert not list(dirs[0].rglob("*.lock")) and not list(dirs[0].rglob("*.json"))
+
+
+def test_gc_reports_only_what_it_removed(cli, dirs):
+    cache, live, dead = Cache(dirs[0]), "ab" * 32, "cd" * 32
+    (cache.checkpoint_dir(dead)).mkdir(parents=True)
+    (cache.checkpoint_dir(dead) / "fit-x.pt").write_bytes(b"d" * 5)
+    claim = live_run(cache, live)
+    try:
+        for args in (["--dry-run"], []):
+            r = cli("cache", "gc", "--checkpoints", *args)
+            assert r.code == 0 and int(r.out) == 5, r.err
+            assert str(cache.checkpoint_dir(dead)) in r.err and str(cache.checkpoint_dir(live)) not in r.err, r.err
+        assert cache.checkpoint_dir(live).exists() and not cache.checkpoint_dir(dead).exists()
+        r = cli("cache", "gc", "--checkpoints")
+        assert int(r.out) == 0 and "remov" not in r.err and f"kept run {live[:12]}" in r.err, r.err
+    finally:
+        claim.__exit__(None, None, None)
