@@ -56,6 +56,8 @@ def fetch_cmd(
       tslrec data fetch beauty --file ~/Downloads/Beauty.txt
     """
     rt = runtime()
+    if file is not None:
+        regular_file(file, "--file")
     src = fetch_source(checked_name(name), url, sha256, from_file=file)
     existing = local_path(name, rt.data_dir)
     if existing is not None and not force:
@@ -104,6 +106,7 @@ def import_cmd(
     """
     rt = runtime()
     checked_name(name)
+    regular_file(file, "FILE")
     if name in KNOWN:
         raise DatasetUsageError(f"{name!r} is a known dataset; get it with `tslrec data fetch {name}` or pick another name")
     if fmt not in ("auto", "lines", "pairs", "inter"):
@@ -114,6 +117,13 @@ def import_cmd(
     install(dest, lambda tmp: shutil.copyfile(file, tmp), name, str(file), fmt=fmt, replaces=others)
     err.print(f"imported {file} as {name}")
     emit(None, False, plain=str(dest))
+
+
+def regular_file(path: Path, what: str) -> None:
+    """Only regular files (or links to one) are copied in: `data import /dev/zero` copied until the
+    disk was full, and a pipe would block or copy whatever its writer sends."""
+    if not path.is_file():
+        raise DatasetUsageError(f"{what} {path}: not a regular file (a device, pipe or socket); give a file")
 
 
 def refuse_overwrite(name: str, data_dir: Path, force: bool) -> list[Path]:

@@ -102,7 +102,6 @@ def write_tensors(out: Path, kind: str, tensors: dict[str, Any], npy: bool) -> l
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"{kind}.safetensors"))
-    (out / f"{kind}.safetensors").chmod(0o644)
     files = []
     for name, t in sorted(tensors.items()):
         what = WHAT.get(f"{kind}.{name}", f"{kind} tensor {name}")
@@ -168,7 +167,7 @@ def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) ->
             if users is not None:   # per-user tensors (groups.user_pref) in the user's own ids
                 files.append(write_id_map(tmp, "user_ids", n_users, users))
         (tmp / "README.txt").write_text(readme(rec, files))
-        tmp.chmod(0o755)   # mkdtemp makes it private
+        readable_by_all(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -176,6 +175,14 @@ def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) ->
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return files
+
+
+def readable_by_all(folder: Path) -> None:
+    """One mode for everything exported: folders 0755, files 0644. mkdtemp makes the folder private and
+    PEFT's writer left adapter_model.safetensors 0600 beside 0644 files."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def export_cmd(

@@ -147,3 +147,32 @@ def test_error_and_status_lines_print_user_text_literally(cli, dirs, tmp_path):
     odd.write_text("1 2 3 4\n2 3 4 5\n")
     r = cli("data", "import", str(odd), "--name", "odd")
     assert r.code == 0 and f"imported {odd} as odd" in r.err, r.err
+
+
+# -- 6. odd inputs ---------------------------------------------------------------------------------
+
+def test_only_regular_files_are_imported_or_fetched(cli, dirs, tmp_path):
+    for args in (["data", "import", "/dev/null", "--name", "null"],
+                 ["data", "fetch", "null", "--file", "/dev/null", "--sha256", "0" * 64]):
+        r = cli(*args)
+        assert r.code == 2 and "/dev/null: not a regular file" in r.err and one_line(r.err), r.err
+    assert not (dirs[1] / "null").exists()
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)                       # no writer: a reader blocks forever (/dev/zero: fills the disk)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TSLREC_DATA_DIR": str(dirs[1]), "TSLREC_CACHE_DIR": str(dirs[0])}
+    r = subprocess.run([sys.executable, "-c", "import tslrec; tslrec.main()", "data", "import", str(fifo), "--name", "p"],
+                       env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a regular file" in r.stderr, r.stderr
+
+
+def test_every_exported_file_has_the_same_mode(cli, dirs, tmp_path):
+    toy(dirs[1])
+    key = cli("run", "sft", "-d", "toy", *ONE_EPOCH, "--set", "group.k=3", "--set", "sft.model=tiny-bert",
+              "--set", "sft.epochs=1", "--set", "sft.max_items=6")
+    assert key.code == 0, key.err
+    r = cli("export", key.out.strip(), "--out", str(tmp_path / "sft"))
+    assert r.code == 0, r.err
+    modes = {str(p.relative_to(tmp_path)): oct(p.stat().st_mode & 0o777) for p in (tmp_path / "sft").rglob("*")}
+    assert "sft/adapter/adapter_model.safetensors" in modes
+    assert {m for p, m in modes.items() if (tmp_path / p).is_file()} == {"0o644"}, modes
+    assert {m for p, m in modes.items() if (tmp_path / p).is_dir()} == {"0o755"}, modes
