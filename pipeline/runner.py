@@ -60,6 +60,7 @@ class Runner:
         self.force = force            # recompute the requested stage even on a hit
         self._loaded: dict[str, dict[str, torch.Tensor]] = {}   # digest -> tensors, per process
         self._done: dict[str, RunRecord] = {}                   # key -> record, per process
+        self._reported: set[str] = set()                        # keys whose corrupt record was reported
         self._warned_bf16 = False
         self.dist = rt.dist                                     # torchrun: rank 0 leads, the others follow
 
@@ -208,7 +209,7 @@ class Runner:
         try:
             rec = self.cache.read_run(key)
         except CorruptRecord as e:
-            log(f"[red]cache corrupt[/red] {escape(str(e))}; recomputing")
+            self._report_corrupt(key, str(e))
             return None
         if rec is None:
             return None
@@ -216,10 +217,17 @@ class Runner:
             try:
                 self._load(ref)
             except CorruptObject as e:
-                log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {escape(str(e))}; recomputing")
+                self._report_corrupt(key, f"{rec.stage} {key[:12]}: {e}")
                 self.cache.discard(ref.digest)
                 return None
         return rec.model_copy(update={"cached": True})
+
+    def _report_corrupt(self, key: str, problem: str) -> None:
+        """One line per bad run: the look under the lock finds the same record again (or the object
+        the first look discarded missing) and must not say it twice."""
+        if key not in self._reported:
+            self._reported.add(key)
+            log(f"[red]cache corrupt[/red] {escape(problem)}; recomputing")
 
     @staticmethod
     def _check_resume_point(stage: str, key: str, folder: Path) -> None:
