@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any, Optional
 
 import typer
+from pydantic import ValidationError
 
 from pipeline.cli_cache import cache_app
 from pipeline.cli_common import (CONTEXT, StageHelpCommand, apply_globals, complete_run_stage, complete_stage, emit,
                                  package_version, runtime)
 from pipeline.cli_export import export_cmd
 from pipeline.cli_data import data_app
-from pipeline.console import err
+from pipeline.console import err, os_error_line
 from pipeline.interrupt import Interrupted, handled_signals, unwound
 from pipeline.overrides import PROFILES, ConfigError, build_config, deep_merge, format_validation
 from pipeline.registry import ORDER, STAGES
@@ -250,6 +251,14 @@ def _main() -> None:
     except ConfigError as e:
         err.print(f"error: {e}", markup=False)
         sys.exit(2)
+    except ValidationError as e:   # not a config: e.g. a stage result holding a NaN (a diverged training)
+        err.print(f"error: {format_validation(e, e.title)}", markup=False)
+        sys.exit(1)
+    except OSError as e:           # what and where: "no space left on device: /path", not "[Errno 28] ..."
+        if CONTEXT.get("debug"):
+            err.print_exception()
+        err.print(f"error: {os_error_line(e)}", markup=False)
+        sys.exit(1)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

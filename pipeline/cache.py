@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
-from schemas.common import ArtifactRef, RunRecord, json_digest
+from schemas.common import ArtifactRef, RunRecord
 from stages.core.atomic import write_atomically
 
 if TYPE_CHECKING:   # torch is imported where tensors are touched: `tslrec cache ls` must start fast
@@ -35,6 +35,10 @@ class CorruptObject(Exception):
 
 class CorruptRecord(Exception):
     """A run record is unreadable, does not parse, or no longer matches its own digest."""
+
+
+class CacheLockError(Exception):
+    """A run's lock file cannot be opened (its message says which file and why)."""
 
 
 def canonical_json(x: Any) -> str:
@@ -102,13 +106,16 @@ class Cache:
         return self.root / "objects" / digest[:2] / f"{digest}.safetensors"
 
     def put(self, kind: str, tensors: dict[str, torch.Tensor]) -> ArtifactRef:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         digest = tensor_digest(tensors)
         path = self.object_path(digest)
         if not path.exists():
-            write_atomically(path, lambda tmp: save_file(tensors, str(tmp)))
+            # Bytes in memory, written by Python: on a full disk safetensors' own writer says "I/O
+            # error: ... (os error 28)" and names no file; this raises OSError(ENOSPC) with the path.
+            data = save(tensors)
+            write_atomically(path, lambda tmp: tmp.write_bytes(data))
         else:
             with contextlib.suppress(OSError):   # a read-only cache still serves; gc then judges by age
                 os.utime(path)   # fresh again: `cache gc` spares recent objects that no record names yet
@@ -145,8 +152,8 @@ class Cache:
         """The record stored under `key`, None if there is none; CorruptRecord if it cannot be trusted.
 
         A record whose content no longer hashes to its record_digest (one flipped digit in a
-        metric) is corrupt. A record without a digest (written by an older version) is returned
-        as it is: the runner seals it once its objects verify."""
+        metric) is corrupt, and so is a record without one: deleting the digest line must not turn
+        an edited record into a trusted one (the runner recomputes it)."""
         return self._read_record(self.run_path(key), key)
 
     @staticmethod
@@ -165,8 +172,9 @@ class Cache:
             raise CorruptRecord(f"run record {key[:12]} does not parse ({where}: {first['msg']})") from e
         if rec.key != key:
             raise CorruptRecord(f"run record {key[:12]} holds the record of another key ({rec.key[:12]})")
-        if rec.record_digest is not None and rec.record_digest != json_digest(json.loads(text)):
-            raise CorruptRecord(f"run record {key[:12]} does not match its record_digest (edited or corrupted)")
+        problem = rec.digest_problem(json.loads(text))
+        if problem is not None:
+            raise CorruptRecord(f"run record {key[:12]} {problem}")
         return rec
 
     def get_run(self, key: str) -> RunRecord | None:
@@ -194,8 +202,9 @@ class Cache:
         Yields True if we had to wait for another process (whose result may now be cached), so two
         terminals running the same pipeline share work instead of doing it twice."""
         from filelock import FileLock, Timeout
+        from rich.markup import escape
 
-        from pipeline.console import log
+        from pipeline.console import log, os_error_line
 
         lock_file = self.lock_path(key)
         owner = lock_file.with_suffix(".owner")
@@ -204,14 +213,18 @@ class Cache:
         what = f"{label} {key[:12]}".strip()
         waited = False
         try:
-            lock.acquire(blocking=False)
-        except Timeout:
-            waited = True
-            log(f"[yellow]waiting[/yellow]   for {what}: being computed by {describe_owner(owner)}")
-            lock.acquire()
+            try:
+                lock.acquire(blocking=False)
+            except Timeout:
+                waited = True
+                log(f"[yellow]waiting[/yellow]   for {what}: being computed by {escape(describe_owner(owner))}")
+                lock.acquire()
+        except OSError as e:   # e.g. a lock file another user created: say which and what to do
+            raise CacheLockError(f"cannot take the lock of {what} ({os_error_line(e)}); the cache dir may belong to "
+                                 f"another user: use your own --cache-dir, or fix the file's permissions") from e
         try:
             if owner.exists():
-                log(f"[yellow]stale lock[/yellow] on {what} (left by {describe_owner(owner)}, which died); taking it over")
+                log(f"[yellow]stale lock[/yellow] on {what} (left by {escape(describe_owner(owner))}, which died); taking it over")
             write_atomically(owner, lambda tmp: tmp.write_text(_owner_text()))
             yield waited
         finally:

@@ -1,15 +1,15 @@
 """`tslrec cache ...`: list, show, remove, verify and garbage-collect the content-addressed cache."""
 from __future__ import annotations
 
-import shutil
 import sys
+from collections import Counter
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.cache import Cache, CorruptObject
-from pipeline.cache_gc import MIN_AGE_S, collect, remove, remove_free_locks
+from pipeline.cache import Cache, CorruptObject, describe_owner
+from pipeline.cache_gc import MIN_AGE_S, collect, held, remove, remove_free_locks
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
 from schemas.common import ArtifactRef
@@ -56,7 +56,7 @@ def ls_cmd(
         for r in rows:
             table.add_row(r["key"][:12], r["stage"], r["dataset"], r["created"][:16].replace("T", " "),
                           f"{r['wall_s']:.1f}", "\n".join(r["changed"]))
-        Console(highlight=False).print(table)
+        Console(highlight=False, markup=False, emoji=False).print(table)   # cells echo user text
     else:
         emit(None, False, plain="\n".join("\t".join([r["key"], r["stage"], r["dataset"], r["created"], f"{r['wall_s']:.3f}",
                                                       " ".join(r["changed"])]) for r in rows))
@@ -94,16 +94,17 @@ def show_cmd(key: str = typer.Argument(..., help="Run key or a unique prefix of 
 
 @cache_app.command("verify")
 def verify_cmd(
-    fix: bool = typer.Option(False, "--fix", help="Delete corrupt records and objects (they are recomputed on the next run)."),
+    fix: bool = typer.Option(False, "--fix", help="Delete corrupt records, objects and checkpoints (they are recomputed on the next run)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout."),
 ) -> None:
-    """Check every run record against its own digest and re-hash every object (those runs refer to
-    and any other in the store); exit 1 if any is unparsable, missing or corrupt.
+    """Check every run record against its own digest (a record without one is corrupt), re-hash
+    every object (those runs refer to and any other in the store) and every checkpoint of an
+    unfinished run; exit 1 if any is unparsable, missing or corrupt.
 
     Example: tslrec cache verify --fix
     """
     cache = _cache()
-    bad, referenced, records, unsealed = [], {}, 0, 0
+    bad, referenced, records = [], {}, 0
     for path, rec, problem in cache.scan_runs():
         records += 1
         if problem is not None:
@@ -112,7 +113,6 @@ def verify_cmd(
             if fix:
                 path.unlink(missing_ok=True)
             continue
-        unsealed += rec.record_digest is None
         for ref in rec.outputs.values():
             referenced.setdefault(ref.digest, (rec, ref))
     for path in cache.objects():   # objects no record names yet are checked too
@@ -130,38 +130,61 @@ def verify_cmd(
             err.print(f"corrupt {where}: {e}", markup=False)
             if fix:
                 cache.object_path(digest).unlink(missing_ok=True)
+    checkpoints = verify_checkpoints(cache, bad, fix)
     checked = len(referenced)
-    note = f" ({unsealed} written before records carried a digest; sealed when next used)" if unsealed else ""
-    err.print(f"checked {records} records{note} and {checked} objects, {len(bad)} bad")
-    emit({"checked": checked, "records": records, "unsealed": unsealed, "bad": bad}, as_json, plain=f"{checked}\t{len(bad)}")
+    err.print(f"checked {records} records, {checked} objects and {checkpoints} checkpoints, {len(bad)} bad")
+    emit({"checked": checked, "records": records, "checkpoints": checkpoints, "bad": bad}, as_json,
+         plain=f"{checked}\t{len(bad)}")
     if bad and not fix:
         raise typer.Exit(1)
+
+
+def verify_checkpoints(cache: Cache, bad: list[dict], fix: bool) -> int:
+    """Check the resume points of interrupted (or running) runs against their digests; a bad one is
+    what a rerun would refuse to resume from. Returns how many were checked."""
+    from stages.core.checkpoint import check
+
+    paths = sorted(cache.root.glob("checkpoints/*/*.pt"))
+    for path in paths:
+        problem = check(path)
+        if problem is None:
+            continue
+        bad.append({"run": path.parent.name, "stage": None, "digest": None, "error": f"checkpoint {path.name} {problem}"})
+        err.print(f"corrupt checkpoint {path}: {problem}", markup=False)
+        if fix:
+            path.unlink(missing_ok=True)
+    return len(paths)
 
 
 @cache_app.command("gc")
 def gc_cmd(
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
-    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (runs, objects, models, checkpoints)."),
+    everything: bool = typer.Option(False, "--all", help="Remove the whole cache (records, objects, models, checkpoints) except what running commands hold."),
     checkpoints: bool = typer.Option(False, "--checkpoints", help="Also remove the resume points of interrupted runs."),
     min_age: float = typer.Option(MIN_AGE_S / 3600, "--min-age", min=0.0, help="Hours: spare temp files and unrecorded objects younger than this (a live run's)."),
 ) -> None:
     """Remove objects no run refers to, stale temp files, free lock files and finished checkpoints.
-    Prints bytes freed. Safe next to running commands: it never touches what they hold.
+    Prints bytes freed. Safe next to running commands: it never touches what they hold (their locks,
+    their checkpoints, files younger than --min-age), with --all too. Reports only what it removed.
 
     Example: tslrec cache gc --dry-run
     """
     cache = _cache()
-    if everything:
-        if not dry_run and cache.root.exists():
-            for sub in ("runs", "objects", "models", "checkpoints"):
-                shutil.rmtree(cache.root / sub, ignore_errors=True)
-        emit(None, False, plain="all")
-        return
     min_age_s = min_age * 3600
-    doomed = collect(cache, min_age_s=min_age_s, checkpoints=checkpoints)
-    for d in doomed:
-        err.print(f"{'would remove' if dry_run else 'removing'} {d.why}: {d.path} ({d.size} bytes)", markup=False)
-    freed = sum(d.size for d in doomed) if dry_run else remove(cache, doomed, min_age_s)
+    doomed = collect(cache, min_age_s=min_age_s, checkpoints=checkpoints, everything=everything)
+    done = doomed if dry_run else remove(cache, doomed)
+    verb = "would remove" if dry_run else "removed"
+    if everything:   # one line, not one per object
+        counts = ", ".join(f"{why}: {n}" for why, n in sorted(Counter(d.why for d in done).items()))
+        err.print(f"{verb} {len(done)} entries ({counts or 'none'})", markup=False)
+    else:
+        for d in done:
+            err.print(f"{verb} {d.why}: {d.path} ({d.size} bytes)", markup=False)
     locks = remove_free_locks(cache, dry_run)
+    for lock in sorted(cache.root.glob("runs/*/*.lock")):
+        if held(cache, lock.stem):   # said, so that "safe next to running commands" can be seen
+            err.print(f"kept run {lock.stem[:12]} (its lock and checkpoint): being computed by "
+                      f"{describe_owner(lock.with_suffix('.owner'))}", markup=False)
+    freed = sum(d.size for d in done)
     err.print(f"{'would free' if dry_run else 'freed'} {freed} bytes; {locks} free lock files")
     emit(None, False, plain=str(freed))

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from pipeline.cli_common import emit, runtime
 from pipeline.console import err
 from pipeline.datasets import (EXTENSIONS, KNOWN, DatasetUsageError, Source, candidates, check_https, checked_name,
                                fetch, install, local_path, under_data_dir)
-from pipeline.overrides import build_config
+from pipeline.overrides import ConfigError, build_config
 from stages.core.files import file_sha256
 
 data_app = typer.Typer(help="Datasets: statistics, download, import, synthetic data.", no_args_is_help=True)
@@ -70,6 +71,8 @@ def fetch_cmd(
       tslrec data fetch beauty --file ~/Downloads/Beauty.txt
     """
     rt = runtime()
+    if file is not None:
+        regular_file(file, "--file")
     src = fetch_source(checked_name(name), url, sha256, from_file=file)
     existing = local_path(name, rt.data_dir)
     if existing is not None and not force:
@@ -121,6 +124,7 @@ def import_cmd(
     """
     rt = runtime()
     checked_name(name)
+    regular_file(file, "FILE")
     if name in KNOWN:
         raise DatasetUsageError(f"{name!r} is a known dataset; get it with `tslrec data fetch {name}` or pick another name")
     if fmt not in ("auto", "lines", "pairs", "inter"):
@@ -141,6 +145,13 @@ def import_cmd(
         items_dest.unlink(missing_ok=True)     # the old text belongs to the replaced dataset's ids
     err.print(f"imported {file} as {name}" + (f" with item text {items}" if items is not None else ""))
     emit(None, False, plain=str(dest))
+
+
+def regular_file(path: Path, what: str) -> None:
+    """Only regular files (or links to one) are copied in: `data import /dev/zero` copied until the
+    disk was full, and a pipe would block or copy whatever its writer sends."""
+    if not path.is_file():
+        raise DatasetUsageError(f"{what} {path}: not a regular file (a device, pipe or socket); give a file")
 
 
 def refuse_overwrite(name: str, data_dir: Path, force: bool) -> list[Path]:
@@ -168,7 +179,10 @@ def synth_cmd(
     checked_name(name)
     if name in KNOWN:
         raise DatasetUsageError(f"{name!r} is a known dataset; pick another name")
-    cfg = SyntheticConfig(users=users, items=items, categories=categories, seed=seed)
+    try:   # e.g. a --seed the generator cannot take: one line, exit 2, nothing written
+        cfg = SyntheticConfig(users=users, items=items, categories=categories, seed=seed)
+    except ValidationError as e:
+        raise ConfigError("; ".join(f"--{x['loc'][0]} {x['input']}: {x['msg']}" for x in e.errors())) from e
     dest = under_data_dir(rt.data_dir, f"{name}/{name}.txt")
     others = refuse_overwrite(name, rt.data_dir, force)
     path = install(dest, lambda tmp: write_synthetic(cfg, tmp), name, f"synthetic {name}", replaces=others)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
@@ -27,7 +26,7 @@ import typer
 
 from pipeline.cache import Cache
 from pipeline.cli_common import emit, runtime
-from pipeline.console import err
+from pipeline.console import err, os_error_line
 from pipeline.overrides import ConfigError
 from schemas.common import RunRecord
 
@@ -53,12 +52,10 @@ def find_record(cache: Cache, key: Optional[str], from_: Optional[str]) -> RunRe
     """The run to export: a key (or unique prefix) in the cache, or a run record (file or '-')."""
     if (key is None) == (from_ is None):
         raise ConfigError("give either a run KEY (or a prefix of it) or --from RECORD")
-    if from_ is not None:
-        try:
-            text = sys.stdin.read() if from_ == "-" else Path(from_).read_text()
-            return RunRecord.model_validate_json(text)
-        except Exception as e:
-            raise ConfigError(f"--from {from_}: not a tslrec run record ({str(e).splitlines()[0]})") from e
+    if from_ is not None:   # checked as `run --from` checks it: README.txt must not repeat an edited record
+        from pipeline.upstream import read_record
+
+        return read_record(from_)
     rec = cache.find_run(key)
     if rec is None:
         raise ConfigError(f"no single cached run matches {key!r} (see `tslrec cache ls`)")
@@ -108,7 +105,6 @@ def write_tensors(out: Path, kind: str, tensors: dict[str, Any], npy: bool) -> l
     from safetensors.torch import save_file
 
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(out / f"{kind}.safetensors"))
-    (out / f"{kind}.safetensors").chmod(0o644)
     files = []
     for name, t in sorted(tensors.items()):
         what = WHAT.get(f"{kind}.{name}", f"{kind} tensor {name}")
@@ -149,9 +145,14 @@ def readme(rec: RunRecord, files: list[dict[str, Any]]) -> str:
 
 def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) -> list[dict[str, Any]]:
     """Write rec's artifacts into out (which must not exist or be empty); return the file list."""
+    if out.is_symlink():   # the final rename cannot replace a link (rmdir: "[Errno 20] Not a directory")
+        raise ConfigError(f"--out {out}: is a symbolic link; give the folder's own path")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"--out {out}: exists and is not an empty folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:   # a file (or a link to one) where a parent folder should be
+        raise ConfigError(f"--out {out}: cannot create its parent folder ({os_error_line(e)})") from e
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".tmp-{out.name}-"))
     try:
         files = []
@@ -169,7 +170,7 @@ def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) ->
             if users is not None:   # per-user tensors (groups.user_pref) in the user's own ids
                 files.append(write_id_map(tmp, "user_ids", n_users, users))
         (tmp / "README.txt").write_text(readme(rec, files))
-        tmp.chmod(0o755)   # mkdtemp makes it private
+        readable_by_all(tmp)
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -177,6 +178,14 @@ def export_run(cache: Cache, rec: RunRecord, out: Path, *, npy: bool = False) ->
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return files
+
+
+def readable_by_all(folder: Path) -> None:
+    """One mode for everything exported: folders 0755, files 0644. mkdtemp makes the folder private and
+    PEFT's writer left adapter_model.safetensors 0600 beside 0644 files."""
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def export_cmd(

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.table import Table
 
 from pipeline.cache import cache_key
 from pipeline.console import err, log
-from pipeline.overrides import deep_set
+from pipeline.overrides import ConfigError, deep_set, format_validation
 from pipeline.precision import resolve_precision
 from pipeline.registry import ORDER
 from pipeline.upstream import lineage
@@ -48,7 +49,10 @@ def seed_configs(cfg: PipelineConfig, seeds: int, reseed_chain: bool) -> list[Pi
         seed = cfg.train.trainer.seed + i
         for path in [["train", "trainer", "seed"], *(CHAIN_SEEDS if reseed_chain else [])]:
             deep_set(tree, path, seed)
-        out.append(PipelineConfig.model_validate(tree))
+        try:   # train.trainer.seed + i may pass the seeds' range: refused before any stage runs
+            out.append(PipelineConfig.model_validate(tree))
+        except ValidationError as e:
+            raise ConfigError(f"--seeds {seeds}: {format_validation(e)}") from e
     return out
 
 

@@ -112,14 +112,15 @@ def build_config(base: dict[str, Any] | None = None, config_file: Path | None = 
         raise ConfigError(format_validation(e)) from e
 
 
-def format_validation(e: ValidationError) -> str:
+def format_validation(e: ValidationError, what: str = "config") -> str:
+    """One line for all of e's errors, each naming its field: 'invalid config: a.b: msg (got x)'."""
     lines = []
     for err in e.errors():
         field = ".".join(str(p) for p in err["loc"])
         got = f" (got {err['input']!r})" if err["type"] != "extra_forbidden" else ""
         msg = unknown_field_message(field) if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"{field}: {msg}{got}")
-    return "invalid config: " + "; ".join(lines)
+    return f"invalid {what}: " + "; ".join(lines)
 
 
 def unknown_field_message(dotted: str) -> str:

@@ -10,6 +10,7 @@ same key. Stages resolve it with the same function, for callers that bypass the 
 from __future__ import annotations
 
 from pydantic import BaseModel
+from rich.markup import escape
 
 from pipeline.console import log
 from schemas.runtime import Runtime
@@ -33,7 +34,7 @@ def warn_emulated_bf16(cfg: BaseModel, rt: Runtime) -> bool:
     """One line on stderr when bf16 is asked for explicitly on a device that only emulates it."""
     if not _asks_bf16(cfg) or precision.native_bf16(rt.device):
         return False
-    log(f"[yellow]warning[/yellow]: precision bf16 on {rt.device}, which has no native bfloat16: steps run "
+    log(f"[yellow]warning[/yellow]: precision bf16 on {escape(rt.device)}, which has no native bfloat16: steps run "
         "many times slower than fp32 (12-24x on an AVX2 CPU); 'auto', the default, picks fp32 here")
     return True
 

@@ -12,6 +12,7 @@ import shutil
 import time
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,6 +61,7 @@ class Runner:
         self.force = force            # recompute the requested stage even on a hit
         self._loaded: dict[str, dict[str, torch.Tensor]] = {}   # digest -> tensors, per process
         self._done: dict[str, RunRecord] = {}                   # key -> record, per process
+        self._reported: set[str] = set()                        # keys whose corrupt record was reported
         self._warned_bf16 = False
         self.dist = parallel(rt)                                    # torchrun: rank 0 leads, the others follow
 
@@ -160,8 +162,8 @@ class Runner:
         # A killed run's resume point, if any. Not under torchrun: every rank would have to restore
         # the same state, and only rank 0 touches the cache.
         ckpt = None if self.dist.enabled else self.cache.checkpoint_dir(key)
-        if ckpt is not None and any(ckpt.glob("*.pt")):
-            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
+        if ckpt is not None:
+            self._check_resume_point(stage, key, ckpt)
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
         with track_peak(self.rt.device) as peak:
@@ -202,7 +204,7 @@ class Runner:
         try:
             rec = self.cache.read_run(key)
         except CorruptRecord as e:
-            log(f"[red]cache corrupt[/red] {escape(str(e))}; recomputing")
+            self._report_corrupt(key, str(e))
             return None
         if rec is None:
             return None
@@ -210,13 +212,36 @@ class Runner:
             try:
                 self._load(ref)
             except CorruptObject as e:
-                log(f"[red]cache corrupt[/red] {rec.stage} {key[:12]}: {e}; recomputing")
+                self._report_corrupt(key, f"{rec.stage} {key[:12]}: {e}")
                 self.cache.discard(ref.digest)
                 return None
-        if rec.record_digest is None:       # written before records carried a digest: seal it now
-            self.cache.put_run(rec)
-            rec = rec.sealed()
         return rec.model_copy(update={"cached": True})
+
+    def _report_corrupt(self, key: str, problem: str) -> None:
+        """One line per bad run: the look under the lock finds the same record again (or the object
+        the first look discarded missing) and must not say it twice."""
+        if key not in self._reported:
+            self._reported.add(key)
+            log(f"[red]cache corrupt[/red] {escape(problem)}; recomputing")
+
+    @staticmethod
+    def _check_resume_point(stage: str, key: str, folder: Path) -> None:
+        """Say whether the stage resumes. A checkpoint that fails its digest (a flipped byte, a truncated
+        file) is reported and removed before the stage runs, so it restarts from epoch 1 instead of
+        resuming from other weights, and the log says which of the two happens."""
+        from stages.core import checkpoint
+
+        good = 0
+        for path in sorted(folder.glob("*.pt")):
+            problem = checkpoint.check(path)
+            if problem is None:
+                good += 1
+                continue
+            log(f"[red]checkpoint corrupt[/red] {stage:<8} {key[:12]}: {escape(path.name)} {escape(problem)}; "
+                f"removed, its training starts over from epoch 1")
+            path.unlink(missing_ok=True)
+        if good:
+            log(f"[yellow]resuming[/yellow]  {stage:<8} {key[:12]} from its last completed epoch")
 
     def _load(self, ref: Any) -> dict[str, torch.Tensor]:
         if ref.digest not in self._loaded:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
-from schemas.common import Frozen
+from schemas.common import SEED_MAX, Frozen
 
 
 class SyntheticConfig(Frozen):
@@ -22,7 +22,7 @@ class SyntheticConfig(Frozen):
     min_len: int = Field(default=5, ge=3, description="Shortest sequence.")
     max_len: int = Field(default=20, ge=3, description="Longest sequence.")
     p_follow: float = Field(default=0.8, ge=0, le=1, description="Chance the next item follows its category's order.")
-    seed: int = Field(default=0, description="Seed; same seed, same file.")
+    seed: int = Field(default=0, ge=0, le=SEED_MAX, description="Seed; same seed, same file.")
 
 
 def item_categories(cfg: SyntheticConfig) -> list[int]:

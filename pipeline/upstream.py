@@ -16,7 +16,7 @@ from typing import Any
 
 from pipeline.overrides import ConfigError
 from pipeline.registry import STAGES
-from schemas.common import RunRecord, json_digest
+from schemas.common import RunRecord
 from schemas.pipeline import PipelineConfig
 
 
@@ -29,8 +29,9 @@ def read_record(source: str) -> RunRecord:
         raise ConfigError(f"--from {source}: not a tslrec run record ({_first_line(e)})") from e
     if record.stage not in STAGES:
         raise ConfigError(f"--from {source}: unknown stage {record.stage!r}")
-    if record.record_digest is not None and record.record_digest != json_digest(json.loads(text)):
-        raise ConfigError(f"--from {source}: the record was modified after it was printed (record_digest does not match)")
+    problem = record.digest_problem(json.loads(text))
+    if problem is not None:   # refused before anything runs: a record without a digest is no exception
+        raise ConfigError(f"--from {source}: the record was modified after it was printed: it {problem}")
     return record
 
 

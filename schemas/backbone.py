@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schemas.common import Frozen
+from schemas.common import SEED_MAX, Frozen
 from schemas.names import AUTO, BACKBONE_PRECISIONS, BACKBONES
 
 BackboneName = Literal[BACKBONES]
@@ -28,7 +28,7 @@ class TrainerConfig(Frozen):
     epochs: int = Field(default=200, ge=1, description="Maximum epochs.")
     patience: int = Field(default=10, ge=1, description="Stop after this many evaluations without a better validation NDCG@10.")
     eval_batch_size: int = Field(default=128, ge=1, description="Users per evaluation batch: each batch's (B, N) score block is computed at once, so a small batch keeps it in the CPU cache.")
-    seed: int = Field(default=42, description="Seed for init, shuffling and dropout.")
+    seed: int = Field(default=42, ge=0, le=SEED_MAX, description="Seed for init, shuffling and dropout.")
     precision: Precision = Field(default=AUTO, description="Arithmetic of the full-softmax loss (scoring matmuls and softmax): 'bf16' runs them in bfloat16 with float32 row sums, loss and gradient accumulation (fp32 master weights), and autocasts the backbone to bfloat16. 'auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX, a bf16 GPU), else fp32, since emulated bfloat16 is many times slower than fp32; the record names the one that ran. Speed and quality of each: docs/method-choices.md. Evaluation always scores in float32 (bfloat16 scores would create ties).")
     mask_history: bool = Field(default=True, description="Exclude the user's history items from ranking (the backbones issue's protocol; RecBole's sequential full-sort, which the paper's Table 2 used, does not). Results also carry the test metrics under the other setting (`test_alt`).")
 

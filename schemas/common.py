@@ -19,10 +19,18 @@ def json_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-class Frozen(BaseModel):
-    """Immutable, strict model: unknown fields are an error, never silently dropped."""
+# Seeds reach numpy's and scikit-learn's RandomState (k-means: 0 <= seed < 2**32) as well as torch's
+# generators (wider): one range for every seed field, checked when the config is built, so a seed no
+# consumer takes is refused (exit 2) before any stage runs instead of failing after pretrain.
+SEED_MAX = 2**32 - 1
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+
+class Frozen(BaseModel):
+    """Immutable, strict model: unknown fields are an error, never silently dropped, and every float
+    is finite: `lr = inf` (TOML) or `--set ...lr=1e999` trained on lr=inf and recorded "lr": null with
+    metrics of 0.0; a stage result with a NaN would be recorded as null the same way."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class TensorModel(BaseModel):
@@ -60,7 +68,7 @@ class RunRecord(Frozen):
     peak_cuda_mb: float | None = Field(default=None, description="Peak CUDA memory allocated by tensors (MiB) while the stage ran; None off CUDA.")
     created: str = Field(description="UTC time the run was computed (ISO 8601).")
     cached: bool = Field(default=False, description="True when this invocation was a cache hit.")
-    record_digest: str | None = Field(default=None, description="sha256 of this record's canonical JSON without record_digest and cached; checked whenever the record is read (None: written before records carried one).")
+    record_digest: str | None = Field(default=None, description="sha256 of this record's canonical JSON without record_digest and cached; checked whenever the record is read, and a record without one is never trusted (None only while a run is being recorded).")
 
     def content_digest(self) -> str:
         """sha256 of the canonical JSON of what the record says (not record_digest, not cached).
@@ -68,6 +76,17 @@ class RunRecord(Frozen):
         Taken from the JSON text the record is written as, so it survives a write and a read
         (pydantic writes NaN as null, for example)."""
         return json_digest(json.loads(self.model_dump_json()))
+
+    def digest_problem(self, body: dict[str, Any]) -> str | None:
+        """Why this record, parsed from the JSON object `body`, cannot be trusted; None if it can.
+
+        A missing digest is a problem too: deleting that line must not turn an edited record into
+        one that is served (records without a digest, from before they carried one, are recomputed)."""
+        if self.record_digest is None:
+            return "carries no record_digest (edited, or written by a tslrec before records carried one)"
+        if self.record_digest != json_digest(body):
+            return "does not match its record_digest (edited or corrupted)"
+        return None
 
     def sealed(self) -> "RunRecord":
         """This record with record_digest set to its content digest."""

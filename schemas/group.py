@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from schemas.common import Frozen, TensorModel, Tensors
+from schemas.common import SEED_MAX, Frozen, TensorModel, Tensors
 
 
 class GroupConfig(Frozen):
     k: int = Field(default=16, ge=2, description="Number of latent categories K.")
-    seed: int = Field(default=42, description="k-means seed.")
+    seed: int = Field(default=42, ge=0, le=SEED_MAX, description="k-means seed.")
     n_init: int = Field(default=4, ge=1, description="k-means restarts.")
 
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from schemas.backbone import Metrics
-from schemas.common import Frozen, TensorModel, Tensors
+from schemas.common import SEED_MAX, Frozen, TensorModel, Tensors
 from schemas.names import AUTO, LM_PRECISIONS
 
 
@@ -46,7 +46,7 @@ class SftConfig(Frozen):
     empty_prefix: bool | None = Field(default=None, description="'next_item': also train the empty history -> first item instance (n instances per user instead of n-1); None: the task's (next_item yes).")
     recent_targets: bool | None = Field(default=None, description="'next_item': only each user's last max_items training items are targets (E4SRec's maxlen window; the empty prefix then only for users with at most max_items); None: the task's (next_item yes).")
     valid_fraction: float = Field(default=0.05, ge=0.0, lt=1.0, description="Held-out users for validation MSE ('group' only; 'next_item' validates on every user's validation item).")
-    seed: int = Field(default=42, description="Seed for init, split and shuffling.")
+    seed: int = Field(default=42, ge=0, le=SEED_MAX, description="Seed for init, split and shuffling.")
     share_prefix: bool = Field(default=True, description="Decoders: run the instruction prefix once per batch and reuse its KV cache (same results, less compute); ignored for encoders.")
     mask_history: bool = Field(default=True, description="'next_item' ranking: exclude the user's input items (as the backbones' default; RecBole's sequential full-sort does not).")
     eval_batch_size: int | None = Field(default=None, ge=1, description="Users per inference batch (validation MSE, 'next_item' ranking); None uses batch_size.")

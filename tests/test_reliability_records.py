@@ -68,17 +68,6 @@ def test_cache_verify_rehashes_objects_no_record_names(cli, dirs):
     assert v.code == 1 and ref.digest[:12] in v.err
 
 
-def test_a_record_written_without_a_digest_is_sealed_on_use(cli, dirs):
-    toy(dirs[1])
-    key = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)["key"]
-    path = _stored(dirs, key)
-    legacy = json.loads(path.read_text())
-    del legacy["record_digest"]
-    path.write_text(json.dumps(legacy))
-    r = json.loads(cli("run", "data", "--dataset", "toy", "--json").out)
-    assert r["cached"] is True and "record_digest" in json.loads(path.read_text())
-
-
 def test_a_record_from_before_a_field_was_added_is_still_trusted(cli, dirs):
     """An older tslrec wrote and sealed the record without today's later fields (peak memory): its
     digest covers what it wrote, so today's reader serves it instead of calling it tampered."""

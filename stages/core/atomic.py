@@ -1,5 +1,5 @@
 """Write a file so that readers see the old one or the new one, never half of one, and an
-interruption at any line leaves no temp file behind.
+interruption at any line leaves no temp file behind. A failure names the file it was writing.
 
 `tempfile.mkstemp` creates its file before it returns, so a signal that lands between it and the
 `try` that removes the file on failure leaked a `.tmp-*` beside the cache's objects, records and
@@ -27,5 +27,11 @@ def write_atomically(path: Path, write: Callable[[Path], None], prefix: str = ".
     try:
         write(tmp)
         os.replace(tmp, path)
+    except OSError as e:
+        # A failed write (a full disk: ENOSPC) names no file, or names our temp name: name the file
+        # being written, so the one error line says where.
+        if e.errno is not None and (e.filename is None or str(e.filename) == str(tmp)):
+            raise OSError(e.errno, e.strerror, str(path)) from e
+        raise
     finally:
         tmp.unlink(missing_ok=True)     # a no-op after the rename

@@ -8,9 +8,18 @@ of the run draw exactly what an uninterrupted run would have drawn, so the final
 digests are the same. The runner picks the folder (under the run's cache key) and removes it once
 the run is recorded; stages only read and write this file, and without a folder (a stage called
 directly, e.g. in tests) both calls do nothing.
+
+The file carries the sha256 of its payload: a byte flipped in the tensor data (a bad disk, a copy
+gone wrong) still unpickles, and resuming from it stored other artifacts under the same key. The
+runner checks it before the stage runs (`check`), says so in one line and removes a bad one; the
+stage then starts from epoch 1. Layout: MAGIC, one JSON line {"sha256", "bytes"}, then the bytes
+torch.save writes.
 """
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +28,12 @@ import torch
 from schemas.runtime import Runtime
 from stages.core.atomic import write_atomically
 
-FORMAT = 1
+FORMAT = 2
+MAGIC = b"tslrec checkpoint 2\n"
+
+
+class CorruptCheckpoint(Exception):
+    """A checkpoint that must not be resumed from (the message says why)."""
 
 
 def _path(rt: Runtime, name: str) -> Path | None:
@@ -50,18 +64,59 @@ def save(rt: Runtime, name: str, epoch: int, model: torch.nn.Module, opt: torch.
         return
     state = {"format": FORMAT, "epoch": epoch, "weights": _weights(model, trainable_only),
              "optimizer": opt.state_dict(), "rng": _rng_states(gens), "loop": loop_state}
-    write_atomically(path, lambda tmp: torch.save(state, tmp))   # a kill mid-write keeps the previous epoch's
+    # Serialized in memory, then written by Python: the digest needs the bytes anyway, and a full disk
+    # then raises OSError(ENOSPC) instead of torch's "[enforce fail at inline_container.cc] unexpected pos".
+    data = _encode(state)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))   # a kill mid-write keeps the previous epoch's
+
+
+def _encode(state: dict[str, Any]) -> bytes:
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    payload = buf.getvalue()
+    head = json.dumps({"sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}).encode()
+    return MAGIC + head + b"\n" + payload
+
+
+def _payload(path: Path) -> bytes:
+    """The torch.save bytes of a checkpoint file, verified; CorruptCheckpoint says what is wrong."""
+    raw = path.read_bytes()
+    if not raw.startswith(MAGIC):
+        raise CorruptCheckpoint("has no digest (written by an older tslrec, or not a checkpoint)")
+    head, newline, payload = raw[len(MAGIC):].partition(b"\n")
+    try:
+        meta = json.loads(head)
+        digest, size = str(meta["sha256"]), int(meta["bytes"])
+    except (ValueError, KeyError, TypeError):
+        raise CorruptCheckpoint("is truncated or damaged (its header does not parse)") from None
+    if len(payload) < size:
+        raise CorruptCheckpoint(f"is truncated ({len(payload)} of {size} bytes)")
+    if len(payload) > size or hashlib.sha256(payload).hexdigest() != digest:
+        raise CorruptCheckpoint("does not match its sha256 (corrupted)")
+    return payload
+
+
+def check(path: Path) -> str | None:
+    """Why the checkpoint file `path` must not be resumed from; None if its digest holds."""
+    try:
+        _payload(Path(path))
+    except CorruptCheckpoint as e:
+        return str(e)
+    except OSError as e:
+        return f"is unreadable ({e.strerror or e})"
+    return None
 
 
 def restore(rt: Runtime, name: str, model: torch.nn.Module, opt: torch.optim.Optimizer,
             gens: list[torch.Generator]) -> tuple[int, Any] | None:
     """(last completed epoch, loop state) after loading weights, optimizer and generators from the
-    checkpoint; None when there is none (a fresh run) or it is unreadable (then the run starts over)."""
+    checkpoint; None when there is none (a fresh run) or it fails its digest or does not load (then the
+    run starts over; the runner has said so, see `check`)."""
     path = _path(rt, name)
     if path is None or not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(_payload(path)), map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the epochs it held
         return None
     if (state.get("format") != FORMAT or len(state["rng"]["gens"]) != len(gens)

@@ -38,8 +38,8 @@ def read_items_tsv(path: Path, item_tokens: list[str]) -> tuple[list[str], list[
         cols = line.rstrip("\r").split("\t")
         if len(cols) != len(header):
             raise DataFormatError(f"{path}:{lineno}: expected {len(header)} tab-separated fields, got {len(cols)}")
-        token = _canonical(cols[0].strip())
-        item = internal.get(token)
+        token = cols[0].strip()
+        item = internal.get(token, internal.get(_canonical(token)))   # .inter keeps '007'; lines/pairs read it as 7
         if item is None:
             raise DataFormatError(f"{path}:{lineno}: item id {cols[0].strip()[:40]!r} does not occur in the "
                                   f"dataset's interactions")
