@@ -5,7 +5,7 @@ transformers), so the CPU cache here cannot serve it. `gpu_check.sh grid` packs 
 (data, pretrain, group, sft, augment) into $OUT; the next session carries the file back
 (.gpu/cache-pack.tgz) and unpacks it into the GPU's empty cache, so its trainings start at once:
 
-    python benchmarks/cache_pack.py --cache .gpu-cache --datasets ml-1m --out $OUT/cache-pack.tgz
+    python -m benchmarks.cache_pack --cache .gpu-cache --datasets ml-1m --out $OUT/cache-pack.tgz
     tar xzf .gpu/cache-pack.tgz -C .gpu-cache       # the layout is the cache's own (runs/, objects/)
 
 Nothing is trusted blindly on the other side: the runner verifies every record's digest and every
@@ -18,9 +18,7 @@ import sys
 import tarfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from pipeline.cache import Cache  # noqa: E402
+from pipeline.cache import Cache
 
 UPSTREAM = ("data", "pretrain", "group", "sft", "augment")
 

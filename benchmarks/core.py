@@ -13,29 +13,25 @@ Measures
 Writes benchmarks/results/core-beauty.json (command, commit, machine, versions, wall time) and
 prints the same JSON on stdout; progress goes to stderr.
 
-    python benchmarks/core.py --embeddings item_embeddings.safetensors --max-users 500 --threads 1
+    python -m benchmarks.core --embeddings item_embeddings.safetensors --max-users 500 --threads 1
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
 import torch  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from benchmarks.common import RESULTS, command, provenance, write_json  # noqa: E402
 from pipeline.progress import make_tracker  # noqa: E402
 from schemas.augment import AugmentConfig, AugmentIn  # noqa: E402
 from schemas.data import DataConfig, DataIn  # noqa: E402
@@ -44,50 +40,6 @@ from schemas.runtime import Runtime  # noqa: E402
 from schemas.sft import SftConfig  # noqa: E402
 from stages import augment, data, group, sft  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402
-
-
-def git_commit() -> str | None:
-    """HEAD's commit read from .git (no git process)."""
-    git = ROOT / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head[5:]
-        if (git / ref).is_file():
-            return (git / ref).read_text().strip()
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        return None
-    return None
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    from stages.core.precision import native_bf16
-
-    return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cpu_native_bf16": native_bf16("cpu"),   # bf16 timings differ 10-30x with it (pipeline/precision.py)
-            "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ["torch", "transformers", "peft", "scikit-learn", "tslrec"]:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def subset(seqs: Sequences, weight: torch.Tensor, max_users: int) -> tuple[Sequences, torch.Tensor]:
@@ -168,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (1 is faster on a shared 2-core box)")
     ap.add_argument("--cache-dir", type=Path, default=None, help="where converted models live (default: tslrec cache)")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "core-beauty.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "core-beauty.json")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -212,10 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     steps = len(tlog.batches[0])
     report = {
         "benchmark": "core-beauty",
-        "command": " ".join(["python", *sys.argv]) if argv is None else " ".join(["python", "benchmarks/core.py", *argv]),
-        "git_commit": git_commit(),
-        "machine": machine(),
-        "versions": versions(),
+        "command": command(argv),
+        **provenance(threads=args.threads),
         "wall_seconds": time.perf_counter() - t_start,
         "data": {"file": str(args.data), "users": seqs.n_users, "items": seqs.n_items, "interactions": int(seqs.items.numel()),
                  "max_users": args.max_users},
@@ -228,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         "augment": {"batch_size": args.augment_batch_size, **aug.result.model_dump(mode="json"),
                     "items_per_second": seqs.n_items / max(aug.result.seconds, 1e-9)},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, args.out)
+    write_json(args.out, report)
     print(json.dumps(report, indent=1))
     log(f"wrote {args.out}")
     return 0

@@ -17,13 +17,12 @@ Prefix reuse (--prefix-reuse): on a decoder (default smollm2-135m cut to 4 layer
 training step and item inference with `share_prefix` off and on, alternating on the same batches;
 writes benchmarks/results/prefix-reuse.json.
 
-    python benchmarks/efficiency.py --dataset beauty
-    python benchmarks/efficiency.py --prefix-reuse --model smollm2-135m --num-layers 4
+    python -m benchmarks.efficiency --dataset beauty
+    python -m benchmarks.efficiency --prefix-reuse --model smollm2-135m --num-layers 4
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -36,24 +35,18 @@ from typing import Callable
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
 import torch  # noqa: E402
 
-from core import git_commit, machine, versions  # noqa: E402
+from benchmarks.common import RESULTS, command, provenance, write_json  # noqa: E402
 from schemas.data import DataConfig, DataIn  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
 from schemas.sft import SftConfig  # noqa: E402
 from stages import data, sft  # noqa: E402
 from stages.core.preference import preference_histogram  # noqa: E402
-from stages.core.sequences import Sequences  # noqa: E402
-from stages.core.sequences import length_batches  # noqa: E402
+from stages.core.sequences import Sequences, length_batches  # noqa: E402
 from stages.lm.prompt import recent_items  # noqa: E402
 
 DATA = {"beauty": "beauty/Beauty.txt", "ml-1m": "ml-1m/ml-1m.txt", "yelp": "yelp/Yelp.txt"}
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def log(msg: str) -> None:
@@ -178,8 +171,7 @@ def config(task: str, args: argparse.Namespace, share_prefix: bool = True) -> Sf
 
 
 def header(args: argparse.Namespace, argv: list[str] | None, name: str) -> dict:
-    cmd = " ".join(["python", "benchmarks/efficiency.py", *(sys.argv[1:] if argv is None else argv)])
-    return {"benchmark": name, "command": cmd, "git_commit": git_commit(), "machine": machine(), "versions": versions()}
+    return {"benchmark": name, "command": command(argv), **provenance(threads=args.threads)}
 
 
 def efficiency(args: argparse.Namespace, argv: list[str] | None) -> dict:
@@ -308,10 +300,7 @@ def figure(report: dict, path: Path) -> None:
 
 
 def write(report: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, path)
+    write_json(path, report)
     log(f"wrote {path}")
 
 

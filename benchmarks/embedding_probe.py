@@ -5,7 +5,7 @@ Scores every item for each user by its dot product with the user's *last* input 
 history masked, for: the pretrain backbone's item table, the enhanced (LLM) embeddings as the
 `tslrec` fusion sees them (standardized), and a same-cluster indicator (the CI variant's signal).
 
-    python benchmarks/embedding_probe.py --cache-dir ~/.cache/tslrec --augment 2a9a0c74
+    python -m benchmarks.embedding_probe --cache-dir ~/.cache/tslrec --augment 2a9a0c74
 
 Reads the runs from a tslrec cache by key prefix (`tslrec cache ls`); the augment run names its
 group and pretrain runs through its inputs. Writes benchmarks/results/embedding-probe-<dataset>.json.
@@ -13,19 +13,15 @@ group and pretrain runs through its inputs. Writes benchmarks/results/embedding-
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from pipeline.cache import Cache  # noqa: E402
-from stages.core.evaluate import history_ids, metrics, ranks_from_scores  # noqa: E402
-from stages.core.sequences import Sequences  # noqa: E402
+from benchmarks.common import RESULTS, command, provenance, write_json
+from pipeline.cache import Cache
+from stages.core.evaluate import history_ids, metrics, ranks_from_scores
+from stages.core.sequences import Sequences
 
 
 def item_to_item(table: torch.Tensor, seqs: Sequences, batch: int = 2048) -> dict:
@@ -83,11 +79,10 @@ def main() -> None:
         "same cluster": item_to_item(same_cluster, seqs),
     }
     dataset = data.pipeline["data"]["dataset"]
-    out = args.out or ROOT / "benchmarks" / "results" / f"embedding-probe-{dataset}.json"
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    out.write_text(json.dumps({"command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": commit,
-                               "runs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key},
-                               "k": group.config["k"], "sft": aug.pipeline["sft"], "probes": probes}, indent=2) + "\n")
+    out = args.out or RESULTS / f"embedding-probe-{dataset}.json"
+    write_json(out, {"command": command(), **provenance(threads=1),
+                     "runs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key},
+                     "k": group.config["k"], "sft": aug.pipeline["sft"], "probes": probes}, indent=2)
     for name, m in probes.items():
         print(f"{name}: test NDCG@10 {m['ndcg10']:.4f} HR@10 {m['hr10']:.4f}", file=sys.stderr)
     print(out)

@@ -3,8 +3,8 @@
 Every cell is a `train` run through the tslrec runner and its cache, so an interrupted benchmark resumes
 where it stopped (finished runs are cache hits) and any subset can be run on its own:
 
-    python benchmarks/fusion.py --dataset beauty --device cuda
-    python benchmarks/fusion.py --dataset beauty --backbones sasrec --fusions gate add --sources pretrain --seeds 42
+    python -m benchmarks.fusion --dataset beauty --device cuda
+    python -m benchmarks.fusion --dataset beauty --backbones sasrec --fusions gate add --sources pretrain --seeds 42
 
 Sources: `enhanced-minilm` / `enhanced-smollm2` (the augment stage's enhanced embeddings with sft.model
 minilm-l6 / smollm2-135m; `enhanced-NAME` sets sft.model=NAME), `pretrain` (the pretrain backbone's own
@@ -18,32 +18,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
 
-import torch  # noqa: E402
+from benchmarks.common import RESULTS, command, log_runtime, provenance, write_json
+from pipeline.experiment import train_run
+from pipeline.overrides import build_config
+from pipeline.runner import Runner
+from pipeline.stats import METRICS, mean_std, ttest_p
+from schemas.names import CONTROL_SOURCES, FUSIONS, LM_SOURCES
+from schemas.pipeline import PipelineConfig
 
-from backbones import LogRuntime  # noqa: E402
-from pipeline.experiment import train_run  # noqa: E402
-from pipeline.overrides import build_config  # noqa: E402
-from pipeline.runner import Runner  # noqa: E402
-from pipeline.stats import METRICS, mean_std, ttest_p  # noqa: E402
-from schemas.pipeline import PipelineConfig  # noqa: E402
-
-BACKBONES = ["sasrec", "fmlprec"]
-FUSIONS = ["gate", "add", "init", "dual", "nullspace", "ensemble"]
-SOURCES = ["enhanced-minilm", "enhanced-smollm2", "pretrain", "random"]
+BACKBONES = ["sasrec", "fmlprec"]                 # the strong backbones; any of schemas/names.py BACKBONES runs
 LM_OF = {"minilm": "minilm-l6", "smollm2": "smollm2-135m"}
+CONTROLS = list(CONTROL_SOURCES)
+SOURCES = ["enhanced-minilm", "enhanced-smollm2", *CONTROLS]
 SEEDS = [42, 43, 44]
 
 
@@ -54,7 +47,7 @@ def source_sets(source: str) -> list[str]:
     """`--set` overrides that select a source label's item table: `enhanced-LM` (TSLRec's SFT of LM),
     `enhanced-LM-title` / `-all` (the same with sft.item_text), `text-LM` / `text-LM-all` (the LM's reading
     of the item text alone, no SFT), `pretrain`, `random`, `none`."""
-    for kind in ("enhanced", "text"):
+    for kind in LM_SOURCES:
         if source.startswith(f"{kind}-"):
             lm, _, text = source.removeprefix(f"{kind}-").rpartition("-")
             if text not in TEXT_SELECTIONS:       # no selection suffix: the whole rest names the model
@@ -63,7 +56,7 @@ def source_sets(source: str) -> list[str]:
             if kind == "text":
                 return ["train.source=text", f"encode.model={lm}", f"encode.item_text={text or 'title'}"]
             return ["train.source=enhanced", f"sft.model={lm}", *([f"sft.item_text={text}"] if text else [])]
-    if source in ("pretrain", "random", "none"):
+    if source in (*CONTROL_SOURCES, "none"):
         return [f"train.source={source}"]
     raise ValueError(f"unknown source {source!r}: use enhanced-minilm[-title|-all], text-minilm[-all], "
                      f"enhanced-smollm2, enhanced-MODEL, pretrain or random")
@@ -151,34 +144,16 @@ def choice_on_valid(cells: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def environment(device: str) -> dict[str, Any]:
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    vers = {"python": platform.python_version()}
-    for pkg in ["torch", "transformers", "peft"]:
-        try:
-            vers[pkg] = version(pkg)
-        except PackageNotFoundError:
-            vers[pkg] = "absent"
-    machine = {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-               "torch_threads": torch.get_num_threads(), "device": device}
-    if device.startswith("cuda") and torch.cuda.is_available():
-        machine["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return {"commit": commit or "unknown", "machine": machine, "versions": vers}
-
-
 def write(out: Path, runs: list[dict[str, Any]], meta: dict[str, Any]) -> None:
     cells = summarize_cells(runs)
-    record = {**meta, "cells": cells, "choice_on_valid": choice_on_valid(cells), "runs": runs}
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    os.replace(tmp, out)          # a crash never leaves a half-written file
+    write_json(out, {**meta, "cells": cells, "choice_on_valid": choice_on_valid(cells), "runs": runs})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty")
     ap.add_argument("--backbones", nargs="+", default=BACKBONES)
-    ap.add_argument("--fusions", nargs="+", default=FUSIONS, choices=FUSIONS)
+    ap.add_argument("--fusions", nargs="+", default=list(FUSIONS), choices=FUSIONS)
     ap.add_argument("--sources", nargs="+", default=SOURCES, help="enhanced-minilm, enhanced-smollm2, enhanced-MODEL, pretrain, random")
     ap.add_argument("--seeds", nargs="+", type=int, default=SEEDS)
     ap.add_argument("--no-base", action="store_true", help="skip the Base cells")
@@ -190,14 +165,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    rt_kw = {"cache_dir": args.cache_dir} if args.cache_dir else {}
-    runner = Runner(LogRuntime(progress=False, device=args.device, threads=args.threads, **rt_kw))
-    out = args.out or ROOT / "benchmarks" / "results" / f"fusion-{args.dataset}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    runner = Runner(log_runtime(args.device, args.threads, args.cache_dir))
+    out = args.out or RESULTS / f"fusion-{args.dataset}.json"
     old = json.loads(out.read_text()).get("runs", []) if out.exists() else []
     runs = {(r["backbone"], r["fusion"], r["source"], r["seed"]): r for r in old}
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "dataset": args.dataset,
-            "sets": args.sets, **environment(args.device)}
+    meta = {"command": command(), "dataset": args.dataset, "sets": args.sets, **provenance(args.device, args.threads)}
     try:   # every cell's config first: a typo fails at once, not hours into the run
         todo = [(cell, seed, cell_config(args.dataset, cell, seed, args.sets))
                 for cell in cell_list(args.backbones, args.fusions, args.sources, not args.no_base) for seed in args.seeds]

@@ -1,7 +1,7 @@
-"""The README's fusion table from a fusion-<dataset>.json (`benchmarks/fusion.py` or `grid.py merge`).
+"""The README's fusion table from a fusion-<dataset>.json (`benchmarks.fusion` or `benchmarks.grid merge`).
 
-    python benchmarks/fusion_table.py benchmarks/results/fusion-beauty.json > table.md
-    python benchmarks/fusion_table.py benchmarks/results/fusion-beauty.json --csv table.csv
+    python -m benchmarks.fusion_table benchmarks/results/fusion-beauty.json > table.md
+    python -m benchmarks.fusion_table benchmarks/results/fusion-beauty.json --csv table.csv
 
 One row per cell (backbone x fusion x item table): seeds, mean validation NDCG@10 (the only figure that
 chooses anything), test NDCG@10 and HR@10, and the p-values the file holds, marked better/worse where
@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pipeline.report import markdown  # noqa: E402
+from benchmarks.fusion import BACKBONES, CONTROLS
+from pipeline.report import markdown
+from schemas.names import FUSIONS
 
-FUSION_ORDER = ["base", "gate", "add", "init", "dual", "nullspace", "ensemble"]
-SOURCE_ORDER = ["enhanced-minilm", "enhanced-smollm2", "pretrain", "random", "none", None]
+FUSION_ORDER = ["base", *FUSIONS]
+SOURCE_ORDER = ["enhanced-minilm", "enhanced-smollm2", *CONTROLS, "none", None]
 BACKBONE_NAMES = {"sasrec": "SASRec", "fmlprec": "FMLP-Rec", "gru4rec": "GRU4Rec", "caser": "Caser"}
 SOURCE_NAMES = {"enhanced-minilm": "enhanced (MiniLM)", "enhanced-smollm2": "enhanced (SmolLM2)",
                 "none": "none: base + base (control)", None: "-"}
@@ -77,7 +78,7 @@ def choice_lines(choice: dict[str, Any], backbones: list[str]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", type=Path, help="a fusion-<dataset>.json")
-    ap.add_argument("--backbones", nargs="+", default=["sasrec", "fmlprec"])
+    ap.add_argument("--backbones", nargs="+", default=BACKBONES)
     ap.add_argument("--csv", type=Path, help="also write the rows as CSV here")
     args = ap.parse_args()
     try:

@@ -8,7 +8,7 @@
 #          one training per job, with the CUDA tests beside it; GRID_ONLY='PAT1 PAT2' keeps the matching jobs
 #   GRID_PLAN=gpu-final GRID_PACK='ml-1m beauty' bash benchmarks/gpu_check.sh grid   # what Table 2 still
 #          lacks after session 6: ML-1M's 19 ci/tslrec trainings, then Beauty under --profile paper (18);
-#          merge ML-1M here with session 6's grid (`grid.py merge --out GPU6 --out THIS`)
+#          merge ML-1M here with session 6's grid (`python -m benchmarks.grid merge --out GPU6 --out THIS`)
 #
 # Needs, beside the working tree (carried; both ignored by git):
 #   .whl/  pydantic, pydantic-core, annotated-types, typing-inspection, typing-extensions for the GPU's
@@ -43,7 +43,7 @@ from safetensors.torch import load_file, save_file
 t = load_file('.gpu/minilm-fp16/model.fp16.safetensors')
 save_file({k: v.float() if v.is_floating_point() else v for k, v in t.items()}, '$PKG/model/model.safetensors')"
 fi
-# The chain an earlier session computed on a GPU (benchmarks/cache_pack.py; copy its cache-pack.tgz to
+# The chain an earlier session computed on a GPU (python -m benchmarks.cache_pack; copy its cache-pack.tgz to
 # .gpu/): its keys hold the GPU image's versions, so it serves here and nowhere else.
 if [ -f .gpu/cache-pack.tgz ] && [ ! -d "$TSLREC_CACHE_DIR/runs" ]; then
   mkdir -p "$TSLREC_CACHE_DIR" && tar xzf .gpu/cache-pack.tgz -C "$TSLREC_CACHE_DIR"
@@ -64,7 +64,7 @@ if [ "$phase" = check ]; then
     echo "SmolLM2 sft skipped: .gpu/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf not carried" | tee "$OUT/sft-smollm2.txt"
   fi
   # Speed on the GPU: the four backbones in fp32 and bf16, then `run all` on Beauty in the empty cache.
-  timeout 240 python3 benchmarks/speed.py --dataset beauty --device cuda --threads 1 --epochs 2 \
+  timeout 240 python3 -m benchmarks.speed --dataset beauty --device cuda --threads 1 --epochs 2 \
     --eval-batches 128 2048 --run-all --run-all-cache "$TSLREC_CACHE_DIR" \
     --run-all-set pretrain.trainer.eval_batch_size=2048 \
     --run-all-set train.trainer.eval_batch_size=2048 --out "$OUT/speed-gpu-beauty.json" 2>&1 | tail -12
@@ -74,15 +74,15 @@ elif [ "$phase" = grid ]; then
     (timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda-tests.log" 2>&1 &)
   fi
   ONLY=(); set -f; for p in ${GRID_ONLY:-}; do ONLY+=(--only "$p"); done; set +f   # e.g. GRID_ONLY='*-ci *-tslrec'
-  timeout $((hard + 40)) python3 benchmarks/grid.py run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \
+  timeout $((hard + 40)) python3 -m benchmarks.grid run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \
     --hard-deadline-s "$hard" --device cuda "${ONLY[@]}" "${SETS[@]}" 2>&1 | tail -40
   # Fig. 5 needs each run's per-user ranks, which live in this machine's cache only: draw it here.
-  mkdir -p /tmp/grid/merged && python3 benchmarks/grid.py merge --out /tmp/grid --results /tmp/grid/merged --note "${GRID_PLAN:-gpu}" >/dev/null
+  mkdir -p /tmp/grid/merged && python3 -m benchmarks.grid merge --out /tmp/grid --results /tmp/grid/merged --note "${GRID_PLAN:-gpu}" >/dev/null
   for e in /tmp/grid/merged/experiment-*.json; do
     [ -f "$e" ] && timeout 60 python3 tslrec.py report --experiment "$e" -o "/tmp/grid/report-$(basename "$e" .json)" >/dev/null
   done
   tar czf "$OUT/grid.tgz" -C /tmp grid
-  python3 benchmarks/cache_pack.py --cache "$TSLREC_CACHE_DIR" --datasets ${GRID_PACK:-ml-1m yelp} --out "$OUT/cache-pack.tgz"
+  python3 -m benchmarks.cache_pack --cache "$TSLREC_CACHE_DIR" --datasets ${GRID_PACK:-ml-1m yelp} --out "$OUT/cache-pack.tgz"
 else
   echo "unknown phase $phase" >&2; exit 2
 fi

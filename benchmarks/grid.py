@@ -9,9 +9,9 @@ own result file; jobs are started in priority order, none is started after --dea
 still running at --hard-deadline-s is stopped (SIGTERM, then SIGKILL after 30 s; its finished runs stay in the cache, its file is
 not written). Then `merge` turns the per-job files into the issue's results files:
 
-    python benchmarks/grid.py run --plan gpu --out DIR --workers 14 --deadline-s 330 --hard-deadline-s 420 \\
+    python -m benchmarks.grid run --plan gpu --out DIR --workers 14 --deadline-s 330 --hard-deadline-s 420 \\
         --device cuda --set sft.model=/tmp/minilm-l6
-    python benchmarks/grid.py merge --out DIR      # -> benchmarks/results/experiment-<ds>.json, fusion-beauty.json
+    python -m benchmarks.grid merge --out DIR      # -> benchmarks/results/experiment-<ds>.json, fusion-beauty.json
 
 On a CPU, one worker per core: `--only PATTERN` gives a second worker another part of a plan, and
 `merge --out DIR1 --out DIR2` pools their files; `--prior benchmarks/results/experiment-<ds>.json` pools an
@@ -26,27 +26,27 @@ import sys
 import time
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import RESULTS, ROOT
+from schemas.names import BACKBONES, FUSIONS as ALL_FUSIONS
 
-BACKBONES = ["sasrec", "gru4rec", "caser", "fmlprec"]
 SEEDS = [42, 43, 44]
-FUSIONS = ["add", "init", "dual", "nullspace", "ensemble", "gate"]
+# The gate last: its enhanced cell is Table 2's tslrec cell, so its jobs add only the controls.
+FUSIONS = [*(f for f in ALL_FUSIONS if f != "gate"), "gate"]
+TABLE2, FUSION = "benchmarks.table2", "benchmarks.fusion"     # the job modules (`python -m ...`)
 
 
 def table2_jobs(dataset: str, backbones: list[str], seeds: list[int]) -> list[tuple[str, list[str]]]:
-    """One `experiment.py` per dataset x seed x backbone (base, ci, tslrec at that train seed)."""
-    return [(f"t2-{dataset}-{b}-{s}", ["benchmarks/experiment.py", "--dataset", dataset, "--backbones", b, "--seeds", "1",
+    """One `benchmarks.table2` per dataset x seed x backbone (base, ci, tslrec at that train seed)."""
+    return [(f"t2-{dataset}-{b}-{s}", [TABLE2, "--dataset", dataset, "--backbones", b, "--seeds", "1",
                                        "--set", f"train.trainer.seed={s}", f"--tag=-{b}-{s}", "--no-report"])
             for s in seeds for b in backbones]
 
 
 def variant_jobs(dataset: str, backbones: list[str], seeds: list[int], variants: list[str]) -> list[tuple[str, list[str]]]:
-    """One `experiment.py` per variant x seed x backbone: one training each, so a job stopped at the hard
+    """One `benchmarks.table2` per variant x seed x backbone: one training each, so a job stopped at the hard
     deadline loses one training, and the base trainings (no upstream) run while the chain is computed."""
-    return [(f"t2-{dataset}-{b}-{s}-{v}", ["benchmarks/experiment.py", "--dataset", dataset, "--backbones", b, "--seeds", "1",
+    return [(f"t2-{dataset}-{b}-{s}-{v}", [TABLE2, "--dataset", dataset, "--backbones", b, "--seeds", "1",
                                             "--variants", v, "--set", f"train.trainer.seed={s}", f"--tag=-{b}-{s}-{v}",
                                             "--no-report"])
             for v in variants for s in seeds for b in backbones]
@@ -68,21 +68,21 @@ def chain_job(dataset: str) -> tuple[str, list[str]]:
 
 
 def fusion_jobs(backbone: str, fusions: list[str], seeds: list[int], lm: str = "minilm") -> list[tuple[str, list[str]]]:
-    """One `fusion.py` per fusion x seed on Beauty: enhanced (language model `lm`), pretrain and random
+    """One `benchmarks.fusion` per fusion x seed on Beauty: enhanced (language model `lm`), pretrain and random
     sources. The gate's enhanced cell is Table 2's tslrec cell; Base comes from Table 2 too (same keys)."""
     jobs = []
     for s in seeds:
         for f in fusions:
             sources = ["pretrain", "random"] if f == "gate" else [f"enhanced-{lm}", "pretrain", "random"]
-            jobs.append((f"fu-{backbone}-{f}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", backbone,
+            jobs.append((f"fu-{backbone}-{f}-{s}", [FUSION, "--dataset", "beauty", "--backbones", backbone,
                                                    "--fusions", f, "--sources", *sources, "--seeds", str(s), "--no-base"]))
     return jobs
 
 
 def fusion_cell_jobs(tag: str, backbone: str, fusions: list[str], sources: list[str],
                      seeds: list[int]) -> list[tuple[str, list[str]]]:
-    """One `fusion.py` per seed over the given fusions x sources (e.g. a second language model's cells)."""
-    return [(f"fu-{backbone}-{tag}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", backbone, "--fusions",
+    """One `benchmarks.fusion` per seed over the given fusions x sources (e.g. a second language model's cells)."""
+    return [(f"fu-{backbone}-{tag}-{s}", [FUSION, "--dataset", "beauty", "--backbones", backbone, "--fusions",
                                          *fusions, "--sources", *sources, "--seeds", str(s), "--no-base"]) for s in seeds]
 
 
@@ -102,11 +102,12 @@ def fusion_rest_jobs() -> list[tuple[str, list[str]]]:
     cells first, then FMLP-Rec's LM and pretrain cells per fusion, its controls, then its SmolLM2 cells."""
     sasrec = [("add", "random"), ("nullspace", "random"), ("ensemble", "random"), ("add", "enhanced-smollm2"),
               ("nullspace", "enhanced-smollm2"), ("dual", "enhanced-smollm2"), ("ensemble", "enhanced-smollm2")]
-    fmlp = [(f, s) for f in ("add", "init", "nullspace", "dual", "ensemble") for s in ("enhanced-minilm", "pretrain")]
+    others = [f for f in ALL_FUSIONS if f != "gate"]
+    fmlp = [(f, s) for f in others for s in ("enhanced-minilm", "pretrain")]
     fmlp += [("ensemble", "none"), ("gate", "pretrain"), ("gate", "random")]
-    fmlp += [(f, "random") for f in ("add", "init", "nullspace", "dual", "ensemble")]
-    fmlp += [(f, "enhanced-smollm2") for f in ("gate", "add", "init", "nullspace", "dual", "ensemble")]
-    return [(f"fr-{b}-{f}-{src}-{s}", ["benchmarks/fusion.py", "--dataset", "beauty", "--backbones", b, "--fusions", f,
+    fmlp += [(f, "random") for f in others]
+    fmlp += [(f, "enhanced-smollm2") for f in ALL_FUSIONS]
+    return [(f"fr-{b}-{f}-{src}-{s}", [FUSION, "--dataset", "beauty", "--backbones", b, "--fusions", f,
                                        "--sources", src, "--seeds", str(s), "--no-base"])
             for b, cells in (("sasrec", sasrec), ("fmlprec", fmlp)) for f, src in cells for s in SEEDS]
 
@@ -133,7 +134,7 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
     if name == "gpu-ml-1m":   # one lent GPU call: ML-1M's chain beside its base trainings, then ci, then tslrec
         return [chain_job("ml-1m"), *twin_after_bases(variant_jobs("ml-1m", BACKBONES, SEEDS, ["base", "ci", "tslrec"]), "ml-1m")]
     if name == "cpu-beauty-rest":   # two CPU workers after Table 2: `--only 'a-*'` and `--only 'b-*'`
-        chain = ("a-t2-beauty-sasrec-chain", ["benchmarks/experiment.py", "--dataset", "beauty", "--backbones", "sasrec",
+        chain = ("a-t2-beauty-sasrec-chain", [TABLE2, "--dataset", "beauty", "--backbones", "sasrec",
                                                "--seeds", "3", "--reseed-chain", "--no-report"])
         ensemble = fusion_cell_jobs("ensemble", "sasrec", ["ensemble"], ["enhanced-minilm", "pretrain"], SEEDS)
         a = [chain, *fusion_cell_jobs("smollm2", "sasrec", ["gate", "init"], ["enhanced-smollm2"], SEEDS), ensemble[2],
@@ -176,24 +177,24 @@ def plan(name: str) -> list[tuple[str, list[str]]]:
 
 
 def job_command(name: str, args: list[str], out: Path, device: str, sets: list[str]) -> list[str]:
-    script = args[0]
-    if script == "tslrec.py":   # a CLI run: global options first; its JSON record goes to stdout (the log)
-        return [sys.executable, str(ROOT / script), "--device", device, "--threads", "1", "--no-progress", *args[1:],
+    what = args[0]
+    if what == "tslrec.py":   # a CLI run: global options first; its JSON record goes to stdout (the log)
+        return [sys.executable, str(ROOT / what), "--device", device, "--threads", "1", "--no-progress", *args[1:],
                 *[a for s in sets for a in ("--set", s)]]
     if "--reseed-chain" in args:     # its own file: a re-seeded chain is another experiment, not Table 2's seeds
         target = out / "chain"
-    elif "experiment" in script:
+    elif what == TABLE2:
         target = out / "table2"
     else:                            # one file per job, named after it
         target = out / "fusion" / f"{name}.json"
     extra = ["--threads", "1", "--device", device, "--out", str(target)]
-    return [sys.executable, str(ROOT / script), *args[1:], *extra, *[a for s in sets for a in ("--set", s)]]
+    return [sys.executable, "-m", what, *args[1:], *extra, *[a for s in sets for a in ("--set", s)]]
 
 
 def run(args: argparse.Namespace) -> None:
     jobs = [(n, j) for n, j in plan(args.plan) if not args.only or any(fnmatch(n, p) for p in args.only)]
     model = [s.split("=", 1)[1] for s in args.sets if s.startswith("sft.model=")]
-    if model:   # fusion.py's `enhanced-minilm` source sets sft.model itself: name the model the jobs use
+    if model:   # benchmarks.fusion's `enhanced-minilm` source sets sft.model itself: name the model the jobs use
         jobs = [(n, [a.replace("enhanced-minilm", f"enhanced-{model[-1]}") for a in j]) for n, j in jobs]
     (args.out / "table2").mkdir(parents=True, exist_ok=True)
     (args.out / "fusion").mkdir(parents=True, exist_ok=True)
@@ -299,7 +300,7 @@ def main() -> None:
     m = sub.add_parser("merge", help="merge the per-job files into the results files")
     m.add_argument("--out", type=Path, action="append", required=True,
                    help="a folder `run` wrote (repeatable: the grids of several workers merge into one file)")
-    m.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    m.add_argument("--results", type=Path, default=RESULTS)
     m.add_argument("--prior", type=Path, action="append", default=[], metavar="FILE",
                    help="a results file an earlier merge wrote (repeatable): its runs and jobs pool with the "
                         "folders', for when the folders that made it are gone (a session on a fresh machine)")
@@ -307,7 +308,7 @@ def main() -> None:
     args = ap.parse_args()
     for folder in args.out if args.verb == "merge" else []:
         if not (folder / "grid.json").is_file():
-            raise SystemExit(f"error: {folder} holds no grid.json: not a folder `grid.py run` wrote")
+            raise SystemExit(f"error: {folder} holds no grid.json: not a folder `benchmarks.grid run` wrote")
     for prior in args.prior if args.verb == "merge" else []:
         if not prior.is_file():
             raise SystemExit(f"error: --prior {prior}: no such file")

@@ -1,12 +1,12 @@
-"""Merge the per-job files of `benchmarks/grid.py run` into the issue's results files.
+"""Merge the per-job files of `python -m benchmarks.grid run` into the issue's results files.
 
-- table2/experiment-<dataset>-<backbone>-<seed>.json (one `experiment.py` each) -> one
+- table2/experiment-<dataset>-<backbone>-<seed>.json (one `benchmarks.table2` each) -> one
   benchmarks/results/experiment-<dataset>.json per dataset: every run, then `summary` (per backbone x
   variant: n_seeds, mean, std, per_seed), `significance` and `significance_vs_each` recomputed over all
   of them by the same functions `run all` uses.
-- fusion/*.json (one `fusion.py` each) -> benchmarks/results/fusion-beauty.json, with Base and the gate's
+- fusion/*.json (one `benchmarks.fusion` each) -> benchmarks/results/fusion-beauty.json, with Base and the gate's
   enhanced cell taken from Table 2's runs of the same keys (a `run all` base / tslrec run is exactly that
-  cell's config), summarized by fusion.py's own `summarize_cells` / `choice_on_valid`.
+  cell's config), summarized by benchmarks/fusion.py's own `summarize_cells` / `choice_on_valid`.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from benchmarks.fusion import write as write_fusion
 from pipeline.experiment import versus_each
 from pipeline.stats import significance, summarize
 
-KEEP = ("command", "git_commit", "machine", "versions")
+KEEP = ("command", "commit", "git_commit", "machine", "versions")   # git_commit: job files before benchmarks/common.py
 
 
 def _load(paths: list[Path]) -> list[dict[str, Any]]:
@@ -67,7 +67,7 @@ def check_one_upstream(name: str, files: list[dict[str, Any]]) -> None:
 
 def job_records(f: dict[str, Any]) -> list[dict[str, Any]]:
     """A job file's own record, or the job records of an earlier merge (`--prior`)."""
-    return f["jobs"] if "jobs" in f else [{k: f.get(k) for k in KEEP}]
+    return f["jobs"] if "jobs" in f else [{k: f[k] for k in KEEP if k in f}]
 
 
 def merge_table2(files: list[dict[str, Any]], note: str) -> dict[str, dict[str, Any]]:

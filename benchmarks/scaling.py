@@ -11,8 +11,8 @@ runs whole and the estimate is kept next to it ("estimate_s": how good the extra
 exponent per stage is the least-squares slope of log(seconds) (and log(peak RSS)) over log(users).
 Writes benchmarks/results/scaling.json and scaling.png (log-log); progress goes to stderr.
 
-    python benchmarks/scaling.py                                     # 10k, 100k, 1M users (hours)
-    python benchmarks/scaling.py --users 1000,3000 --model tiny-llama --out /tmp/scaling.json   # check
+    python -m benchmarks.scaling                                     # 10k, 100k, 1M users (hours)
+    python -m benchmarks.scaling --users 1000,3000 --model tiny-llama --out /tmp/scaling.json   # check
 """
 from __future__ import annotations
 
@@ -27,13 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from core import git_commit, machine, versions  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, command, provenance, write_json
+from benchmarks.scaling_sample import SAMPLED
 
 STAGES = ["data", "pretrain", "group", "sft", "augment", "train"]
-SAMPLED = {"pretrain", "train", "sft", "augment"}   # the stages scaling_sample.py can time on a few steps
 
 
 def log(msg: str) -> None:
@@ -82,11 +79,11 @@ def run_whole(stage: str, name: str, dirs: dict, args: argparse.Namespace) -> di
 
 
 def run_sampled(stage: str, name: str, dirs: dict, args: argparse.Namespace) -> dict:
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "scaling_sample.py"), "--stage", stage, "--steps", str(args.steps),
+    cmd = [sys.executable, "-m", "benchmarks.scaling_sample", "--stage", stage, "--steps", str(args.steps),
            "--eval-batches", str(args.eval_batches),
            "--dataset", name, "--cache-dir", str(dirs["cache"]), "--data-dir", str(dirs["data"]), "--device", args.device,
            "--threads", str(args.threads), "--", *stage_sets(args)]
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env(args))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env(args), cwd=ROOT)
     if p.returncode != 0:
         raise RuntimeError(f"{stage} (sampled) failed: {p.stderr.strip()[-2000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])
@@ -186,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--work-dir", type=Path, default=None, help="data and private cache (default: a temp dir, removed)")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scaling.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "scaling.json")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     work = args.work_dir or Path(tempfile.mkdtemp(prefix="tslrec-scaling-"))
@@ -198,14 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.work_dir is None:
             shutil.rmtree(work, ignore_errors=True)
-    report = {"command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
-              "commit": git_commit(), "machine": machine(), "versions": versions(), "model": args.model,
+    report = {"command": command(argv), **provenance(args.device, args.threads), "model": args.model,
               "device": args.device, "threads": args.threads, "budget_s": args.budget_s, "steps": args.steps,
               "eval_batches": args.eval_batches,
               "sets": stage_sets(args), "sizes": done, "exponents": exponents(done),
               "wall_seconds": round(time.perf_counter() - t0, 1)}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(args.out, report)
     figure(report, args.out.with_suffix(".png"))
     log(f"wrote {args.out} and {args.out.with_suffix('.png')}")
     print(json.dumps(report["exponents"]))

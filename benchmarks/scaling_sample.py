@@ -1,7 +1,7 @@
 """Sampled stage runs for benchmarks/scaling.py: a stage too long to run whole at a size is timed on a
 fixed number of its steps and its wall time extrapolated to the whole stage.
 
-    python benchmarks/scaling_sample.py --stage pretrain --steps 20 --cache-dir C --data-dir D -- --set ...
+    python -m benchmarks.scaling_sample --stage pretrain --steps 20 --cache-dir C --data-dir D -- STAGE.FIELD=VALUE ...
 
 Runs in its own process (its peak RSS is the stage's): loads the stage's inputs from the cache, times
 `--steps` training steps (and evaluation / inference batches) of the stage's own step code, and
@@ -23,8 +23,6 @@ from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
@@ -39,6 +37,7 @@ from stages.core.evaluate import rank_users  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402
 
 NO_METRICS = Metrics(hr5=0, hr10=0, ndcg5=0, ndcg10=0, n_users=0, mask_history=True)
+SAMPLED = {"pretrain", "train", "sft", "augment"}   # the stages this module can time on a few steps
 
 
 def first_users(seqs: Sequences, n: int) -> Sequences:

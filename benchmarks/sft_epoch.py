@@ -3,30 +3,24 @@
 The real stage code (`sft.train_step`: batch, forward with the shared-prefix reuse for decoders, head,
 loss, backward, AdamW; augment's one-item prompts for inference) on --steps training batches spread
 evenly over the epoch's length-sorted batch list, after --warmup untimed ones, extrapolated as mean step
-seconds x steps per epoch (see efficiency.py, whose jobs this reuses). Meant for a model too slow for a
+seconds x steps per epoch (see benchmarks/efficiency.py, whose jobs this reuses). Meant for a model too slow for a
 full epoch on the CPU, e.g. SmolLM2-135M (all 30 layers):
 
-    python benchmarks/sft_epoch.py --dataset beauty --model smollm2-135m --steps 4 --threads 1
+    python -m benchmarks.sft_epoch --dataset beauty --model smollm2-135m --steps 4 --threads 1
 
 Writes benchmarks/results/sft-epoch-<model>-<dataset>.json.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
 
-import torch  # noqa: E402
-
-from efficiency import (DATA, RESULTS, config, header, infer_job, interleaved, load, log,  # noqa: E402
-                        train_job)
-from schemas.runtime import Runtime  # noqa: E402
+from benchmarks.common import RESULTS, write_json
+from benchmarks.efficiency import DATA, config, header, infer_job, interleaved, load, log, train_job
+from schemas.runtime import Runtime
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,13 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     train = job.report(interleaved([job], args.warmup)[0])
     ijob = infer_job(model, "items", seqs, args.max_items, args.infer_batch_size, args.infer_steps)
     infer = ijob.report(interleaved([ijob], 1)[0])
-    command = " ".join(["python", "benchmarks/sft_epoch.py", *(sys.argv[1:] if argv is None else argv)])
-    report = {**header(args, argv, "sft-epoch"), "command": command, "model": args.model, "num_layers": args.num_layers,
+    report = {**header(args, argv, "sft-epoch"), "model": args.model, "num_layers": args.num_layers,
               "threads": args.threads, "shared_prefix": model.shares_prefix, "train_epoch": train, "augment_pass": infer,
               "wall_seconds": round(time.perf_counter() - t0, 1),
               "note": "1 epoch = all users with training items (sft.valid_fraction=0 here; the stage's default holds out 5%)"}
     out = args.out or RESULTS / f"sft-epoch-{args.model}-{args.dataset}.json"
-    out.write_text(json.dumps(report, indent=1) + "\n")
+    write_json(out, report)
     log(f"{args.model}: {train['step_seconds_mean']:.1f} s/step x {train['steps_total']} steps = "
         f"{train['seconds_extrapolated'] / 3600:.2f} h per epoch; augment {infer['seconds_extrapolated'] / 60:.1f} min")
     print(out)

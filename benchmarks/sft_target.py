@@ -6,26 +6,23 @@ dataset: the users with more training items than the prompt holds (their two tar
 the interactions counted by each choice, with the share that never reaches the prompt under "all".
 Writes benchmarks/results/sft-target.json.
 
-    python benchmarks/sft_target.py --data-dir ../shared/datasets --datasets ml-1m,beauty,yelp
+    python -m benchmarks.sft_target --data-dir ../shared/datasets --datasets ml-1m,beauty,yelp
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from stages.data import read_lines, to_sequences  # noqa: E402
-from stages.lm.tasks import last_items  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, command, provenance, write_json
+from stages.data import read_lines, to_sequences
+from stages.lm.tasks import last_items
 
 FILES = {"beauty": "beauty/Beauty.txt", "ml-1m": "ml-1m/ml-1m.txt", "yelp": "yelp/Yelp.txt"}
 
 
 def target_stats(path: Path, max_items: int) -> dict:
-    seqs = to_sequences(read_lines(path), path, 3)
+    seqs, _, _ = to_sequences(read_lines(path), path, 3)   # (sequences, user ids, item ids)
     train = seqs.train_part()
     shown = last_items(train, max_items)
     counted_all, counted_prompt = int(train.items.numel()), int(shown.items.numel())
@@ -40,12 +37,11 @@ def main() -> None:
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "datasets")
     ap.add_argument("--datasets", default="ml-1m,beauty,yelp")
     ap.add_argument("--max-items", type=int, default=50, help="sft.max_items")
-    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "sft-target.json")
+    ap.add_argument("--out", type=Path, default=RESULTS / "sft-target.json")
     args = ap.parse_args()
-    out = {"benchmark": "sft-target", "command": "python " + " ".join(sys.argv), "max_items": args.max_items,
+    out = {"benchmark": "sft-target", "command": command(), **provenance(), "max_items": args.max_items,
            "datasets": {name: target_stats(args.data_dir / FILES[name], args.max_items) for name in args.datasets.split(",")}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out, out)
     print(json.dumps(out["datasets"], indent=1))
 
 

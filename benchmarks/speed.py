@@ -17,7 +17,7 @@ Training counts the backbone 3x (forward + backward) on all padded positions and
 ones; evaluation counts the backbone once on padded positions and scoring 2 d N per user.
 Utilization = achieved FLOP/s / the measured matmul peak of the precision the loss ran in.
 
-    python benchmarks/speed.py --dataset beauty [--precisions fp32 bf16] [--run-all]
+    python -m benchmarks.speed --dataset beauty [--precisions fp32 bf16] [--run-all]
 Writes benchmarks/results/speed-<dataset>.json; progress on stderr.
 """
 from __future__ import annotations
@@ -32,26 +32,22 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
+from benchmarks.common import RESULTS, ROOT, command, provenance, write_json
+from pipeline.overrides import build_config
+from pipeline.runner import Runner
+from schemas.backbone import BackboneConfig
+from schemas.names import BACKBONE_PRECISIONS, BACKBONES
+from schemas.runtime import Runtime
+from stages.backbones import build
+from stages.backbones.caser import N_H, N_V, WINDOW
+from stages.backbones.embedding import ItemEmbedding
+from stages.core import trainer
+from stages.core.evaluate import rank_users
+from stages.core.precision import DTYPES, resolve
+from stages.core.sequences import Sequences
 
-from benchmarks.core import git_commit, machine, versions  # noqa: E402
-from pipeline.overrides import build_config  # noqa: E402
-from pipeline.runner import Runner  # noqa: E402
-from schemas.backbone import BackboneConfig  # noqa: E402
-from schemas.names import BACKBONE_PRECISIONS  # noqa: E402
-from schemas.runtime import Runtime  # noqa: E402
-from stages.backbones import build  # noqa: E402
-from stages.backbones.caser import N_H, N_V, WINDOW  # noqa: E402
-from stages.backbones.embedding import ItemEmbedding  # noqa: E402
-from stages.core import trainer  # noqa: E402
-from stages.core.evaluate import rank_users  # noqa: E402
-from stages.core.precision import DTYPES, resolve  # noqa: E402
-from stages.core.sequences import Sequences  # noqa: E402
-
-BACKBONES = ["sasrec", "gru4rec", "caser", "fmlprec"]
 
 
 def flops_per_position(name: str, d: int, L: int, layers: int) -> float:
@@ -200,9 +196,8 @@ def main() -> None:
     R = int(((chunks[:, :-1] != 0) & (chunks[:, 1:] != 0)).sum()) // len(steps)      # mean loss rows per batch
     peaks = {p: matmul_peak(DTYPES[p], R, seqs.n_items, 64, device) for p in ("fp32", "bf16")}
     print(f"matmul GFLOP/s at R={R}, N={seqs.n_items}, d=64: {peaks}", file=sys.stderr)
-    out = {"benchmark": f"speed-{args.dataset}", "command": "python " + " ".join(sys.argv), "git_commit": git_commit(),
-           "machine": {**machine(), "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"},
-           "versions": versions(), "dataset": args.dataset, "threads": args.threads,
+    out = {"benchmark": f"speed-{args.dataset}", "command": command(), **provenance(args.device, args.threads),
+           "dataset": args.dataset, "threads": args.threads,
            "users": seqs.n_users, "items": seqs.n_items, "steps_per_epoch": len(steps), "loss_rows_per_batch": R,
            "peak_gflops": {p: v["peak"] for p, v in peaks.items()}, "matmul_gflops": peaks, "backbones": {},
            "variants": {}}
@@ -242,8 +237,7 @@ def main() -> None:
     out["run_all_seconds"] = (run_all_seconds(args.dataset, args.threads, args.device, args.run_all_set, args.run_all_cache)
                               if args.run_all else "not measured")
     out["wall_seconds"] = round(time.perf_counter() - t_start, 1)
-    path = args.out or ROOT / "benchmarks" / "results" / f"speed-{args.dataset}.json"
-    path.write_text(json.dumps(out, indent=1) + "\n")
+    write_json(args.out or RESULTS / f"speed-{args.dataset}.json", out)
     print(json.dumps({k: out[k] for k in ("peak_gflops", "backbones", "run_all_seconds")}, indent=1))
 
 

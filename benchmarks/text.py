@@ -6,8 +6,8 @@ Cells (each a `train` run through the runner and its cache, as in benchmarks/fus
   cells' other seeds, the ensemble of Base with the best text cell, and another LM.
 Selection is on validation NDCG@10 only, and only over the seeds every candidate has (`--select-seeds`).
 
-    python benchmarks/text.py run --dataset beauty --backbones sasrec --out DIR/sasrec.json --plan beauty
-    python benchmarks/text.py merge DIR/*.json --out benchmarks/results/text-beauty.json
+    python -m benchmarks.text run --dataset beauty --backbones sasrec --out DIR/sasrec.json
+    python -m benchmarks.text merge DIR/*.json --out benchmarks/results/text-beauty.json
 
 `run` executes the plan's phases in order (a later phase reads the earlier phases' validation figures to pick
 its cells) and rewrites its --out after every run; rerunning resumes (finished runs are cache hits). `merge`
@@ -24,19 +24,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
 
-import torch  # noqa: E402
+from benchmarks.common import command, log_runtime, provenance, write_json
+from benchmarks.fusion import cell_config, run_cell, summarize_cells
+from pipeline.runner import Runner
+from pipeline.stats import ttest_p
+from schemas.names import EMBEDDING_FUSIONS as FUSIONS     # the ensemble is its own phase
+from stages.core.sequences import Sequences
 
-from backbones import LogRuntime  # noqa: E402
-from fusion import cell_config, environment, run_cell, summarize_cells  # noqa: E402
-from pipeline.runner import Runner  # noqa: E402
-from pipeline.stats import ttest_p  # noqa: E402
-from stages.core.sequences import Sequences  # noqa: E402
-
-FUSIONS = ["gate", "add", "init", "dual", "nullspace"]
 N_BINS = 5
 
 
@@ -91,12 +87,10 @@ def plan_beauty(runs: dict, backbone: str, args) -> list[list[tuple]]:
 
 
 def run_plan(args) -> None:
-    runner = Runner(LogRuntime(progress=False, device=args.device, threads=args.threads,
-                               **({"cache_dir": args.cache_dir} if args.cache_dir else {})))
+    runner = Runner(log_runtime(args.device, args.threads, args.cache_dir))
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
     runs = {(r["backbone"], r["fusion"], r["source"], r["seed"]): r for r in old.get("runs", [])}
-    meta = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "dataset": args.dataset, "sets": args.sets,
-            **environment(args.device)}
+    meta = {"command": command(), "dataset": args.dataset, "sets": args.sets, **provenance(args.device, args.threads)}
     data_cfg = cell_config(args.dataset, (args.backbones[0], "base", None), args.seeds[0], args.sets)
     data = runner.run("data", data_cfg)
     bins, pop_meta = popularity_bins(Sequences.from_tensors(runner.load(data, "sequences")))
@@ -165,13 +159,6 @@ def choice(cells: list[dict[str, Any]]) -> dict[str, Any]:
                 "beats_base_on_valid": bool(base and top["valid_mean"]["ndcg10"] > base["valid_mean"]["ndcg10"]),
                 "test_ndcg10": top["mean"]["ndcg10"], "p_vs_base": top["p_vs_base"]}
     return out
-
-
-def write_json(out: Path, record: dict[str, Any]) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1) + "\n")
-    tmp.replace(out)          # a crash never leaves a half-written file
 
 
 def main() -> None:

@@ -6,28 +6,22 @@ dataset with sft.item_text=title at each budget, and with item_text=none, one af
 process, and records for each: the held-out users' validation MSE (Eq. 3) next to the mean-distribution
 baseline, SFT seconds per epoch, prompt positions per user and per second. Test data plays no part.
 
-    python benchmarks/text_budget.py --dataset beauty --budgets 16 8 32 --threads 2
+    python -m benchmarks.text_budget --dataset beauty --budgets 16 8 32 --threads 2
 
 Writes benchmarks/results/text-budget-<dataset>.json (command, commit, machine, versions).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
 
-import torch  # noqa: E402
-
-from backbones import LogRuntime  # noqa: E402
-from fusion import environment  # noqa: E402
-from pipeline.overrides import build_config  # noqa: E402
-from pipeline.runner import Runner  # noqa: E402
+from benchmarks.common import RESULTS, command, log_runtime, provenance, write_json
+from pipeline.overrides import build_config
+from pipeline.runner import Runner
 
 
 def main() -> None:
@@ -40,10 +34,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    runner = Runner(LogRuntime(progress=False, threads=args.threads, **({"cache_dir": args.cache_dir} if args.cache_dir else {})))
-    out = args.out or ROOT / "benchmarks" / "results" / f"text-budget-{args.dataset}.json"
-    record = {"command": " ".join([Path(sys.executable).name, *sys.argv]), "dataset": args.dataset, "sets": args.sets,
-              **environment("cpu"), "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()), "runs": []}
+    runner = Runner(log_runtime("cpu", args.threads, args.cache_dir))
+    out = args.out or RESULTS / f"text-budget-{args.dataset}.json"
+    record = {"command": command(), "dataset": args.dataset, "sets": args.sets,
+              **provenance("cpu", args.threads), "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()), "runs": []}
     settings = [("title", b) for b in args.budgets[:1]] + [("none", None)] + [("title", b) for b in args.budgets[1:]]
     for text, budget in settings:
         sets = [f"data.dataset={args.dataset}", f"sft.item_text={text}",
@@ -61,9 +55,7 @@ def main() -> None:
         print(f"{time.strftime('%H:%M:%S')} item_text={text} tokens={budget}: valid MSE {r['valid_mse']:.5f} "
               f"(mean baseline {r['valid_mse_mean_baseline']:.5f}), {r['seconds_per_epoch']:.0f} s/epoch",
               file=sys.stderr, flush=True)
-        tmp = out.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
-        tmp.replace(out)
+        write_json(out, record)
     print(out)
 
 

@@ -13,8 +13,10 @@ VARIANTS = ("base", "ci", "tslrec")                              # train.variant
 EMBEDDING_FUSIONS = ("gate", "add", "init", "dual", "nullspace")
 FUSIONS = (*EMBEDDING_FUSIONS, "ensemble")
 ENSEMBLE_MEMBERS = ("adapter", *EMBEDDING_FUSIONS)               # train.ensemble_member: 'adapter' = no ID part
-# train.source: the frozen item table of 'tslrec'; the stage that makes it is pipeline/registry.py's SOURCE_STAGE.
-SOURCES = ("enhanced", "text", "pretrain", "random", "none")
+# train.source: the frozen item table of 'tslrec' (the stage that makes each: schemas/train.py SOURCE_INPUTS).
+LM_SOURCES = ("enhanced", "text")                 # a language model's: after TSLRec's SFT (augment), or none (encode)
+CONTROL_SOURCES = ("pretrain", "random")          # the controls: the pretrain backbone's own table, a fixed random one
+SOURCES = (*LM_SOURCES, *CONTROL_SOURCES, "none")   # 'none': the ensemble's base + base control, no table
 AUTO = "auto"                                                    # a precision resolved per device (stages/core/precision.py)
 BACKBONE_PRECISIONS = ("fp32", "bf16")                           # the arithmetic a backbone trains in
 LM_PRECISIONS = ("fp32", "bf16", "fp16")                         # a language model's weights

@@ -1,4 +1,4 @@
-"""benchmarks/cache_pack.py: a chain packed from one cache serves another as cache hits."""
+"""benchmarks.cache_pack: a chain packed from one cache serves another as cache hits."""
 from __future__ import annotations
 
 import json
@@ -33,8 +33,8 @@ def test_a_folder_that_is_no_cache_is_one_line_and_writes_nothing(tmp_path):
     import sys
     from pathlib import Path
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "cache_pack.py"
-    r = subprocess.run([sys.executable, str(script), "--cache", str(tmp_path / "none"), "--out", str(tmp_path / "p.tgz")],
-                       capture_output=True, text=True)
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-m", "benchmarks.cache_pack", "--cache", str(tmp_path / "none"), "--out",
+                        str(tmp_path / "p.tgz")], capture_output=True, text=True, cwd=root)
     assert r.returncode == 1 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1
     assert not list(tmp_path.glob("p.*"))

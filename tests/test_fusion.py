@@ -2,7 +2,6 @@
 the ensemble's validation-chosen weight, the runner's inputs, and the fusion benchmark end to end."""
 import json
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -204,8 +203,7 @@ def test_runner_provides_the_sources_stage_only(cli):
 
 
 def load_benchmark():
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    import fusion as bench
+    import benchmarks.fusion as bench
     return bench
 
 

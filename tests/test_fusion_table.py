@@ -1,4 +1,4 @@
-"""benchmarks/fusion_table.py: the README's fusion table from a fusion results file."""
+"""benchmarks.fusion_table: the README's fusion table from a fusion results file."""
 from __future__ import annotations
 
 import json
@@ -20,8 +20,8 @@ def cell(backbone, fusion, source, ndcg, p_base=None, p_pretrain=None, weights=N
 def table(tmp_path: Path, cells: list[dict], *extra: str) -> subprocess.CompletedProcess:
     path = tmp_path / "fusion-toy.json"
     path.write_text(json.dumps({"cells": cells, "choice_on_valid": {}}))
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fusion_table.py"), str(path), *extra],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "benchmarks.fusion_table", str(path), *extra],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
 
 
 def test_rows_come_base_first_in_fusion_order_and_only_significant_p_values_name_a_side(tmp_path):
@@ -44,6 +44,6 @@ def test_rows_come_base_first_in_fusion_order_and_only_significant_p_values_name
 def test_a_file_that_is_no_fusion_result_is_a_one_line_error(tmp_path):
     path = tmp_path / "x.json"
     path.write_text('{"runs": []}')
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fusion_table.py"), str(path)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run([sys.executable, "-m", "benchmarks.fusion_table", str(path)],
+                       capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 1 and r.stdout == "" and len(r.stderr.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""benchmarks/grid.py: plans and the merge of per-job files into one experiment file per dataset."""
+"""benchmarks.grid: plans and the merge of per-job files into one experiment file per dataset."""
 from __future__ import annotations
 
 import json
@@ -72,7 +72,7 @@ def test_cpu_beauty_paper_trains_other_bases_while_the_chain_pretrains_its_twin(
 
 
 def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
-    """The chain job goes through the CLI, the trainings through experiment.py: one chain only if both
+    """The chain job goes through the CLI, the trainings through benchmarks.table2: one chain only if both
     resolve --profile paper to the same upstream config (else the GPU computes two)."""
     from pipeline.overrides import build_config
     from tslrec import stage_config
@@ -89,7 +89,7 @@ def test_the_paper_chain_job_computes_the_chain_the_paper_trainings_use():
 
 
 def job_file(seed: int, ndcg: dict[str, float]) -> dict:
-    """What one `experiment.py --backbones sasrec --seeds 1` job writes (the fields the merge reads)."""
+    """What one `benchmarks.table2 --backbones sasrec --seeds 1` job writes (the fields the merge reads)."""
     runs = [{"key": f"{v}-{seed}", "backbone": "sasrec", "variant": v, "seed": seed, "seconds_per_epoch": 1.0,
              "test": {m: x for m in METRICS}, "test_alt": {"mask_history": False, **{m: x / 2 for m in METRICS}}}
             for v, x in ndcg.items()]
@@ -193,7 +193,7 @@ def test_merge_refuses_a_prior_that_is_not_an_experiment_record(tmp_path):
 
 
 def grid_run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "grid.py"), "run", "--plan", "tiny", "--out",
+    return subprocess.run([sys.executable, "-m", "benchmarks.grid", "run", "--plan", "tiny", "--out",
                            str(tmp_path), "--workers", "1", "--deadline-s", "0", "--hard-deadline-s", "1", *extra],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
 

@@ -81,7 +81,7 @@ def test_the_temp_name_is_not_created_before_the_write_and_is_fresh_each_time(tm
 
 
 def test_sigterm_unwinds_a_benchmark_and_leaves_no_lock_owner(tmp_path):
-    """grid.py's hard deadline SIGTERMs `benchmarks/experiment.py`: it exits 143 like `tslrec`, with its
+    """The grid's hard deadline SIGTERMs `benchmarks.table2`: it exits 143 like `tslrec`, with its
     cache lock's .owner file removed on the way (Python's default SIGTERM would leave it behind)."""
     from pipeline.synthetic import SyntheticConfig, write_synthetic
 
@@ -89,7 +89,7 @@ def test_sigterm_unwinds_a_benchmark_and_leaves_no_lock_owner(tmp_path):
     write_synthetic(SyntheticConfig(users=40, items=24), data / "toy" / "toy.txt")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TSLREC_CACHE_DIR": str(cache), "TSLREC_DATA_DIR": str(data),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    p = subprocess.Popen([sys.executable, "benchmarks/experiment.py", "--dataset", "toy", "--seeds", "1", "--no-report",
+    p = subprocess.Popen([sys.executable, "-m", "benchmarks.table2", "--dataset", "toy", "--seeds", "1", "--no-report",
                           "--out", str(tmp_path / "results"), "--set", "pretrain.trainer.epochs=100000",
                           "--set", "pretrain.trainer.patience=100000", "--set", "pretrain.backbone.dim=8"],
                          cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -3,9 +3,7 @@ and the scaling benchmark's arithmetic (the benchmark itself runs for hours; one
 from __future__ import annotations
 
 import json
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +12,6 @@ from pipeline.memory import track_peak
 from pipeline.synthetic import SyntheticConfig, category_tensor, distinct_choices, synthetic_tensors
 from stages.core import evaluate
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 def test_synthetic_is_vectorised_and_linear():
@@ -116,7 +113,7 @@ def test_ranking_scores_at_most_a_batch_of_users_at_once(monkeypatch, where):
 
 
 def test_scaling_slope_prediction_and_figure(tmp_path):
-    import scaling
+    from benchmarks import scaling
 
     assert scaling.slope([1e3, 1e4, 1e5], [2.0, 20.0, 200.0]) == pytest.approx(1.0)
     assert scaling.slope([1e3, 1e4], [1.0, 100.0]) == pytest.approx(2.0)
@@ -136,7 +133,7 @@ def test_scaling_slope_prediction_and_figure(tmp_path):
 
 @pytest.mark.slow
 def test_scaling_benchmark_end_to_end_on_tiny_sizes(tmp_path):
-    import scaling
+    from benchmarks import scaling
 
     whole, sampled = tmp_path / "whole.json", tmp_path / "sampled.json"
     common = ["--model", "tiny-llama", "--steps", "2", "--sft-batch-size", "16"]
