@@ -1,109 +1,29 @@
 """Benchmark the four ID backbones (base variant) on one dataset over several seeds.
 
-Calls the `data` and `pretrain` stage functions directly (no cache), and writes
-benchmarks/results/backbones-<dataset>.json after every run, so a partial run leaves its
-finished figures. Meant for the background:
+Every (backbone, seed) is a `pretrain` run through the runner and its cache (an interrupted benchmark
+resumes: finished runs are cache hits), and benchmarks/results/backbones-<dataset>.json is rewritten
+after every run, so a partial run leaves its finished figures. Meant for the background:
 
-    nohup python benchmarks/backbones.py --dataset beauty --seeds 3 > benchmarks/results/backbones-beauty.log 2>&1 &
+    nohup python -m benchmarks.backbones --dataset beauty --seeds 3 > backbones-beauty.log 2>&1 &
+    python -m benchmarks.backbones --dataset beauty --from-cache ~/.cache/tslrec   # summarize, train nothing
 
 One line per epoch goes to stderr (loss, validation NDCG@10).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
-import time
-from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from schemas.backbone import BackboneConfig, TrainerConfig  # noqa: E402
-from schemas.data import DataConfig, DataIn  # noqa: E402
-from schemas.pretrain import PretrainConfig, PretrainIn  # noqa: E402
-from schemas.runtime import Runtime  # noqa: E402
-
-BACKBONES = ["sasrec", "gru4rec", "caser", "fmlprec"]
-METRICS = ["hr5", "hr10", "ndcg5", "ndcg10"]
-
-
-class LineTracker:
-    """Progress as one stderr line per epoch (readable in a nohup log, unlike a live bar)."""
-
-    def __init__(self, description: str, total: int | None):
-        self.description, self.total, self.n = description, total, 0
-
-    def __enter__(self) -> "LineTracker":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def advance(self, n: int = 1, **fields: Any) -> None:
-        self.n += n
-        info = " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
-        print(f"{time.strftime('%H:%M:%S')} {self.description} epoch {self.n}/{self.total} {info}", file=sys.stderr, flush=True)
-
-    def update(self, **fields: Any) -> None:
-        return None
-
-
-class LogRuntime(Runtime):
-    def track(self, description: str, total: int | None) -> LineTracker:
-        return LineTracker(description, total)
-
-
-def load(dataset: str, rt: Runtime) -> tuple[str, dict[str, torch.Tensor]]:
-    """A file path, or a dataset name found in the data dir (see `tslrec data`)."""
-    import stages.data as data
-
-    path = Path(dataset)
-    if path.is_file():
-        name = path.stem.lower()
-    else:
-        from pipeline.datasets import locate
-        name, path = dataset, locate(dataset, rt)
-    out = data.run(DataConfig(dataset=name), DataIn(path=path), rt)
-    return name, out.artifacts["sequences"]
-
-
-def overrides(pairs: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """--set backbone.dim=128 --set trainer.lr=1e-4 -> (backbone kwargs, trainer kwargs)."""
-    out: dict[str, dict[str, Any]] = {"backbone": {}, "trainer": {}}
-    for p in pairs:
-        key, _, value = p.partition("=")
-        section, _, field = key.partition(".")
-        if section not in out or not field:
-            raise SystemExit(f"--set {p}: expected backbone.FIELD=VALUE or trainer.FIELD=VALUE")
-        out[section][field] = json.loads(value) if value not in ("", None) and value[0] in "0123456789-[{tfn" else value
-    return out["backbone"], out["trainer"]
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ["torch", "pydantic", "numpy"]:
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "absent"
-    return out
+from benchmarks.common import RESULTS, command, log_runtime, provenance, write_json
+from pipeline.overrides import ConfigError, build_config
+from pipeline.runner import Runner
+from pipeline.stats import METRICS
+from schemas.names import BACKBONES
 
 
 def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -147,66 +67,54 @@ def from_cache(dataset: str, cache_dir: Path, mask_history: bool = True) -> dict
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="beauty", help="dataset name (data dir) or path to a raw file")
+    ap.add_argument("--dataset", default="beauty", help="dataset name (see `tslrec data`)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1")
-    ap.add_argument("--backbones", nargs="+", default=BACKBONES, choices=BACKBONES)
-    ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
-                    help="override a BackboneConfig/TrainerConfig field, e.g. trainer.lr=1e-4")
+    ap.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    ap.add_argument("--set", dest="sets", action="append", default=[], metavar="STAGE.FIELD=VALUE",
+                    help="a config override as `tslrec --set` takes it, e.g. pretrain.trainer.lr=1e-4")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--cache-dir", type=Path, default=None, help="tslrec cache (default: TSLREC_CACHE_DIR or ~/.cache/tslrec)")
     ap.add_argument("--out", type=Path, default=None, help="default benchmarks/results/backbones-<dataset>.json")
     ap.add_argument("--unmasked", action="store_true", help="with --from-cache: runs evaluated without history masking")
     ap.add_argument("--from-cache", type=Path, default=None, metavar="CACHE_DIR",
                     help="train nothing: summarize the base runs already in this tslrec cache")
     args = ap.parse_args()
+    out_path = args.out or RESULTS / f"backbones-{args.dataset}.json"
     if args.from_cache:
         found = from_cache(args.dataset, args.from_cache, mask_history=not args.unmasked)
-        out_path = args.out or ROOT / "benchmarks" / "results" / f"backbones-{args.dataset}.json"
-        out_path.write_text(json.dumps({
-            "command": " ".join([Path(sys.executable).name, *sys.argv]), "commit": git_commit(),
+        write_json(out_path, {
+            "command": command(), **provenance(),
             "source": f"tslrec cache {args.from_cache} (runs computed by `tslrec run`; their commit is in each run's code digest)",
-            "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count()},
-            "versions": versions(),
             "backbones": {b: {"summary": summary(rs), "runs": rs} for b, rs in found.items()},
-        }, indent=2) + "\n")
+        }, indent=2)
         print(f"wrote {out_path}", file=sys.stderr)
         return
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    rt = LogRuntime(progress=False, device=args.device, threads=args.threads)
-    import stages.pretrain as pretrain
-
-    name, sequences = load(args.dataset, rt)
-    b_kw, t_kw = overrides(args.set)
-    out_path = args.out or ROOT / "benchmarks" / "results" / f"backbones-{name}.json"
-    out_path.parent.mkdir(parents=True, exist_ok=True)
+    runner = Runner(log_runtime(args.device, args.threads, args.cache_dir))
+    try:   # every run's config first: a typo fails at once
+        configs = {(b, seed): build_config(sets=[f"data.dataset={args.dataset}", *args.sets, f"pretrain.backbone.name={b}",
+                                                 f"pretrain.trainer.seed={seed}"])
+                   for b in args.backbones for seed in range(args.seeds)}
+    except ConfigError as e:
+        raise SystemExit(f"error: {e}") from None
+    data = runner.run("data", next(iter(configs.values()))).result
     report: dict[str, Any] = {
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "commit": git_commit(),
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "device": args.device},
-        "versions": versions(),
-        "dataset": {"name": name, "n_users": int(sequences["offsets"].numel() - 1), "n_items": int(sequences["n_items"])},
-        "overrides": {"backbone": b_kw, "trainer": t_kw},
-        "backbones": {},
+        "command": command(), **provenance(args.device, args.threads),
+        "dataset": {"name": args.dataset, "n_users": data["n_users"], "n_items": data["n_items"]},
+        "sets": args.sets, "backbones": {},
     }
-    t_all = time.perf_counter()
-    for backbone in args.backbones:
-        runs = []
-        for seed in range(args.seeds):
-            cfg = PretrainConfig(backbone=BackboneConfig(name=backbone, **b_kw), trainer=TrainerConfig(seed=seed, **t_kw))
-            t0 = time.perf_counter()
-            res = pretrain.run(cfg, PretrainIn(sequences=sequences), rt).result
-            runs.append({**res.model_dump(mode="json"), "wall_seconds": round(time.perf_counter() - t0, 2)})
-            print(f"{backbone} seed {seed}: test HR@10 {res.test.hr10:.4f} NDCG@10 {res.test.ndcg10:.4f} "
-                  f"best epoch {res.best_epoch} ({res.seconds_per_epoch:.1f} s/epoch)", file=sys.stderr, flush=True)
-            report["backbones"][backbone] = {"config": cfg.model_dump(mode="json"), "summary": summary(runs), "runs": runs}
-            report["wall_seconds"] = round(time.perf_counter() - t_all, 1)
-            tmp = out_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
-            os.replace(tmp, out_path)   # a reader never sees a half-written file
+    for (backbone, seed), cfg in configs.items():
+        rec = runner.run("pretrain", cfg)
+        res = rec.result
+        runs = [*report["backbones"].get(backbone, {}).get("runs", []),
+                {**res, "stage": rec.stage, "key": rec.key, "cached": rec.cached, "wall_seconds": rec.wall_s}]
+        print(f"{backbone} seed {seed}: test HR@10 {res['test']['hr10']:.4f} NDCG@10 {res['test']['ndcg10']:.4f} "
+              f"best epoch {res['best_epoch']} ({res['seconds_per_epoch']:.1f} s/epoch)", file=sys.stderr, flush=True)
+        report["backbones"][backbone] = {"config": cfg.pretrain.model_dump(mode="json"), "summary": summary(runs), "runs": runs}
+        write_json(out_path, report, indent=2)   # after every run: a reader never sees a half-written file
     print(f"wrote {out_path}", file=sys.stderr)
 
 
