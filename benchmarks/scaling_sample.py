@@ -31,8 +31,10 @@ from pipeline.memory import track_peak  # noqa: E402
 from pipeline.overrides import build_config  # noqa: E402
 from pipeline.registry import STAGES  # noqa: E402
 from pipeline.runner import Runner  # noqa: E402
-from schemas.backbone import Metrics  # noqa: E402
+from schemas.backbone import Metrics, TrainResult  # noqa: E402
+from schemas.pretrain import PretrainOut  # noqa: E402
 from schemas.runtime import Runtime  # noqa: E402
+from schemas.train import TrainOut  # noqa: E402
 from stages.core.evaluate import rank_users  # noqa: E402
 from stages.core.sequences import Sequences  # noqa: E402
 
@@ -53,65 +55,52 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 
 def sample_backbone(stage: str, steps: int, eval_batches: int, report: dict) -> Callable:
-    """pretrain / train: `steps` optimisation steps of stages.core.trainer, and the 3 full-ranking passes
+    """pretrain / train: the stage's own model (`model_for`), `steps` steps of the trainer's own
+    `train_step` (precision, autocast and fusion as the stage runs them), and the 3 full-ranking passes
     of one epoch (valid, test, test under the other masking) timed on `eval_batches` batches of users."""
-    from stages import train as train_stage
-    from stages.backbones import build
-    from stages.backbones.embedding import ItemEmbedding, make_embedding
-    from stages.core.trainer import BUCKET_POOL, batch_loss, batches, state_tensors, training_chunks
+    from stages import pretrain as pretrain_stage, train as train_stage
+    from stages.core import trainer
+    from stages.core.distributed import parallel
+    from stages.core.precision import resolve
 
     def run(cfg, inp, rt):
         t_start = time.perf_counter()
         seqs = Sequences.from_tensors(inp.sequences)
-        if stage == "pretrain":
-            emb = ItemEmbedding(seqs.n_items, cfg.backbone.dim)
-        else:
-            extra = {}
-            if cfg.variant == "ci":
-                extra["cluster_map"] = inp.groups["cluster_map"]
-            elif cfg.variant == "tslrec":
-                extra = {"enhanced": inp.enhanced["embeddings"], "standardize": cfg.enhanced_norm == "standardize"}
-            emb = make_embedding(cfg.variant, seqs.n_items, cfg.backbone.dim, **extra)
-        torch.manual_seed(cfg.trainer.seed)
-        model = build(cfg.backbone, emb).to(rt.device)
+        if stage == "train" and cfg.variant == "tslrec" and cfg.fusion == "ensemble":
+            raise SystemExit("error: no sampled measurement for the ensemble fusion (two models; run it whole)")
+        model = (pretrain_stage.model_for(cfg, seqs) if stage == "pretrain" else train_stage.model_for(cfg, inp, seqs))
+        device = torch.device(rt.device)
+        model.to(device)
         train = seqs.train_part()
-        chunks = training_chunks(train, model.max_len)                          # (C, L+1)
-        lengths = (chunks != 0).sum(1)
-        all_steps = batches(lengths, cfg.trainer.batch_size, torch.Generator().manual_seed(cfg.trainer.seed), BUCKET_POOL)
-        per_batch = float((lengths - 1).clamp(min=0).sum()) / max(1, len(all_steps))
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.trainer.lr)
+        data = trainer.Chunks.of(train, model.max_len, cfg.trainer.batch_size, device)
+        all_steps = data.batches(cfg.trainer.batch_size, torch.Generator().manual_seed(cfg.trainer.seed))
+        opt, ranks = trainer.optimizer(model, cfg.trainer), parallel(rt)
+        precision = resolve(cfg.trainer.precision, rt.device)
         setup_s = time.perf_counter() - t_start
         model.train()
         t0 = time.perf_counter()
         for idx in all_steps[:steps]:
-            loss = batch_loss(model, chunks[idx], per_batch)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            trainer.train_step(model, opt, data, idx, precision, ranks)
         step_s = (time.perf_counter() - t0) / max(1, min(steps, len(all_steps)))
         sub = first_users(train, eval_batches * cfg.trainer.eval_batch_size)
         _, eval_s = timed(lambda: rank_users(model, sub, seqs.valid_targets()[:sub.n_users], max_len=model.max_len,
-                                             batch_size=cfg.trainer.eval_batch_size, mask_history=True, device=rt.device))
+                                             batch_size=cfg.trainer.eval_batch_size, mask_history=True, device=device))
         per_user = eval_s / max(1, sub.n_users)
         report.update(setup_s=setup_s, step_s=step_s, steps_measured=min(steps, len(all_steps)), steps_total=len(all_steps),
                       eval_s_per_user=per_user, users=seqs.n_users,
                       seconds=setup_s + step_s * len(all_steps) + 3 * per_user * seqs.n_users)
         worst = torch.full((seqs.n_users,), seqs.n_items - 1, dtype=torch.int64)
-        result = dict(backbone=cfg.backbone.name, variant=getattr(cfg, "variant", "pretrain"), seed=cfg.trainer.seed,
-                      valid=NO_METRICS, test=NO_METRICS, best_epoch=1, epochs_run=1, seconds_per_epoch=step_s * len(all_steps),
-                      seconds_per_eval=per_user * seqs.n_users, train_seconds=report["seconds"])
-        arts = {"backbone": state_tensors(model), "ranks": {"valid": worst, "test": worst.clone()}}
+        result = TrainResult(backbone=cfg.backbone.name, variant=getattr(cfg, "variant", "pretrain"), seed=cfg.trainer.seed,
+                             valid=NO_METRICS, test=NO_METRICS, best_epoch=1, epochs_run=1,
+                             seconds_per_epoch=step_s * len(all_steps), seconds_per_eval=per_user * seqs.n_users,
+                             train_seconds=report["seconds"])
+        arts = {"backbone": trainer.state_tensors(model), "ranks": {"valid": worst, "test": worst.clone()}}
         if stage == "pretrain":
-            from schemas.backbone import TrainResult
-            from schemas.pretrain import PretrainOut
             weight = model.embedding.all().detach().float().cpu().contiguous().clone()
             weight[0].zero_()
-            return PretrainOut(result=TrainResult(**result), artifacts={"item_embeddings": {"weight": weight}, **arts})
-        from schemas.backbone import TrainResult
-        from schemas.train import TrainOut
-        return TrainOut(result=TrainResult(**result), artifacts=arts)
+            return PretrainOut(result=result, artifacts={"item_embeddings": {"weight": weight}, **arts})
+        return TrainOut(result=result, artifacts=arts)
 
-    assert train_stage  # the real stage's module stays imported (its run is the one replaced)
     return run
 
 

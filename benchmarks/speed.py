@@ -1,7 +1,7 @@
 """Roofline benchmark: seconds, FLOPs and matmul utilization of training and evaluation, per backbone.
 
-For SASRec, GRU4Rec, Caser and FMLP-Rec on one dataset: the real training step (`trainer.batch_loss`,
-Adam) over one epoch of the real batches, and the real full-ranking evaluation (`evaluate.rank_users`)
+For SASRec, GRU4Rec, Caser and FMLP-Rec on one dataset: the real training step (`trainer.train_step`:
+the loss, Adam) over one epoch of the real batches, and the real full-ranking evaluation (`evaluate.rank_users`)
 of every user's validation target, each in every precision asked for, interleaved and repeated so that
 medians and ratios come from one invocation on one (noisy, shared) machine. Next to them, this machine's
 matmul throughput in float32 and bfloat16 at the loss's own shapes, measured in the same run.
@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,13 +38,13 @@ import torch
 from benchmarks.common import RESULTS, ROOT, command, provenance, write_json
 from pipeline.overrides import build_config
 from pipeline.runner import Runner
-from schemas.backbone import BackboneConfig
+from schemas.backbone import BackboneConfig, TrainerConfig
 from schemas.names import BACKBONE_PRECISIONS, BACKBONES
 from schemas.runtime import Runtime
-from stages.backbones import build
 from stages.backbones.caser import N_H, N_V, WINDOW
 from stages.backbones.embedding import ItemEmbedding
 from stages.core import trainer
+from stages.core.distributed import Dist
 from stages.core.evaluate import rank_users
 from stages.core.precision import DTYPES, resolve
 from stages.core.sequences import Sequences
@@ -124,25 +125,21 @@ def load(dataset: str) -> Sequences:
 class Bench:
     """One backbone in one precision: a model, its optimizer and a fixed list of epoch batches."""
 
-    def __init__(self, name: str, precision: str, seqs, chunks, steps, eval_batch: int, device: torch.device):
-        torch.manual_seed(0)
+    def __init__(self, name: str, precision: str, seqs, data: trainer.Chunks, steps, eval_batch: int,
+                 device: torch.device):
         self.cfg, self.device = BackboneConfig(name=name), device
-        self.model = build(self.cfg, ItemEmbedding(seqs.n_items, self.cfg.dim)).to(device)
-        chunks, steps = chunks.to(device), [idx.to(device) for idx in steps]
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
-        self.precision, self.seqs, self.chunks, self.steps, self.eval_batch = precision, seqs, chunks, steps, eval_batch
-        self.per_batch = float(((chunks != 0).sum(1) - 1).clamp(min=0).sum()) / max(1, len(steps))
+        self.model = trainer.new_backbone(self.cfg, 0, partial(ItemEmbedding, seqs.n_items, self.cfg.dim)).to(device)
+        self.data = trainer.Chunks(data.chunks.to(device), data.lengths, data.per_batch)
+        self.opt = trainer.optimizer(self.model, TrainerConfig())                   # Adam, lr 1e-3
+        self.precision, self.seqs, self.steps, self.eval_batch = precision, seqs, steps, eval_batch
 
     def epoch(self) -> float:
+        """One epoch of the product's training step (one process: `Dist()` changes nothing)."""
         self.model.train()
         sync(self.device)
         t = time.perf_counter()
         for idx in self.steps:
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
-                loss = trainer.batch_loss(self.model, self.chunks[idx], self.per_batch, DTYPES[self.precision])
-            self.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.opt.step()
+            trainer.train_step(self.model, self.opt, self.data, idx, self.precision, Dist())
         sync(self.device)
         return time.perf_counter() - t
 
@@ -191,8 +188,8 @@ def main() -> None:
     except ValueError as e:   # a bad dataset name or config: one line
         raise SystemExit(f"error: {e}") from None
     train = seqs.train_part()
-    chunks = trainer.training_chunks(train, 50)
-    steps = trainer.batches((chunks != 0).sum(1), 256, torch.Generator().manual_seed(0), trainer.BUCKET_POOL)
+    data = trainer.Chunks.of(train, 50, 256, torch.device("cpu"))       # the default max_len and batch size
+    chunks, steps = data.chunks, data.batches(256, torch.Generator().manual_seed(0))
     R = int(((chunks[:, :-1] != 0) & (chunks[:, 1:] != 0)).sum()) // len(steps)      # mean loss rows per batch
     peaks = {p: matmul_peak(DTYPES[p], R, seqs.n_items, 64, device) for p in ("fp32", "bf16")}
     print(f"matmul GFLOP/s at R={R}, N={seqs.n_items}, d=64: {peaks}", file=sys.stderr)
@@ -202,7 +199,7 @@ def main() -> None:
            "peak_gflops": {p: v["peak"] for p, v in peaks.items()}, "matmul_gflops": peaks, "backbones": {},
            "variants": {}}
     for name in args.backbones:
-        benches = {p: Bench(name, p, seqs, chunks, steps, args.eval_batches[-1], device) for p in args.precisions}
+        benches = {p: Bench(name, p, seqs, data, steps, args.eval_batches[-1], device) for p in args.precisions}
         times = {p: {"epoch": [], "eval": {b: [] for b in args.eval_batches}} for p in args.precisions}
         for b in benches.values():                                     # untimed: allocator, kernels, caches
             b.epoch()
