@@ -54,3 +54,32 @@ def test_one_dtype_table_serves_every_precision():
     from stages.core.precision import DTYPES
 
     assert set(names.BACKBONE_PRECISIONS) <= set(names.LM_PRECISIONS) == set(DTYPES)
+
+
+def string_lists(path: Path) -> list[tuple[int, set[str]]]:
+    """(line, strings) of every list, tuple or set literal of two or more strings in `path`."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+            strings = {e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)}
+            if len(strings) >= 2:
+                out.append((node.lineno, strings))
+    return out
+
+
+# The results document runs without the project's dependencies (stdlib only, see its test): it keeps
+# its own display order of the fusions that committed results files hold.
+STANDALONE = {"benchmarks/results_doc.py"}
+
+
+@pytest.mark.parametrize("kind", ["FUSIONS", "SOURCES", "BACKBONES"])
+def test_no_other_module_spells_a_list_of_the_names(kind):
+    wanted = set(getattr(names, kind))
+    found = []
+    for folder in ("schemas", "stages", "pipeline", "benchmarks"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            rel = path.relative_to(ROOT).as_posix()
+            if rel == "schemas/names.py" or rel in STANDALONE:
+                continue
+            found += [f"{rel}:{line}" for line, strings in string_lists(path) if len(strings & wanted) >= 3]
+    assert found == [], f"lists of {kind} outside schemas/names.py: {found}"
