@@ -55,7 +55,7 @@ python3 -c "import torch, transformers, peft; print(torch.__version__, transform
 if [ "$phase" = check ]; then
   # The CUDA tests (bf16/fp16, checkpointing, 4-bit refusal; the 2-process nccl DDP test runs where the
   # machine has 2+ GPUs and skips otherwise).
-  timeout 150 python3 -m pytest -q tests/test_cuda.py 2>&1 | tail -15 | tee "$OUT/cuda-tests.log"
+  timeout 150 python3 -m pytest -q tests/unit/test_cuda.py 2>&1 | tail -15 | tee "$OUT/cuda-tests.log"
   # SmolLM2-135M sft in bf16, where its GGUF was carried (94 MB: over the 64 MiB transfer limit as is).
   if [ -f .gpu/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
     timeout 120 python3 tslrec.py --device cuda --no-progress run sft -d beauty --set sft.precision=bf16 \
@@ -71,7 +71,7 @@ if [ "$phase" = check ]; then
 elif [ "$phase" = grid ]; then
   deadline=${GRID_DEADLINE:-300} hard=${GRID_HARD:-400}     # seconds: no job starts after / all stop at
   if [ "${GRID_CUDA_TESTS:-0}" = 1 ]; then   # tiny models: they take little from the grid
-    (timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py > "$OUT/cuda-tests.log" 2>&1 &)
+    (timeout 150 python3 -m pytest -q -p no:cacheprovider tests/unit/test_cuda.py > "$OUT/cuda-tests.log" 2>&1 &)
   fi
   ONLY=(); set -f; for p in ${GRID_ONLY:-}; do ONLY+=(--only "$p"); done; set +f   # e.g. GRID_ONLY='*-ci *-tslrec'
   timeout $((hard + 40)) python3 -m benchmarks.grid run --plan "${GRID_PLAN:-gpu}" --out /tmp/grid --workers 14 --deadline-s "$deadline" \

@@ -75,7 +75,7 @@ def train_configs(cfg: PipelineConfig, *, seeds: int, backbones: list[str], vari
 def is_pretrain_twin(cfg: PipelineConfig) -> bool:
     """A base run with exactly pretrain's backbone and trainer config (seed included) trains the same
     model as `pretrain`: both build it through `stages.core.trainer.new_backbone` from the same seed
-    with a plain item table (tests/test_experiment.py checks the two give identical results)."""
+    with a plain item table (tests/cli/test_experiment.py checks the two give identical results)."""
     return cfg.train.variant == "base" and cfg.train.backbone == cfg.pretrain.backbone \
         and cfg.train.trainer == cfg.pretrain.trainer
 

@@ -14,7 +14,7 @@ import pytest
 
 from pipeline.synthetic import SyntheticConfig, write_synthetic
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--set", "pretrain.trainer.epochs=2", "--set", "sft.model=tiny-bert", "--set", "group.k=4",
         "--set", "pretrain.backbone.dim=16", "--set", "train.trainer.epochs=2", "--set", "train.backbone.dim=16"]
 BEAUTY_SHA = "226cce9c3105299ca0db9615d7d3fb32b3175e90da43100ae352599f0f0107b8"

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import toy
+from tests.conftest import toy
 
 SEED_MAX = 2**32 - 1          # what scikit-learn's KMeans takes as random_state (torch takes more)
 
 ONE_EPOCH = ("--set", "pretrain.trainer.epochs=1", "--set", "pretrain.backbone.dim=8")
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def one_line(err: str) -> bool:

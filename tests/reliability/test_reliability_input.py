@@ -17,7 +17,7 @@ from schemas.runtime import Runtime
 from stages import data
 from stages.core.idmap import decode_tokens
 from stages.core.sequences import Sequences
-from conftest import toy
+from tests.conftest import toy
 
 
 def good_file(tmp_path: Path) -> Path:

@@ -10,11 +10,11 @@ from schemas.runtime import Runtime
 from schemas.train import TrainConfig, TrainIn
 from stages import pretrain, train
 from stages.core.evaluate import metrics, rank_users
-from stages.core.sequences import Sequences
 from stages.core.precision import resolve
+from stages.core.sequences import Sequences
 from stages.core.trainer import LinearCE, batches, training_chunks
 import stages.core.trainer as trainer
-from conftest import cycle_dataset
+from tests.conftest import cycle_dataset
 
 RT = Runtime(progress=False)
 

@@ -12,7 +12,7 @@ import pytest
 from schemas import names
 from schemas.pipeline import PipelineConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_config_offers_exactly_the_names():

@@ -1,7 +1,7 @@
 """The `--device cuda` path: every stage on a GPU, artifacts back on the CPU, figures like the CPU's.
 
 Skipped where torch sees no CUDA device (CI has none); run on a GPU machine with
-`python -m pytest tests/test_cuda.py`.
+`python -m pytest tests/unit/test_cuda.py`.
 """
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_trainer_on_cuda_learns_like_on_cpu():
     from schemas.runtime import Runtime
     from stages.backbones.embedding import ItemEmbedding
     from stages.core.trainer import train_backbone
-    from conftest import cycle_dataset
+    from tests.conftest import cycle_dataset
 
     seqs = cycle_dataset()
     hr = {}
@@ -94,11 +94,11 @@ def test_sft_in_4bit_on_cuda(cli, dirs, tmp_path):
 
 @pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 GPUs")
 def test_two_gpu_processes_match_one(tmp_path):
-    """The gloo test's pipeline on 2 GPUs with nccl (tests/test_distributed.py), pretrain only."""
+    """The gloo test's pipeline on 2 GPUs with nccl (tests/unit/test_distributed.py), pretrain only."""
     import subprocess
     import sys
 
-    from test_distributed import ARGS, ROOT, records, torchrun
+    from tests.unit.test_distributed import ARGS, ROOT, records, torchrun
 
     data = tmp_path / "data"
     subprocess.run([sys.executable, str(ROOT / "tslrec.py"), "--data-dir", str(data), "data", "synth", "--name", "toy",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from schemas.runtime import Runtime
-from conftest import toy
+from tests.conftest import toy
 
 # -- 3. run records carry a digest of their own content ----------------------------------------
 

@@ -9,7 +9,7 @@ from stages.backbones import NAMES, build
 from stages.backbones.embedding import CategoryEmbedding, GateEmbedding, ItemEmbedding, make_embedding
 from stages.core.sequences import Sequences
 from stages.core.trainer import train_backbone
-from conftest import cycle_dataset as _cycle_dataset
+from tests.conftest import cycle_dataset as _cycle_dataset
 
 N_ITEMS, DIM, MAX_LEN = 40, 16, 10
 

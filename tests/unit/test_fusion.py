@@ -1,12 +1,12 @@
 """Fusions (train.fusion) and their item tables (train.source): padding, frozen parts, a training step,
 the ensemble's validation-chosen weight, the runner's inputs, and the fusion benchmark end to end."""
 import json
-import sys
 
 import pytest
 import torch
 
 from schemas.backbone import BackboneConfig, TrainerConfig
+from schemas.names import ENSEMBLE_MEMBERS
 from schemas.runtime import Runtime
 from schemas.train import TrainConfig, TrainIn
 from stages import train
@@ -16,11 +16,11 @@ from stages.backbones.fusion import DualBackbone, build_fused, make_fusion
 from stages.core.ensemble import WEIGHTS, mixed_ranks
 from stages.core.evaluate import rank_users
 from stages.core.trainer import batch_loss, fit, train_backbone, training_chunks
-from conftest import cycle_dataset
+from tests.conftest import cycle_dataset
 
 RT = Runtime(progress=False)
 N, D, H = 40, 16, 24
-FUSIONS = ["gate", "add", "init", "dual", "nullspace", "adapter"]
+FUSIONS = list(ENSEMBLE_MEMBERS)   # every item embedding fusion
 TINY_B = BackboneConfig(dim=D, layers=1, max_len=10, dropout=0.1)
 TINY_T = TrainerConfig(lr=1e-2, batch_size=16, epochs=3, patience=2, seed=0)
 
@@ -202,64 +202,6 @@ def test_runner_provides_the_sources_stage_only(cli):
     assert "pretrain" in r.err and "augment" not in r.err and "sft" not in r.err
 
 
-def load_benchmark():
-    import benchmarks.fusion as bench
-    return bench
-
-
-def fake_run(backbone, fusion, source, seed, valid, test):
-    return {"backbone": backbone, "fusion": fusion, "source": source, "seed": seed, "best_epoch": 1,
-            "ensemble_weight": None, "valid": dict.fromkeys(["hr5", "hr10", "ndcg5", "ndcg10"], valid),
-            "test": dict.fromkeys(["hr5", "hr10", "ndcg5", "ndcg10"], test)}
-
-
-def test_benchmark_chooses_on_validation_never_on_test():
-    bench = load_benchmark()
-    runs = []
-    for seed, jitter in ((1, 0.0), (2, 0.01), (3, 0.02)):
-        runs += [fake_run("sasrec", "base", None, seed, 0.30 + jitter, 0.20 + jitter),
-                 fake_run("sasrec", "add", "enhanced-minilm", seed, 0.40 + jitter, 0.10 + jitter),   # best on valid
-                 fake_run("sasrec", "gate", "enhanced-minilm", seed, 0.20 + jitter, 0.50 + jitter),  # best on test
-                 fake_run("sasrec", "add", "pretrain", seed, 0.35 + jitter, 0.30 + jitter)]
-    cells = bench.summarize_cells(runs)
-    choice = bench.choice_on_valid(cells)["sasrec"]
-    assert (choice["fusion"], choice["source"], choice["beats_base_on_valid"]) == ("add", "enhanced-minilm", True)
-    add = next(c for c in cells if c["fusion"] == "add" and c["source"] == "enhanced-minilm")
-    assert add["n_seeds"] == 3 and add["mean"]["ndcg10"] == pytest.approx(0.11)
-    assert add["p_vs_base"]["ndcg10"] < 0.05 and add["p_vs_pretrain_source"]["ndcg10"] < 0.05
-    base = next(c for c in cells if c["fusion"] == "base")
-    assert base["p_vs_base"] is None and base["source"] is None
-
-
-def test_fusion_benchmark_end_to_end_resumes_from_the_cache(dirs, monkeypatch, tmp_path, capsys):
-    """Tiny synthetic data, 1 epoch: every cell runs through the runner; a second, partial invocation is
-    all cache hits and keeps the cells of the first in the file."""
-    bench = load_benchmark()
-    out = tmp_path / "fusion-synth.json"
-    common = ["--dataset", "synthetic", "--seeds", "1", "2", "--threads", "1", "--out", str(out),
-              "--set", "pretrain.trainer.epochs=1", "--set", "train.trainer.epochs=1", "--set", "pretrain.backbone.dim=16",
-              "--set", "train.backbone.dim=16", "--set", "sft.model=tiny-llama"]
-
-    def bench_main(*args):
-        monkeypatch.setattr(sys, "argv", ["fusion.py", *common, *args])
-        bench.main()
-        return capsys.readouterr().err
-
-    err = bench_main("--backbones", "sasrec", "--fusions", "add", "ensemble", "--sources", "enhanced-tiny-llama", "pretrain")
-    assert "computing sft" in err and "computing augment" in err
-    record = json.loads(out.read_text())
-    cells = {(c["backbone"], c["fusion"], c["source"]): c for c in record["cells"]}
-    assert set(cells) == {("sasrec", "base", None), ("sasrec", "add", "enhanced-tiny-llama"), ("sasrec", "add", "pretrain"),
-                          ("sasrec", "ensemble", "enhanced-tiny-llama"), ("sasrec", "ensemble", "pretrain"),
-                          ("sasrec", "ensemble", "none")}
-    assert all(c["n_seeds"] == 2 for c in cells.values())
-    assert cells[("sasrec", "add", "enhanced-tiny-llama")]["p_vs_pretrain_source"]["ndcg10"] is not None
-    assert len(record["cells"][0]["valid_mean"]) == 4 and record["versions"]["torch"] and record["commit"]
-    err = bench_main("--backbones", "sasrec", "--fusions", "add", "--sources", "pretrain", "--no-base")
-    assert "computing" not in err and "(cached)" in err
-    assert len(json.loads(out.read_text())["cells"]) == 6                # the first run's cells are kept
-
-
 def test_a_fusion_without_the_tslrec_variant_is_a_usage_error_and_run_all_keeps_it_to_tslrec(cli):
     r = cli("run", "train", "--set", "train.fusion=add")
     assert r.code == 2 and "variant" in r.err and r.out == ""
@@ -269,14 +211,3 @@ def test_a_fusion_without_the_tslrec_variant_is_a_usage_error_and_run_all_keeps_
     runs = {c.train.variant: c.train for c in train_configs(cfg, seeds=1, backbones=["sasrec"], variants=["base", "tslrec", "ci"])}
     assert (runs["tslrec"].fusion, runs["tslrec"].source) == ("add", "random")
     assert (runs["base"].fusion, runs["ci"].source) == ("gate", "enhanced")
-
-
-def test_fusion_benchmark_refuses_a_bad_source_before_running_anything(dirs, monkeypatch, tmp_path, capsys):
-    bench = load_benchmark()
-    out = tmp_path / "f.json"
-    monkeypatch.setattr(sys, "argv", ["fusion.py", "--dataset", "synthetic", "--sources", "pretrain", "pretrained",
-                                      "--out", str(out)])
-    with pytest.raises(SystemExit) as e:
-        bench.main()
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and "pretrained" in err and "computing" not in err and not out.exists()

@@ -14,7 +14,7 @@ from stages.core.item_text import decode_item_text, encode_item_text, item_strin
 from stages.lm.prompt import interleave_text, window_counts
 from stages.lm.tasks import GROUP
 from tests.conftest import toy
-from tests.test_sft import synthetic
+from tests.unit.test_sft import synthetic
 
 TOKENS = ["1", "2", "3", "10"]          # the user's own item ids of internal ids 1..4
 

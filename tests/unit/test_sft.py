@@ -51,7 +51,7 @@ def rt(tmp_path) -> Runtime:
 
 
 def cfg(model: str, **kw) -> SftConfig:
-    # fp32: these tests compare against exact recomputations (bf16, the default, has tests/test_precision.py)
+    # fp32: these tests compare against exact recomputations (bf16, the default, has tests/unit/test_precision.py)
     base = dict(model=model, epochs=2, batch_size=8, max_items=6, valid_fraction=0.2, lr=5e-3, lora_dropout=0.0,
                 precision="fp32")
     return SftConfig(**{**base, **kw})

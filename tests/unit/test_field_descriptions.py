@@ -9,7 +9,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # What a measurement looks like in prose: a metric value (0.0577), a speed-up or slow-down (2.9x, 12-24x slower,
 # 30% more time), a timing (8.1 s per epoch, 120 ms), or a metric named with its value (NDCG@10 0.05).

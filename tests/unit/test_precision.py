@@ -1,6 +1,6 @@
 """Real-size LM options on the CPU with tiny models: bf16/fp16 weights + autocast, gradient
 checkpointing, LoRA on a model from a local folder, and the one-line refusals of 4-bit loading.
-(The CUDA-only paths, 4-bit and fp16 loss scaling, are in tests/test_cuda.py.)"""
+(The CUDA-only paths, 4-bit and fp16 loss scaling, are in tests/unit/test_cuda.py.)"""
 from __future__ import annotations
 
 import os

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from stages.core.distributed import Dist
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SETS = ["pretrain.trainer.epochs=2", "pretrain.trainer.batch_size=12", "pretrain.backbone.dim=16",
         "pretrain.backbone.dropout=0", "group.k=4", "group.n_init=1", "sft.model=tiny-llama", "sft.num_layers=1",
         "sft.lora_dropout=0", "sft.batch_size=7", "sft.max_items=8", "sft.epochs=2", "augment.batch_size=5",

@@ -23,7 +23,7 @@ from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
 from stages.core import checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMING = {"seconds_per_epoch", "seconds_per_eval", "train_seconds", "tokens_per_second", "seconds"}
 TINY_ALL = ["--set", "pretrain.trainer.epochs=1", "--set", "train.trainer.epochs=1", "--set", "group.k=4",
             "--set", "pretrain.backbone.dim=16", "--set", "train.backbone.dim=16", "--set", "sft.batch_size=16",

@@ -11,7 +11,7 @@ import pytest
 from benchmarks.grid import plan
 from benchmarks.grid_merge import merge
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 METRICS = ("hr5", "hr10", "ndcg5", "ndcg10")
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from stages.core.atomic import temp_beside, write_atomically
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # tslrec.main() around an "app" whose catch-all eats the first `lost` exceptions the handler raises
 SWALLOWER = """

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import stages.core.precision as precision
-from conftest import toy
 from pipeline.overrides import build_config
 from pipeline.precision import resolve_precision
 from schemas.runtime import Runtime
+import stages.core.precision as precision
+from tests.conftest import toy
 
 ONE_EPOCH = ("--set", "pretrain.trainer.epochs=1")
 WARNING = "no native bfloat16"

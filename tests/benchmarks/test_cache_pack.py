@@ -33,7 +33,7 @@ def test_a_folder_that_is_no_cache_is_one_line_and_writes_nothing(tmp_path):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     r = subprocess.run([sys.executable, "-m", "benchmarks.cache_pack", "--cache", str(tmp_path / "none"), "--out",
                         str(tmp_path / "p.tgz")], capture_output=True, text=True, cwd=root)
     assert r.returncode == 1 and r.stderr.strip().startswith("error:") and len(r.stderr.strip().splitlines()) == 1

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import toy
 from pipeline.cache import Cache
 from pipeline.runner import Runner
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
 from stages.core import checkpoint
+from tests.conftest import toy
 
 ONE_EPOCH = ("--set", "pretrain.trainer.epochs=1", "--set", "pretrain.backbone.dim=8")
 
