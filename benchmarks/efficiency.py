@@ -119,10 +119,12 @@ def stratified(batches: list[torch.Tensor], lengths: torch.Tensor, k: int) -> li
 
 
 def train_job(cfg: SftConfig, seqs: Sequences, weight: torch.Tensor, groups: dict, rt: Runtime,
-              steps: int) -> tuple[Job, sft.PromptLM]:
-    """sft.train_step (batch, forward, head, loss, backward, AdamW) on a sample of the epoch's batches."""
+              steps: int, item_text: dict | None = None) -> tuple[Job, sft.PromptLM]:
+    """sft.train_step (batch, forward, head, loss, backward, AdamW) on a sample of the epoch's batches
+    (with sft.item_text: the items' text in the prompt, the instances fitted to the context as sft.train does)."""
     task, items, tr, _, n_out = sft.prepare(cfg, seqs, weight, groups)
-    model = sft.make_model(cfg, task, weight, n_out, rt).train()
+    model = sft.make_model(cfg, task, weight, n_out, rt, item_text).train()
+    tr = sft.fit_to_context(model, task, tr, items, groups, cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.resolved().lr)
     lengths = (tr.ends - tr.starts).clamp(max=cfg.max_items)
     batches = length_batches(lengths, cfg.batch_size, torch.Generator().manual_seed(cfg.seed + 1))   # as sft.train
