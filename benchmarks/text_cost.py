@@ -7,28 +7,24 @@ interleaved so that load drift hits them alike (benchmarks/efficiency.py's metho
 step seconds x steps per epoch. Prompt positions per epoch are exact (prefix + each shown item's text
 tokens and embedding + suffix). Item embeddings and groups are random and seeded: timing only.
 
-    python benchmarks/text_cost.py --dataset beauty --budgets 8 16 32 --threads 2
+    python -m benchmarks.text_cost --dataset beauty --budgets 8 16 32 --threads 2
 
 Writes benchmarks/results/text-cost-<dataset>.json.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+import torch
 
-import torch  # noqa: E402
-
-from efficiency import DATA, header, interleaved, load, log, train_job  # noqa: E402
-from schemas.llm import SftConfig  # noqa: E402
-from schemas.runtime import Runtime  # noqa: E402
-from stages.item_text import encode_item_text, read_items_tsv  # noqa: E402
+from benchmarks.common import RESULTS, write_json
+from benchmarks.efficiency import DATA, header, interleaved, load, log, train_job
+from schemas.runtime import Runtime
+from schemas.sft import SftConfig
+from stages.core.item_text import encode_item_text, read_items_tsv
 
 ITEMS = {"beauty": "beauty/Beauty.items.tsv", "ml-1m": "ml-1m/ml-1m.items.tsv", "yelp": "yelp/Yelp.items.tsv"}
 
@@ -70,15 +66,14 @@ def main() -> None:
     none = rows[0]["seconds_per_epoch_extrapolated"]
     for r in rows:
         r["ratio_vs_none"] = r["seconds_per_epoch_extrapolated"] / none
-    cmd = ["python", "benchmarks/text_cost.py", *sys.argv[1:]]
-    record = {**header(args, sys.argv[1:], f"text-cost-{args.dataset}"), "command": " ".join(cmd),
+    record = {**header(args, sys.argv[1:], f"text-cost-{args.dataset}"),
               "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()), "threads": args.threads,
               "model": args.model, "dataset": args.dataset, "data_file": str(args.data_root / DATA[args.dataset]),
               "method": f"{args.steps} training batches spread over the length-sorted epoch after {args.warmup} untimed, "
                         "settings interleaved; seconds extrapolated (mean step x steps); random embeddings and groups",
               "rows": rows, "wall_seconds": round(time.perf_counter() - t0, 1)}
-    out = args.out or ROOT / "benchmarks" / "results" / f"text-cost-{args.dataset}.json"
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    out = args.out or RESULTS / f"text-cost-{args.dataset}.json"
+    write_json(out, record)
     print(out)
 
 
