@@ -244,7 +244,9 @@ def test_shell_completion_offers_stage_names(tmp_path):
 
     assert complete("tslrec.py run pr") == ["pretrain"]
     assert complete("tslrec.py run a") == ["augment", "all"]
-    assert complete("tslrec.py config ") == ["data", "pretrain", "group", "sft", "augment", "train"]
+    from pipeline.registry import ORDER
+
+    assert complete("tslrec.py config ") == ORDER               # every stage, in the registry's order
 
 
 # -- 5. cache views -------------------------------------------------------------------------------
