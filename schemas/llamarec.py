@@ -25,6 +25,7 @@ class LlamaRecConfig(Frozen):
     lr: float = Field(default=1e-4, gt=0, description="AdamW learning rate, constant (LlamaRec: 1e-4 after 100 warmup steps).")
     epochs: int = Field(default=1, ge=1, description="Passes over the training instances (LlamaRec: 1); the adapter of the epoch with the best validation NDCG@10 is kept.")
     batch_size: int = Field(default=12, ge=1, description="Prompts per optimisation step (LlamaRec on Beauty: 12).")
+    micro_batch_size: int | None = Field(default=None, ge=1, description="Prompts per forward/backward pass within a step (gradient accumulation: the same step in less memory); None: the whole batch at once. 12 Beauty prompts (~700 tokens) through SmolLM2-135M hold more than 10 GB of activations.")
     eval_batch_size: int | None = Field(default=None, ge=1, description="Prompts per inference batch; None uses batch_size.")
     mask_history: bool = Field(default=True, description="Exclude the user's input items from the ranking and from the candidates (the backbones' default). The result also carries the test metrics under the other setting (test_alt).")
     test_alt: bool = Field(default=True, description="Also rank the test users under the other history-masking setting (its own candidates, one more LM pass over the users whose target they hold).")

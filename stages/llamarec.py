@@ -189,18 +189,22 @@ def rank_split(ranker: Ranker, inp: Inputs, got: Retrieval, batch_size: int, rt:
 
 
 def train_step(ranker: Ranker, opt: torch.optim.Optimizer, inp: Inputs, cands: torch.Tensor, labels: torch.Tensor,
-               idx: torch.Tensor, scaler: Any = None) -> float:
-    """One optimisation step on instances idx: mean cross-entropy over the k letter logits."""
+               idx: torch.Tensor, scaler: Any = None, micro: int | None = None) -> float:
+    """One optimisation step on instances idx: mean cross-entropy over the k letter logits, its gradient
+    accumulated over micro-batches of `micro` prompts (the same step in less memory)."""
     opt.zero_grad(set_to_none=True)
-    logits = ranker.logits(inp, cands, idx)                                     # (B, k)
-    loss = F.cross_entropy(logits, labels[idx].to(logits.device))
-    (scaler.scale(loss) if scaler is not None else loss).backward()
+    total = 0.0
+    for part in idx.split(micro or idx.numel()):
+        logits = ranker.logits(inp, cands, part)                                # (b, k)
+        loss = F.cross_entropy(logits, labels[part].to(logits.device)) * (part.numel() / idx.numel())
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        total += float(loss.detach())
     if scaler is not None:
         scaler.step(opt)
         scaler.update()
     else:
         opt.step()
-    return float(loss.detach())
+    return total
 
 
 def trainable_state(lm: Any) -> dict[str, torch.Tensor]:
@@ -241,7 +245,7 @@ def train(cfg: LlamaRecConfig, seqs: Sequences, ranker: Ranker, retriever: Any, 
             lengths = ranker.lengths(inp, cands, torch.arange(len(inp)))
             total = 0.0
             for idx in length_batches(lengths, cfg.batch_size, gen):
-                total += train_step(ranker, opt, inp, cands, labels, idx, scaler) * idx.numel()
+                total += train_step(ranker, opt, inp, cands, labels, idx, scaler, cfg.micro_batch_size) * idx.numel()
                 bar.advance(1, loss=total / len(inp))
             log["epoch_seconds"].append(time.perf_counter() - t0)
             log["losses"].append(total / len(inp))

@@ -181,6 +181,27 @@ def test_training_loss_decreases_on_a_toy_problem(tmp_path):
     assert sum(losses[-5:]) / 5 < 0.7 * losses[0], losses
 
 
+def test_micro_batches_take_the_same_step_as_the_whole_batch(tmp_path):
+    strings = ["", *[f"thing {w}" for w in "abcdefghij"]]
+    text = encode_item_text(["title"], [strings])
+    cfg = LlamaRecConfig(model="tiny-llama", n_candidates=3, lr=1e-2, lora_dropout=0.0, precision="fp32")
+    rt = Runtime(progress=False, cache_dir=tmp_path / "cache", offline=True)
+    g = torch.Generator().manual_seed(0)
+    inp = Inputs(torch.randint(1, 11, (20,), generator=g), torch.arange(5) * 4, torch.arange(5) * 4 + 1 + torch.arange(5) % 3,
+                 torch.randint(1, 11, (5,), generator=g))
+    cands = torch.stack([torch.cat([t.view(1), torch.randperm(10, generator=g)[:2] + 1]) for t in inp.targets])
+    labels = torch.zeros(5, dtype=torch.int64)
+    after = []
+    for micro in (None, 2):
+        ranker = llamarec.make_ranker(cfg, text, len(strings), rt)
+        opt = torch.optim.SGD([p for p in ranker.lm.parameters() if p.requires_grad], lr=1.0)   # update = gradient
+        loss = llamarec.train_step(ranker, opt, inp, cands, labels, torch.arange(5), micro=micro)
+        after.append((loss, llamarec.trainable_state(ranker.lm)))
+    assert abs(after[0][0] - after[1][0]) < 1e-5
+    for k, v in after[0][1].items():
+        torch.testing.assert_close(v, after[1][1][k], atol=1e-5, rtol=1e-4)
+
+
 # -- the stage through the CLI -----------------------------------------------------------------------
 TINY = ["--set", "pretrain.trainer.epochs=3", "--set", "llamarec.model=tiny-llama", "--set", "llamarec.n_candidates=5",
         "--set", "llamarec.epochs=2", "--set", "llamarec.lr=1e-3", "--set", "llamarec.item_text_tokens=8"]
