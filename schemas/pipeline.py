@@ -6,6 +6,7 @@ from pydantic import Field
 from schemas.common import Frozen
 from schemas.data import DataConfig
 from schemas.group import GroupConfig
+from schemas.llamarec import LlamaRecConfig
 from schemas.llm import AugmentConfig, SftConfig
 from schemas.pretrain import PretrainConfig, TrainConfig
 from schemas.text import EncodeConfig, TextConfig
@@ -20,3 +21,4 @@ class PipelineConfig(Frozen):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Per-item enhanced embeddings.")
     encode: EncodeConfig = Field(default_factory=EncodeConfig, description="Item text read by a language model with no SFT (train.source=text).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Downstream backbone and variant.")
+    llamarec: LlamaRecConfig = Field(default_factory=LlamaRecConfig, description="LlamaRec baseline: the pretrain SASRec's candidates re-ranked by a LoRA language model.")
