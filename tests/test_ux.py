@@ -244,7 +244,10 @@ def test_shell_completion_offers_stage_names(tmp_path):
 
     assert complete("tslrec.py run pr") == ["pretrain"]
     assert complete("tslrec.py run a") == ["augment", "all"]
-    assert complete("tslrec.py config ") == ["data", "pretrain", "group", "sft", "augment", "train"]
+    from pipeline.registry import ORDER
+
+    assert complete("tslrec.py config ") == ORDER      # every stage, in the registry's order
+    assert {"data", "text", "pretrain", "group", "sft", "augment", "encode", "train"} <= set(ORDER)
 
 
 # -- 5. cache views -------------------------------------------------------------------------------
