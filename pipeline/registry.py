@@ -13,6 +13,7 @@ from schemas.augment import AugmentIn
 from schemas.data import DataIn
 from schemas.encode import EncodeIn
 from schemas.group import GroupIn
+from schemas.llamarec import LlamaRecIn
 from schemas.names import SOURCES
 from schemas.pipeline import PipelineConfig
 from schemas.pretrain import PretrainIn
@@ -84,6 +85,8 @@ STAGES: dict[str, StageSpec] = {
         StageSpec("encode", "stages.encode", EncodeIn, lambda c: ["data", "text"],
                   "each item's text read by the LM, no SFT (the train.source=text control)"),
         StageSpec("train", "stages.train", TrainIn, _train_deps, "train a downstream backbone: base, ci or tslrec"),
+        StageSpec("llamarec", "stages.llamarec", LlamaRecIn, lambda c: ["data", "text", "pretrain"],
+                  "LlamaRec baseline: the pretrain SASRec's top-k re-ranked by a LoRA LM from item titles"),
     ]
 }
 ORDER = list(STAGES)

@@ -8,6 +8,7 @@ from schemas.common import Frozen
 from schemas.data import DataConfig
 from schemas.encode import EncodeConfig
 from schemas.group import GroupConfig
+from schemas.llamarec import LlamaRecConfig
 from schemas.pretrain import PretrainConfig
 from schemas.sft import SftConfig
 from schemas.text import TextConfig
@@ -23,3 +24,4 @@ class PipelineConfig(Frozen):
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Per-item enhanced embeddings.")
     encode: EncodeConfig = Field(default_factory=EncodeConfig, description="Item text read by a language model with no SFT (train.source=text).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Downstream backbone and variant.")
+    llamarec: LlamaRecConfig = Field(default_factory=LlamaRecConfig, description="LlamaRec baseline: the pretrain SASRec's candidates re-ranked by a LoRA language model.")

@@ -246,7 +246,8 @@ def test_shell_completion_offers_stage_names(tmp_path):
     assert complete("tslrec.py run a") == ["augment", "all"]
     from pipeline.registry import ORDER
 
-    assert complete("tslrec.py config ") == ORDER               # every stage, in the registry's order
+    assert complete("tslrec.py config ") == ORDER      # every stage, in the registry's order
+    assert {"data", "text", "pretrain", "group", "sft", "augment", "encode", "train"} <= set(ORDER)
 
 
 # -- 5. cache views -------------------------------------------------------------------------------
