@@ -1,8 +1,7 @@
-"""benchmarks/results_doc.py: RESULTS.md is generated from benchmarks/results/ and stays in step with it."""
+"""benchmarks/results_doc/: RESULTS.md is generated from benchmarks/results/ and stays in step with it."""
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import re
 import shutil
@@ -12,16 +11,11 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "results_doc.py"
+from benchmarks.results_doc import document, stats, tables
+from benchmarks.results_doc.load import Results
 
-
-def load():
-    spec = importlib.util.spec_from_file_location("results_doc", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["results_doc"] = module          # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+ROOT = next(p for p in Path(__file__).resolve().parents if (p / "pyproject.toml").is_file())
+PACKAGE = ROOT / "benchmarks" / "results_doc"
 
 
 def cell(backbone, fusion, source, ndcg, p_base=None, p_pretrain=None, weights=None):
@@ -33,14 +27,13 @@ def cell(backbone, fusion, source, ndcg, p_base=None, p_pretrain=None, weights=N
 
 
 def test_committed_results_md_is_what_the_results_files_give():
-    doc = load().render()
+    doc = document.render()
     assert (ROOT / "RESULTS.md").read_text(encoding="utf-8") == doc, \
-        "RESULTS.md is out of date: run python benchmarks/results_doc.py"
+        "RESULTS.md is out of date: run python -m benchmarks.results_doc"
 
 
 def test_check_flag_fails_when_a_results_file_changes(tmp_path):
     """The comparison is real: a changed figure in a results file changes the document, and --check says so."""
-    rd = load()
     folder = tmp_path / "results"
     shutil.copytree(ROOT / "benchmarks" / "results", folder)
     path = folder / "experiment-beauty.json"
@@ -48,22 +41,22 @@ def test_check_flag_fails_when_a_results_file_changes(tmp_path):
     s = next(x for x in d["summary"] if x["backbone"] == "sasrec" and x["variant"] == "tslrec")
     s["mean"]["ndcg10"] = 0.0999
     path.write_text(json.dumps(d))
-    changed = rd.render(rd.Results(folder))
+    changed = document.render(Results(folder))
     assert changed != (ROOT / "RESULTS.md").read_text(encoding="utf-8") and "0.0999" in changed
     out = tmp_path / "RESULTS.md"
     out.write_text("stale\n")
-    r = subprocess.run([sys.executable, str(SCRIPT), "--check", "--out", str(out)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-m", "benchmarks.results_doc", "--check", "--out", str(out)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and "out of date" in r.stderr
 
 
 def test_cells_renderer_orders_rows_and_names_sides_only_where_p_is_small():
-    rd = load()
     d = {"cells": [cell("sasrec", "gate", "pretrain", 0.055, p_base=0.01),
                    cell("sasrec", "gate", "enhanced-minilm", 0.050, p_base=0.001, p_pretrain=0.2),
                    cell("sasrec", "base", None, 0.06),
                    cell("sasrec", "ensemble", "none", 0.062, p_base=0.03, weights=[0.5, 0.5, 0.4]),
                    cell("sasrec", "text", "text-minilm", 0.061, p_base=0.5)]}
-    lines = rd.cells_table(d).splitlines()
+    lines = tables.cells_table(d).splitlines()
     assert lines[0].startswith("| backbone | fusion | item table | seeds | valid NDCG@10 | test NDCG@10 |")
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     assert [(r[1].split(" ")[0], r[2]) for r in rows] == [
@@ -77,32 +70,30 @@ def test_cells_renderer_orders_rows_and_names_sides_only_where_p_is_small():
 
 
 def test_an_unused_file_with_cells_is_rendered_in_the_appendix(tmp_path):
-    rd = load()
     folder = tmp_path / "results"
     folder.mkdir()
     (folder / "text-beauty.json").write_text(json.dumps({
         "commit": "0123456789abcdef0123456789abcdef01234567", "machine": {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 1},
         "cells": [cell("sasrec", "base", None, 0.06), cell("sasrec", "gate", "text-minilm", 0.058, p_base=0.2)]}))
-    out = rd.appendix(rd.Results(folder))
+    out = document.appendix(Results(folder))
     assert "`benchmarks/results/text-beauty.json`; commit 0123456; machine: AMD EPYC, 2 CPU cores, 1 torch thread" in out
     assert "| SASRec | gate | text-minilm | 3 |" in out
 
 
 def test_t_test_agrees_with_the_p_values_the_results_files_hold():
     """The generator's own t-test (no scipy) gives the p-values benchmarks/fusion.py stored with scipy."""
-    rd = load()
     d = json.loads((ROOT / "benchmarks" / "results" / "fusion-beauty.json").read_text())
     checked = 0
     for c in d["cells"]:
         p = (c.get("p_vs_base") or {}).get("ndcg10")
         if p is None:
             continue
-        mine = rd._per_seed(d, c["backbone"], c["fusion"], c["source"])
-        base = rd._per_seed(d, c["backbone"], "base", None)
-        assert rd.ttest_p(mine, base) == pytest.approx(p, rel=1e-6, abs=1e-12)
+        mine = tables._per_seed(d, c["backbone"], c["fusion"], c["source"])
+        base = tables._per_seed(d, c["backbone"], "base", None)
+        assert stats.ttest_p(mine, base) == pytest.approx(p, rel=1e-6, abs=1e-12)
         checked += 1
     assert checked > 40
-    assert rd.ttest_p([1.0], [2.0, 3.0]) is None and rd.ttest_p([1.0, 1.0], [1.0, 1.0]) is None
+    assert stats.ttest_p([1.0], [2.0, 3.0]) is None and stats.ttest_p([1.0, 1.0], [1.0, 1.0]) is None
 
 
 def test_paper_table2_json_is_the_paper_table_the_report_uses():
@@ -115,11 +106,20 @@ def test_paper_table2_json_is_the_paper_table_the_report_uses():
 
 
 def test_generator_stays_cheap_stdlib_only_and_off_sys_path():
-    tree = ast.parse(SCRIPT.read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported <= {"__future__", "argparse", "csv", "json", "math", "re", "sys", "dataclasses", "pathlib", "typing"}
-    assert "sys.path" not in SCRIPT.read_text()
+    """Every module of the package imports the standard library or its siblings only, and none edits sys.path."""
+    modules = sorted(PACKAGE.glob("*.py"))
+    assert {m.name for m in modules} >= {"__init__.py", "__main__.py", "load.py", "sections.py"}
+    for module in modules:
+        source = module.read_text(encoding="utf-8")
+        tree = ast.parse(source)
+        imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+        imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                     if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module}
+        assert imported <= {"__future__", "argparse", "csv", "json", "math", "re", "sys", "dataclasses", "pathlib", "typing"}, \
+            module.name
+        assert all(node.level == 1 for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level), module.name
+        assert "sys.path" not in source, module.name
+        assert len(source.splitlines()) <= 420, f"{module.name}: keep each module to one idea (about 400 lines at most)"
 
 
 def test_product_documents_name_no_session_and_the_readme_stays_a_manual():
