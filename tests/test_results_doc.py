@@ -55,13 +55,13 @@ def test_cells_renderer_orders_rows_and_names_sides_only_where_p_is_small():
                    cell("sasrec", "gate", "enhanced-minilm", 0.050, p_base=0.001, p_pretrain=0.2),
                    cell("sasrec", "base", None, 0.06),
                    cell("sasrec", "ensemble", "none", 0.062, p_base=0.03, weights=[0.5, 0.5, 0.4]),
-                   cell("sasrec", "text", "text-minilm", 0.061, p_base=0.5)]}
+                   cell("sasrec", "text", "mystery", 0.061, p_base=0.5)]}
     lines = tables.cells_table(d).splitlines()
     assert lines[0].startswith("| backbone | fusion | item table | seeds | valid NDCG@10 | test NDCG@10 |")
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines[2:]]
     assert [(r[1].split(" ")[0], r[2]) for r in rows] == [
         ("base", "-"), ("gate", "enhanced (MiniLM)"), ("gate", "pretrain"), ("ensemble", "none: base + base (control)"),
-        ("text", "text-minilm")]                                   # unknown fusions and tables come last, as named
+        ("text", "mystery")]                                       # unknown fusions and tables come last, as named
     gate_enhanced = rows[1]
     assert gate_enhanced[5] == "0.0500 ± 0.0010" and gate_enhanced[4] == "0.0600"
     assert gate_enhanced[7] == "0.001 (worse)" and gate_enhanced[8] == "0.2"
@@ -77,7 +77,17 @@ def test_an_unused_file_with_cells_is_rendered_in_the_appendix(tmp_path):
         "cells": [cell("sasrec", "base", None, 0.06), cell("sasrec", "gate", "text-minilm", 0.058, p_base=0.2)]}))
     out = document.appendix(Results(folder))
     assert "`benchmarks/results/text-beauty.json`; commit 0123456; machine: AMD EPYC, 2 CPU cores, 1 torch thread" in out
-    assert "| SASRec | gate | text-minilm | 3 |" in out
+    assert "| SASRec | gate | text alone (MiniLM) | 3 |" in out
+
+
+def test_cells_renderer_names_text_tables_for_any_lm_and_puts_the_control_first():
+    d = {"cells": [cell("sasrec", "gate", "mystery", 0.05), cell("sasrec", "gate", "enhanced-smollm2-title", 0.05),
+                   cell("sasrec", "gate", "text-smollm2", 0.05), cell("sasrec", "gate", "enhanced-minilm-all", 0.05),
+                   cell("sasrec", "gate", "pretrain", 0.05)]}
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in tables.cells_table(d).splitlines()[2:]]
+    assert [r[2] for r in rows] == ["pretrain", "text alone (SmolLM2)", "TSLRec SFT with all item text (MiniLM)",
+                                    "TSLRec SFT with titles (SmolLM2)", "mystery"]
+    assert tables.text_control("enhanced-smollm2-title") == "text-smollm2" and tables.text_control("enhanced-minilm") is None
 
 
 def test_t_test_agrees_with_the_p_values_the_results_files_hold():
@@ -129,3 +139,4 @@ def test_product_documents_name_no_session_and_the_readme_stays_a_manual():
         hit = re.search(r"\bsessions? \d", text, re.IGNORECASE)
         assert hit is None, f"{path.name} names a session: {text[max(0, hit.start() - 60):hit.end() + 30]!r}"
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 300
+

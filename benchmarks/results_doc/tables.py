@@ -4,6 +4,7 @@ table of any results file with a `cells` list (the schema of fusion-beauty.json)
 A block is a function that reads results files through `Results` and returns markdown."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable
 
 from .load import Results, caption
@@ -18,6 +19,30 @@ FUSION_ORDER = ["base", "gate", "add", "init", "dual", "nullspace", "ensemble"]
 SOURCE_ORDER = ["enhanced-minilm", "enhanced-smollm2", "pretrain", "random", "none", None]
 SOURCE_NAMES = {"enhanced-minilm": "enhanced (MiniLM)", "enhanced-smollm2": "enhanced (SmolLM2)",
                 "none": "none: base + base (control)", None: "-"}
+LM_NAMES = {"minilm": "MiniLM", "smollm2": "SmolLM2"}
+TEXT_SOURCE = re.compile(r"text-(.+)")                        # the LM's reading of the item text alone, no SFT
+TEXT_ENHANCED_SOURCE = re.compile(r"enhanced-(.+)-(title|all)")  # TSLRec's SFT with item text in the prompt
+
+
+def source_name(source: str | None) -> str:
+    """A cell's item table as the tables name it: the fixed names, then `text-LM` and `enhanced-LM-title` (or
+    `-all`) for any LM, else the name as it is."""
+    if source in SOURCE_NAMES:
+        return SOURCE_NAMES[source]
+    m = TEXT_ENHANCED_SOURCE.fullmatch(str(source))
+    if m:
+        return f"TSLRec SFT with {'titles' if m.group(2) == 'title' else 'all item text'} " \
+               f"({LM_NAMES.get(m.group(1), m.group(1))})"
+    m = TEXT_SOURCE.fullmatch(str(source))
+    if m:
+        return f"text alone ({LM_NAMES.get(m.group(1), m.group(1))})"
+    return str(source)
+
+
+def text_control(source: str | None) -> str | None:
+    """The text-only control of a text-enhanced table (`enhanced-LM-title` -> `text-LM`); None for any other."""
+    m = TEXT_ENHANCED_SOURCE.fullmatch(str(source))
+    return f"text-{m.group(1)}" if m else None
 
 
 # ---------------------------------------------------------------- formatting
@@ -71,9 +96,18 @@ def _rank(order: list[Any], value: Any) -> int:
     return order.index(value) if value in order else len(order)
 
 
+def _source_rank(source: str | None) -> int:
+    """The fixed tables in SOURCE_ORDER, then text-only tables, then text-enhanced ones, then unknown ones."""
+    if source in SOURCE_ORDER:
+        return SOURCE_ORDER.index(source)
+    if TEXT_ENHANCED_SOURCE.fullmatch(str(source)):
+        return len(SOURCE_ORDER) + 1
+    return len(SOURCE_ORDER) + (0 if TEXT_SOURCE.fullmatch(str(source)) else 2)
+
+
 def _cell_order(c: dict[str, Any]) -> tuple:
     return (_rank(CELL_BACKBONES, c.get("backbone")), str(c.get("backbone")), _rank(FUSION_ORDER, c.get("fusion")),
-            str(c.get("fusion")), _rank(SOURCE_ORDER, c.get("source")), str(c.get("source")))
+            str(c.get("fusion")), _source_rank(c.get("source")), str(c.get("source")))
 
 
 def _p_side(p: float | None, mine: float, ref: float | None) -> str:
@@ -82,12 +116,18 @@ def _p_side(p: float | None, mine: float, ref: float | None) -> str:
     return f"{p:.2g}" + (f" ({'better' if ref is not None and mine > ref else 'worse'})" if p <= 0.05 and ref is not None else "")
 
 
-def cells_table(d: dict[str, Any], backbones: list[str] | None = None) -> str:
+AGAINST_PRETRAIN = [("p vs same fusion, pretrain table", "p_vs_pretrain_source", lambda source: "pretrain")]
+
+
+def cells_table(d: dict[str, Any], backbones: list[str] | None = None,
+                against: list[tuple[str, str, Callable[[Any], Any]]] | None = None) -> str:
     """The generic table of a `cells` list: one row per cell (backbone x fusion x item table), in a fixed order.
 
     A cell holds backbone, fusion, source, n_seeds, mean and std (metric dicts), and optionally valid_mean,
     p_vs_base, p_vs_pretrain_source (metric -> p) and ensemble_weights. Unknown fusions and sources come last,
-    named as they are."""
+    named as they are. `against`: the last columns, each (header, the cell's key of p-values, the source of the
+    cell compared with, given the cell's source); by default the same fusion on the pretrain table."""
+    against = AGAINST_PRETRAIN if against is None else against
     cells = sorted((c for c in d["cells"] if backbones is None or c.get("backbone") in backbones), key=_cell_order)
 
     def ndcg(backbone: str, fusion: str, source: str | None) -> float | None:
@@ -101,13 +141,14 @@ def cells_table(d: dict[str, Any], backbones: list[str] | None = None) -> str:
         fusion = str(c.get("fusion")) + (f" (w = {', '.join(str(w) for w in weights)})" if weights else "")
         valid = (c.get("valid_mean") or {}).get("ndcg10")
         rows.append([BACKBONE_NAMES.get(c.get("backbone"), str(c.get("backbone"))), fusion,
-                     SOURCE_NAMES.get(c.get("source"), str(c.get("source"))), c.get("n_seeds", "-"), f4(valid),
+                     source_name(c.get("source")), c.get("n_seeds", "-"), f4(valid),
                      pm(mine, (c.get("std") or {}).get("ndcg10")), f4(c["mean"].get("hr10")),
-                     _p_side((c.get("p_vs_base") or {}).get("ndcg10"), mine, ndcg(c.get("backbone"), "base", None)),
-                     _p_side((c.get("p_vs_pretrain_source") or {}).get("ndcg10"), mine,
-                             ndcg(c.get("backbone"), c.get("fusion"), "pretrain"))])
-    return table(["backbone", "fusion", "item table", "seeds", "valid NDCG@10", "test NDCG@10", "test HR@10", "p vs Base",
-                  "p vs same fusion, pretrain table"], rows)
+                     _p_side((c.get("p_vs_base") or {}).get("ndcg10"), mine, ndcg(c.get("backbone"), "base", None))] +
+                    [_p_side((c.get(key) or {}).get("ndcg10"), mine,
+                             None if ref(c.get("source")) is None else ndcg(c.get("backbone"), c.get("fusion"), ref(c.get("source"))))
+                     for _, key, ref in against])
+    return table(["backbone", "fusion", "item table", "seeds", "valid NDCG@10", "test NDCG@10", "test HR@10", "p vs Base"] +
+                 [header for header, _, _ in against], rows)
 
 
 def cells_block(name: str, title: str, backbones: list[str] | None = None, note: str = "") -> Callable[[Results], str]:
@@ -116,7 +157,7 @@ def cells_block(name: str, title: str, backbones: list[str] | None = None, note:
         text = f"**{title}** (test metrics history masked, mean ± std over seeds; valid = mean validation NDCG@10, " \
                "the only figure that chooses; p = two-sample t-test on test NDCG@10)\n\n" + cells_table(d, backbones)
         choice = d.get("choice_on_valid") or {}
-        lines = [f"- {BACKBONE_NAMES.get(b, b)}: {c['fusion']} on {SOURCE_NAMES.get(c['source'], c['source'])} "
+        lines = [f"- {BACKBONE_NAMES.get(b, b)}: {c['fusion']} on {source_name(c['source'])} "
                  f"(valid NDCG@10 {c['valid_ndcg10']:.4f}, {'above' if c['beats_base_on_valid'] else 'not above'} "
                  f"Base's {c['base_valid_ndcg10']:.4f})" for b, c in sorted(choice.items(), key=lambda kv: _rank(CELL_BACKBONES, kv[0]))
                  if backbones is None or b in backbones]
@@ -139,7 +180,7 @@ def cells_diff_block(name: str, against: str, title: str, backbones: list[str], 
         d = r(name)
         means = {(c["backbone"], c["fusion"], c["source"]): c["mean"]["ndcg10"] for c in d["cells"]}
         fusions = [f for f in FUSION_ORDER if f != "base" and any(k[1] == f for k in means)]
-        header = ["fusion"] + [f"{BACKBONE_NAMES[b]}, {SOURCE_NAMES.get(s, s)}" for b in backbones for s in sources]
+        header = ["fusion"] + [f"{BACKBONE_NAMES[b]}, {source_name(s)}" for b in backbones for s in sources]
         rows = []
         for fu in fusions:
             row = [fu]
