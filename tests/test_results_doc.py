@@ -140,3 +140,109 @@ def test_product_documents_name_no_session_and_the_readme_stays_a_manual():
         assert hit is None, f"{path.name} names a session: {text[max(0, hit.start() - 60):hit.end() + 30]!r}"
     assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 300
 
+
+# ---------------------------------------------------------------- item text (section 6)
+
+SAMPLE = ROOT / "tests" / "fixtures" / "text-sample.json"   # a tiny run of benchmarks/text.py: SASRec, seeds 42-43
+
+
+def text_results(tmp_path, files):
+    """tmp_path/results with the paper's Table 2 and `files` (name -> dict) added to what earlier calls wrote there."""
+    folder = tmp_path / "results"
+    folder.mkdir(exist_ok=True)
+    shutil.copy(ROOT / "benchmarks" / "results" / "paper-table2.json", folder)
+    for name, d in files.items():
+        (folder / name).write_text(json.dumps(d))
+    return Results(folder)
+
+
+def passing(d, seeds=(42, 43, 44), p=0.01):
+    """The sample with its text-only choice (add on text alone) on 3 seeds at p against Base, for SASRec and FMLP-Rec."""
+    d = json.loads(json.dumps(d))
+    for c in d["cells"]:
+        if (c["fusion"], c["source"]) == ("add", "text-tiny-bert"):
+            c["n_seeds"], c["seeds"], c["p_vs_base"] = 3, list(seeds), {"ndcg10": p, "hr10": p}
+    d["choice_on_valid"]["sasrec"]["text_only"].update(n_seeds=3, p_vs_base={"ndcg10": p, "hr10": p})
+    d["cells"] += [{**c, "backbone": "fmlprec"} for c in d["cells"]]
+    d["choice_on_valid"]["fmlprec"] = d["choice_on_valid"]["sasrec"]
+    return d
+
+
+def test_text_section_renders_the_sample_run(tmp_path):
+    from benchmarks.results_doc import item_text
+
+    r = text_results(tmp_path, {"text-beauty.json": json.loads(SAMPLE.read_text())})   # the sample stands in for Beauty's
+    out = item_text.text_dataset_block("beauty")(r)
+    assert "the file's dataset: `tiny`; settings: `pretrain.trainer.epochs=2`" in out
+    assert "| backbone | fusion | item table | seeds | valid NDCG@10 | test NDCG@10 | test HR@10 | p vs Base | " \
+           "p vs text alone, same LM and fusion |" in out
+    assert "| SASRec | add | text alone (tiny-bert) | 2 | 0.6042 | 0.5530 ± 0.0406 | 0.7250 | 0.02 (better) |  |" in out
+    assert "| SASRec | gate | TSLRec SFT with titles (tiny-bert) | 2 | 0.3423 | 0.3369 ± 0.0494 | 0.5833 | 0.75 |  |" in out
+    assert "- SASRec, text alone: add on text alone (tiny-bert), 2 seeds (valid NDCG@10 0.6042, above Base's 0.2801): " \
+           "test NDCG@10 0.5530, p vs Base 0.02" in out
+    assert "| cell | popularity 8-11 (7 users, 6 items) | popularity 12-13 (13 users, 6 items) | " \
+           "popularity 14-17 (16 users, 9 items) | popularity 18 (10 users, 4 items) | popularity 19-25 (14 users, 9 items) |" in out
+    assert "| SASRec, Base | 0.5446 | 0.2615 | 0.2872 | 0.3125 | 0.3174 |" in out
+    assert "| SASRec, TSLRec's SFT with item text: gate on TSLRec SFT with titles (tiny-bert) | 0.5332 |" in out
+    verdict = next(line for line in out.splitlines() if line.startswith("- **SASRec**"))
+    assert "add on text alone (tiny-bert), test NDCG@10 0.5530 against Base's 0.3229, p = 0.02, 2 seeds: " \
+           "not shown (2 seeds, not 3)" in verdict
+    assert "gate on TSLRec SFT with titles (tiny-bert)" in verdict and "above Base but p = 0.75 > 0.05" in verdict
+    assert "not above the text-only control on test (0.3369 against 0.4478)" in verdict
+    missing = item_text.target_missing(r)
+    assert missing[0].startswith("Beauty, SASRec: text alone (add): 2 seeds, not 3;") and "FMLP-Rec: not in the file" in missing[0]
+    assert missing[1] == "neither ML-1M nor Yelp passes (ML-1M: not run yet (no `text-ml-1m.json`); " \
+                         "Yelp: not run yet (no `text-yelp.json`))"
+    assert item_text.text_dataset_block("yelp")(r).startswith("**Item text on Yelp**: not run yet")
+
+
+def test_text_target_needs_three_seeds_p_replication_and_a_second_dataset(tmp_path):
+    from benchmarks.results_doc import item_text
+
+    sample = json.loads(SAMPLE.read_text())
+    r = text_results(tmp_path, {"text-beauty.json": passing(sample)})
+    verdict = next(line for line in item_text.text_dataset_block("beauty")(r).splitlines() if line.startswith("- **FMLP-Rec**"))
+    assert "3 seeds: above Base at p <= 0.05 with 3 seeds; not replicated yet (no replication file)" in verdict
+    assert item_text.target_missing(r)[0].startswith("Beauty, SASRec: text alone (add): not replicated yet")
+
+    r = text_results(tmp_path, {"text-beauty-replication.json": passing(sample)})          # the same seeds again
+    assert "replication: seeds 42, 43, 44, not 45-47" in item_text.target_missing(r)[0]
+    r = text_results(tmp_path, {"text-beauty-replication.json": passing(sample, seeds=(45, 46, 47), p=0.2)})
+    assert "replication: above Base but p = 0.2 > 0.05" in item_text.target_missing(r)[0]
+    r = text_results(tmp_path, {"text-beauty-replication.json": passing(sample, seeds=(45, 46, 47))})
+    assert "with 3 seeds; held on seeds 45, 46, 47" in item_text.text_dataset_block("beauty")(r)
+    assert "**Item text on Beauty: replication**" in item_text.text_dataset_block("beauty")(r)
+    assert item_text.target_missing(r) == ["neither ML-1M nor Yelp passes (ML-1M: not run yet (no `text-ml-1m.json`); "
+                                           "Yelp: not run yet (no `text-yelp.json`))"]
+    r = text_results(tmp_path, {"text-yelp.json": passing(sample), "text-yelp-replication.json": passing(sample, (45, 46, 47))})
+    assert item_text.target_missing(r) == [] and "**Met** by the files below." in item_text.text_target_block()(r)
+
+
+def test_text_cost_files_are_listed_when_there():
+    from benchmarks.results_doc import item_text
+
+    assert "no `text-budget-*.json` or `text-cost-*.json` committed yet" in item_text.text_cost_block()(Results(SAMPLE.parent))
+
+
+def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
+    from benchmarks.results_doc import item_text
+
+    rows = [{"item_text": "none", "item_text_tokens": None, "step_seconds_mean": 1.0, "seconds_per_epoch_extrapolated": 200.0,
+             "ratio_vs_none": 1.0, "mean_items_shown": 47.5},
+            {"item_text": "title", "item_text_tokens": 16, "step_seconds_mean": 2.5, "seconds_per_epoch_extrapolated": 500.0,
+             "ratio_vs_none": 2.5, "mean_items_shown": 12.25}]
+    r = text_results(tmp_path, {"text-cost-beauty.json": {"command": "python -m benchmarks.text_cost", "git_commit": "a" * 40,
+                                                          "machine": {"cpu": "AMD EPYC"}, "dataset": "beauty", "rows": rows}})
+    out = item_text.text_cost_block()(r)
+    assert "| item_text | item_text_tokens | seconds per epoch | ratio vs none | mean items shown |" in out
+    assert "| none | - | 200 s | 1.00x | 47.50 |" in out and "| title | 16 | 500 s | 2.50x | 12.25 |" in out
+    assert "`benchmarks/results/text-cost-beauty.json`; commit aaaaaaa; machine: AMD EPYC" in out
+    runs = [{"item_text": "title", "item_text_tokens": 16, "seconds_per_epoch": 300.0, "valid_mse": 0.061,
+             "valid_mse_mean_baseline": 0.359},
+            {"item_text": "none", "item_text_tokens": None, "seconds_per_epoch": 120.0, "valid_mse": 0.065,
+             "valid_mse_mean_baseline": 0.359}]
+    r = text_results(tmp_path, {"text-budget-beauty.json": {"dataset": "beauty", "runs": runs}})   # text_budget.py's schema
+    out = item_text.text_cost_block()(r)
+    assert "| title | 16 | 300 s | 2.50x | - | 0.0610 / 0.3590 |" in out and "| none | - | 120 s | 1.00x | - | 0.0650 / 0.3590 |" in out
+    assert out.index("text-budget-beauty.json") < out.index("text-cost-beauty.json")
+

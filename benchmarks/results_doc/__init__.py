@@ -19,6 +19,7 @@ The modules, one idea each:
     fusion.py       frozen tables, the item-to-item probe, settings tried, the SFT target
     cost.py         the language-model stage's cost, TSLRec against E4SRec
     speed.py        seconds per epoch, the main job, growth on synthetic data, start-up
+    item_text.py    item text (text-<dataset>.json): cells, choice, popularity bins, verdicts, the target
     sections.py     SECTIONS: the questions, their intros and blocks
     document.py     the header, machines overview, contents, appendix: render()
     __main__.py     the command line

@@ -8,6 +8,7 @@ from .cost import core_block, efficiency_block, llm_stage_block, prefix_block, s
 from .experiments import (backbones_block, e4srec_csv_block, maxlen_block, table1_block, table2_block, tslrec_vs_base_block,
                           twins_block, variants_block)
 from .fusion import caser_source_block, fusion_source_block, probe_block, sft_target_block, trials_block
+from .item_text import TEXT_DATASETS, text_cost_block, text_dataset_block, text_target_block
 from .load import Results
 from .speed import main_job_block, quality_bf16_block, scaling_block, speed_block, startup_block
 from .tables import DATASET_NAMES, cells_block, cells_diff_block, figure_list
@@ -191,5 +192,18 @@ small (every stage at 1M users / 100k items peaks at about 2 GiB RSS). Light com
 because torch and transformers are imported only where a stage runs.
 """,
         [scaling_block("scaling.json"), startup_block("startup.json")],
+    ),
+    Section(
+        "Does item text help, and does TSLRec's SFT add to it?",
+        """
+The paper's language model never reads an item's words: its enhanced table is the LM's reading of each item's
+pretrain embedding (section 2). Here it reads the item text (docs/item-text.md) in two ways: *text alone* is
+the LM's reading of each item's text with no SFT (`train.source=text`, the control), and *TSLRec SFT with
+titles* is TSLRec's SFT with each item's title in the prompt (`sft.item_text=title`). Each table is fed to every
+fusion on SASRec and FMLP-Rec against Base, and the cell of each kind is chosen on validation NDCG@10 alone
+(`benchmarks/text.py`). **Answer:** computed from the results files below: the target fixed before the runs,
+whether the files meet it and, if not, what is missing; then a verdict per dataset and backbone.
+""",
+        [text_target_block()] + [text_dataset_block(ds) for ds in TEXT_DATASETS] + [text_cost_block()],
     ),
 ]
