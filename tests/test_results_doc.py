@@ -246,3 +246,46 @@ def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
     assert "| title | 16 | 300 s | 2.50x | - | 0.0610 / 0.3590 |" in out and "| none | - | 120 s | 1.00x | - | 0.0650 / 0.3590 |" in out
     assert out.index("text-budget-beauty.json") < out.index("text-cost-beauty.json")
 
+
+# ---------------------------------------------------------------- the paper's LLM baselines (section 7)
+
+def summary(backbone, variant, ndcg):
+    metrics = {"hr5": ndcg, "hr10": 2 * ndcg, "ndcg5": ndcg, "ndcg10": ndcg}
+    return {"backbone": backbone, "variant": variant, "n_seeds": 3, "mean": metrics, "std": {k: 0.001 for k in metrics},
+            "alt": {"mask_history": False, **{k: v - 0.005 for k, v in metrics.items()}}}
+
+
+def not_run(hours, epochs, source, runs_it):
+    return {"n_seeds": 0, "seeds": [], "mean": None, "std": None, "test_alt": None, "train_seconds": None, "peak_rss_mb": None,
+            "not_run": {"hours_per_epoch": hours, "epochs": epochs, "hours_per_seed": hours * epochs, "source": source,
+                        "commit": "b" * 40, "detail": f"{source} timed", "what_would_run_it": runs_it}}
+
+
+def test_llm_baselines_renderer_sets_measured_beside_the_paper_and_says_what_did_not_run(tmp_path):
+    from benchmarks.results_doc import baselines
+
+    ran = {"n_seeds": 3, "seeds": [42, 43, 44], "mean": {"hr10": 0.05, "ndcg10": 0.03}, "std": {"hr10": 0.001, "ndcg10": 0.002},
+           "test_alt": {"hr10": 0.045, "ndcg10": 0.025}, "train_seconds": 3600.0, "peak_rss_mb": 2048.0}
+    r = text_results(tmp_path, {
+        "experiment-beauty.json": {"summary": [summary("sasrec", "base", 0.0577), summary("sasrec", "tslrec", 0.0531)]},
+        "llm-baselines-beauty.json": {"command": "python -m benchmarks.llm_baselines --dataset beauty", "methods": {
+            "llamarec": ran, "p5": not_run(152.6, 10, "p5-cost-beauty.json", "a GPU and T5"),
+            "pod": not_run(17.1, 1, "p5-cost-beauty.json", "a GPU and T5")}}})
+    out = baselines.baselines_table(r, "beauty", "experiment-beauty.json")
+    assert "| method | paper (unmasked) | ours (masked) | ours (unmasked) | ours: what ran |" in out
+    assert "| LlamaRec | 0.0862 / 0.0492 | 0.0500 ± 0.0010 / 0.0300 ± 0.0020 (3) | 0.0450 / 0.0250 | " \
+           "ran: seeds 42, 43, 44, 3,600 s training, peak RSS 2.0 GiB |" in out
+    assert "| P5 | 0.0791 / 0.0474 | not run | not run | not run: measured 152.6 h per epoch x 10 epochs = 1,526.0 h " \
+           "per seed (`p5-cost-beauty.json`) |" in out
+    assert "| POD | 0.0245 / 0.0146 | not run | not run | not run: measured 17.1 h per epoch x 1 epoch = 17.1 h" in out
+    assert "| E4SRec | 0.0753 / 0.0448 | not run | not run | not in the file |" in out
+    assert "- P5: p5-cost-beauty.json timed (`p5-cost-beauty.json`, commit bbbbbbb). What would run it: a GPU and T5." in out
+    assert "- POD: p5-cost-beauty.json timed (`p5-cost-beauty.json`, commit bbbbbbb). What would run it: as for P5." in out
+    assert "| SASRec, Base | 0.0846 / 0.0424 | 0.1154 ± 0.0010 / 0.0577 ± 0.0010 (3) | 0.1104 / 0.0527 | " \
+           "measured (`experiment-beauty.json`) |" in out
+    assert "| FMLP-Rec, TSLRec | 0.0852 / 0.0509* | not run | - | not run |" in out      # the paper's row, none of ours
+    assert out.index("| E4SRec |") < out.index("| GRU4Rec, Base |")
+    yelp = baselines.baselines_table(r, "yelp", "experiment-yelp.json")
+    assert "| LlamaRec | 0.0605 / 0.0367 | not run | not run | not run (no results file yet) |" in yelp
+    assert "No `llm-baselines-yelp.json` yet" in yelp
+    assert "history not masked (RecBole full-sort)" in baselines.llm_baselines_block({"beauty": "experiment-beauty.json"})(r)

@@ -20,6 +20,7 @@ The modules, one idea each:
     cost.py         the language-model stage's cost, TSLRec against E4SRec
     speed.py        seconds per epoch, the main job, growth on synthetic data, start-up
     item_text.py    item text (text-<dataset>.json): cells, choice, popularity bins, verdicts, the target
+    baselines.py    the paper's LLM baselines (P5, POD, LlamaRec, E4SRec) beside our Base and TSLRec
     sections.py     SECTIONS: the questions, their intros and blocks
     document.py     the header, machines overview, contents, appendix: render()
     __main__.py     the command line

@@ -8,6 +8,7 @@ from .cost import core_block, efficiency_block, llm_stage_block, prefix_block, s
 from .experiments import (backbones_block, e4srec_csv_block, maxlen_block, table1_block, table2_block, tslrec_vs_base_block,
                           twins_block, variants_block)
 from .fusion import caser_source_block, fusion_source_block, probe_block, sft_target_block, trials_block
+from .baselines import llm_baselines_block
 from .item_text import TEXT_DATASETS, text_cost_block, text_dataset_block, text_target_block
 from .load import Results
 from .speed import main_job_block, quality_bf16_block, scaling_block, speed_block, startup_block
@@ -205,5 +206,17 @@ fusion on SASRec and FMLP-Rec against Base, and the cell of each kind is chosen 
 whether the files meet it and, if not, what is missing; then a verdict per dataset and backbone.
 """,
         [text_target_block()] + [text_dataset_block(ds) for ds in TEXT_DATASETS] + [text_cost_block()],
+    ),
+    Section(
+        "The paper's LLM baselines beside TSLRec",
+        """
+The paper ranks TSLRec against four recommenders that use a language model as the recommender itself: P5 and
+POD (T5 on prompts), LlamaRec (an LLM reordering a retriever's candidates) and E4SRec (an LLM tuned to predict
+the next item). Beside the paper's published figures: our Base and TSLRec rows (Table 2's runs) and, for each
+baseline, what `llm-baselines-<dataset>.json` records (`python -m benchmarks.llm_baselines`;
+docs/llm-baselines.md): its measured figures where it ran, else its measured cost per epoch on this machine
+class and what would run it. A one-epoch E4SRec run on Beauty (seed 42, MiniLM-L6) is in section 3.
+""",
+        [llm_baselines_block(EXPERIMENTS)],
     ),
 ]
