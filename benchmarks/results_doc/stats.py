@@ -1,5 +1,5 @@
 """The two-sample t-test over seeds (pooled variance, two-sided) without scipy, so that the generator imports
-only the standard library; tests/test_results_doc.py checks it against the p-values the results files hold."""
+only the standard library; test_results_doc.py checks it against the p-values the results files hold."""
 from __future__ import annotations
 
 import math
