@@ -218,7 +218,7 @@ def test_text_target_needs_three_seeds_p_replication_and_a_second_dataset(tmp_pa
     assert item_text.target_missing(r) == [] and "**Met** by the files below." in item_text.text_target_block()(r)
 
 
-def test_text_cost_files_are_listed_when_there():
+def test_text_cost_block_says_when_no_cost_file_is_committed():
     from benchmarks.results_doc import item_text
 
     assert "no `text-budget-*.json` or `text-cost-*.json` committed yet" in item_text.text_cost_block()(Results(SAMPLE.parent))
