@@ -69,7 +69,7 @@ def string_lists(path: Path) -> list[tuple[int, set[str]]]:
 
 # The results document runs without the project's dependencies (stdlib only, see its test): it keeps
 # its own display order of the fusions that committed results files hold.
-STANDALONE = {"benchmarks/results_doc.py"}
+STANDALONE_PACKAGE = "benchmarks/results_doc/"
 
 
 @pytest.mark.parametrize("kind", ["FUSIONS", "SOURCES", "BACKBONES"])
@@ -79,7 +79,7 @@ def test_no_other_module_spells_a_list_of_the_names(kind):
     for folder in ("schemas", "stages", "pipeline", "benchmarks"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             rel = path.relative_to(ROOT).as_posix()
-            if rel == "schemas/names.py" or rel in STANDALONE:
+            if rel == "schemas/names.py" or rel.startswith(STANDALONE_PACKAGE):
                 continue
             found += [f"{rel}:{line}" for line, strings in string_lists(path) if len(strings & wanted) >= 3]
     assert found == [], f"lists of {kind} outside schemas/names.py: {found}"
