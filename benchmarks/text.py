@@ -8,6 +8,8 @@ Selection is on validation NDCG@10 only, and only over the seeds every candidate
 
     python -m benchmarks.text run --dataset beauty --backbones sasrec --out DIR/sasrec.json
     python -m benchmarks.text merge DIR/*.json --out benchmarks/results/text-beauty.json
+    python -m benchmarks.text run --dataset beauty --backbones sasrec --seeds 45 46 47 --cells add:text-minilm \
+        --out DIR/replication-sasrec.json      # the replication of a chosen cell, with its Base
 
 `run` executes the plan's phases in order (a later phase reads the earlier phases' validation figures to pick
 its cells) and rewrites its --out after every run; rerunning resumes (finished runs are cache hits). `merge`
@@ -86,6 +88,13 @@ def plan_beauty(runs: dict, backbone: str, args) -> list[list[tuple]]:
     return phases
 
 
+def plan_cells(runs: dict, backbone: str, args) -> list[list[tuple]]:
+    """--cells FUSION:SOURCE ...: Base and the named cells on --seeds, seed by seed (a replication of chosen
+    cells; a run stopped by the deadline leaves whole seeds)."""
+    cells = [tuple(c.split(":", 1)) for c in args.cells]
+    return [[(backbone, "base", None, s, []), *((backbone, f, src, s, []) for f, src in cells)] for s in args.seeds]
+
+
 def run_plan(args) -> None:
     runner = Runner(log_runtime(args.device, args.threads, args.cache_dir))
     old = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -97,7 +106,7 @@ def run_plan(args) -> None:
     meta["popularity"] = pop_meta
     deadline = time.time() + args.deadline_s if args.deadline_s else None
     for backbone in args.backbones:
-        for phase in plan_beauty(runs, backbone, args):
+        for phase in (plan_cells if args.cells else plan_beauty)(runs, backbone, args):
             for b, fusion, source, seed, extra in (phase() if callable(phase) else phase):
                 if deadline and time.time() > deadline:
                     print(f"{time.strftime('%H:%M:%S')} deadline reached; stopping", file=sys.stderr)
@@ -176,6 +185,7 @@ def main() -> None:
     r.add_argument("--set", dest="sets", action="append", default=[])
     r.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--cells", nargs="+", default=None, help="FUSION:SOURCE cells to run with Base on --seeds, instead of the plan")
     m = sub.add_parser("merge")
     m.add_argument("files", nargs="+", type=Path)
     m.add_argument("--out", type=Path, required=True)
