@@ -185,22 +185,32 @@ def locate_items(name: str, rt: Runtime) -> Path:
                        f"--items ITEMS.tsv`, or put it at {path}")
 
 
-def unpack_items(known: ItemText, packed: Path, dest: Path) -> Path:
-    """Unpack a packaged item text file to dest: a temp file first, renamed only once its sha256 matches."""
+def written_beside(dest: Path, write: Callable[[Path], None]) -> Path:
+    """dest, written through `write(tmp)` to a temp file beside it and renamed only if that returns: a failure
+    (a bad hash, a bad row, a signal) leaves neither the file nor a folder made for it."""
     created = _make_dirs(dest.parent)
     tmp = temp_beside(dest, ".install-")
     try:
-        with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
-            shutil.copyfileobj(f, out)
-        got = file_sha256(tmp)
-        if got != known.sha256:
-            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {known.sha256}; reinstall tslrec")
+        write(tmp)
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         _remove_empty(created)
         raise
     return dest
+
+
+def unpack_items(known: ItemText, packed: Path, dest: Path) -> Path:
+    """Unpack a packaged item text file to dest, kept only once its sha256 matches."""
+
+    def write(tmp: Path) -> None:
+        with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
+            shutil.copyfileobj(f, out)
+        got = file_sha256(tmp)
+        if got != known.sha256:
+            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {known.sha256}; reinstall tslrec")
+
+    return written_beside(dest, write)
 
 
 def validate_dataset(path: Path, name: str, fmt: str = "auto"):
@@ -221,20 +231,15 @@ def install_items(dest: Path, items_file: Path, data_file: Path, name: str, fmt:
     if not items_file.is_file():
         raise DatasetUsageError(f"--items {items_file}: not a regular file")
     tokens = decode_tokens(validate_dataset(data_file, name, fmt).artifacts["item_ids"])
-    created = _make_dirs(dest.parent)
-    tmp = temp_beside(dest, ".install-")
-    try:
+
+    def write(tmp: Path) -> None:
         shutil.copyfile(items_file, tmp)
         try:
             read_items_tsv(tmp, tokens)
         except DataFormatError as e:
             raise DataFormatError(str(e).replace(str(tmp), str(items_file))) from None
-        tmp.replace(dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        _remove_empty(created)
-        raise
-    return dest
+
+    return written_beside(dest, write)
 
 
 def install(dest: Path, write: Callable[[Path], None], name: str, origin: str, *, fmt: str = "auto",
