@@ -90,6 +90,13 @@ def plan_beauty(runs: dict, backbone: str, args) -> list[list[tuple]]:
     return phases
 
 
+def plan_cells(runs: dict, backbone: str, args) -> list[list[tuple]]:
+    """--cells FUSION:SOURCE ...: Base and the named cells on --seeds, seed by seed (a replication of chosen
+    cells; a run stopped by the deadline leaves whole seeds)."""
+    cells = [tuple(c.split(":", 1)) for c in args.cells]
+    return [[(backbone, "base", None, s, []), *((backbone, f, src, s, []) for f, src in cells)] for s in args.seeds]
+
+
 def run_plan(args) -> None:
     runner = Runner(LogRuntime(progress=False, device=args.device, threads=args.threads,
                                **({"cache_dir": args.cache_dir} if args.cache_dir else {})))
@@ -103,7 +110,7 @@ def run_plan(args) -> None:
     meta["popularity"] = pop_meta
     deadline = time.time() + args.deadline_s if args.deadline_s else None
     for backbone in args.backbones:
-        for phase in plan_beauty(runs, backbone, args):
+        for phase in (plan_cells if args.cells else plan_beauty)(runs, backbone, args):
             for b, fusion, source, seed, extra in (phase() if callable(phase) else phase):
                 if deadline and time.time() > deadline:
                     print(f"{time.strftime('%H:%M:%S')} deadline reached; stopping", file=sys.stderr)
@@ -189,6 +196,7 @@ def main() -> None:
     r.add_argument("--set", dest="sets", action="append", default=[])
     r.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--cells", nargs="+", default=None, help="FUSION:SOURCE cells to run with Base on --seeds, instead of the plan")
     m = sub.add_parser("merge")
     m.add_argument("files", nargs="+", type=Path)
     m.add_argument("--out", type=Path, required=True)
