@@ -114,14 +114,20 @@ def unpack(src: Source, packed: Path, data_dir: Path) -> Path:
     """Unpack the packaged copy to data_dir/src.fetch_to through `install` (temp file, validation,
     rename); the file appears only once its sha256 matches, and a failure leaves nothing behind."""
 
+    return install(under_data_dir(data_dir, src.fetch_to), gunzip_checked(packed, src.sha256), src.name, str(packed))
+
+
+def gunzip_checked(packed: Path, sha256: str) -> Callable[[Path], None]:
+    """A writer that unpacks the packaged `packed` to its temp file and refuses it unless its sha256 matches."""
+
     def write(tmp: Path) -> None:
         with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
             shutil.copyfileobj(f, out)
         got = file_sha256(tmp)
-        if got != src.sha256:
-            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {src.sha256}; reinstall tslrec")
+        if got != sha256:
+            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {sha256}; reinstall tslrec")
 
-    return install(under_data_dir(data_dir, src.fetch_to), write, src.name, str(packed))
+    return write
 
 
 def where_to_put(src: Source, data_dir: Path) -> str:
@@ -202,15 +208,7 @@ def written_beside(dest: Path, write: Callable[[Path], None]) -> Path:
 
 def unpack_items(known: ItemText, packed: Path, dest: Path) -> Path:
     """Unpack a packaged item text file to dest, kept only once its sha256 matches."""
-
-    def write(tmp: Path) -> None:
-        with gzip.open(packed, "rb") as f, open(tmp, "wb") as out:
-            shutil.copyfileobj(f, out)
-        got = file_sha256(tmp)
-        if got != known.sha256:
-            raise DatasetError(f"sha256 mismatch for packaged {packed}: got {got}, expected {known.sha256}; reinstall tslrec")
-
-    return written_beside(dest, write)
+    return written_beside(dest, gunzip_checked(packed, known.sha256))
 
 
 def validate_dataset(path: Path, name: str, fmt: str = "auto"):
