@@ -124,9 +124,23 @@ def run_plan(args) -> None:
 
 
 # -- merge ---------------------------------------------------------------------------------------------
+def unique_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per (backbone, fusion, source, seed): files that share a cell (a --cells run repeats its Base, a
+    cache hit) hold the same train record, counted once; two different records of one cell and seed are two
+    computations that cannot be pooled, so they stop the merge."""
+    seen: dict[tuple, dict[str, Any]] = {}
+    for r in runs:
+        k = (r["backbone"], r["fusion"], r["source"], r["seed"])
+        if k in seen and seen[k]["key"] != r["key"]:
+            raise SystemExit(f"{'/'.join(map(str, k[:3]))} seed {k[3]} has two different records "
+                             f"({seen[k]['key'][:12]}, {r['key'][:12]}): runs of different code or settings")
+        seen.setdefault(k, r)
+    return list(seen.values())
+
+
 def merge(files: list[Path], out: Path) -> None:
     metas = [json.loads(f.read_text()) for f in files]
-    runs = [r for m in metas for r in m["runs"]]
+    runs = unique_runs([r for m in metas for r in m["runs"]])
     cells = summarize_cells(runs)
     by = {}
     for r in runs:

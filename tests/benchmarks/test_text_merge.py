@@ -1,0 +1,42 @@
+"""benchmarks.text merge: files that share cells (a --cells run repeats its Base) pool each run once."""
+import json
+
+import pytest
+
+from benchmarks.text import merge
+
+META = {"command": "c", "dataset": "toy", "sets": [], "commit": "x", "machine": {}, "versions": {}, "popularity": {}}
+
+
+def run(fusion, source, seed, ndcg, key=None):
+    m = {"hr5": ndcg, "hr10": ndcg, "ndcg5": ndcg, "ndcg10": ndcg}
+    return {"backbone": "sasrec", "fusion": fusion, "source": source, "seed": seed, "key": key or f"{fusion}{source}{seed}",
+            "valid": m, "test": m, "best_epoch": 1, "seconds_per_epoch": 1.0, "ensemble_weight": None,
+            "by_popularity_ndcg10": [ndcg] * 5, "extra_sets": []}
+
+
+def write(path, runs):
+    path.write_text(json.dumps({**META, "runs": runs}))
+    return path
+
+
+def test_a_base_repeated_in_two_files_counts_once_and_the_enhanced_cell_meets_its_control(tmp_path):
+    grid = [run("base", None, s, 0.050 + s * 1e-4) for s in (42, 43, 44)] + \
+           [run("add", "text-minilm", s, 0.060 + s * 1e-4) for s in (42, 43, 44)]
+    cells = [run("base", None, s, 0.050 + s * 1e-4) for s in (42, 43, 44)] + \
+            [run("add", "enhanced-minilm-title", s, 0.055 + s * 1e-4) for s in (42, 43, 44)]
+    out = tmp_path / "merged.json"
+    merge([write(tmp_path / "a.json", grid), write(tmp_path / "b.json", cells)], out)
+    rec = json.loads(out.read_text())
+    by = {(c["fusion"], c["source"]): c for c in rec["cells"]}
+    assert by[("base", None)]["n_seeds"] == 3 and len(rec["runs"]) == 9
+    enh = by[("add", "enhanced-minilm-title")]
+    assert enh["p_vs_text_only"]["ndcg10"] < 0.001                     # 0.005 below its control on every seed
+    assert rec["choice_on_valid"]["sasrec"]["text_enhanced"]["fusion"] == "add"
+
+
+def test_two_different_records_of_one_cell_and_seed_stop_the_merge(tmp_path):
+    a = write(tmp_path / "a.json", [run("base", None, 42, 0.05, key="k1")])
+    b = write(tmp_path / "b.json", [run("base", None, 42, 0.06, key="k2")])
+    with pytest.raises(SystemExit, match="two different records"):
+        merge([a, b], tmp_path / "m.json")
