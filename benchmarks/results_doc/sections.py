@@ -9,6 +9,7 @@ from .experiments import (backbones_block, e4srec_csv_block, maxlen_block, table
                           twins_block, variants_block)
 from .fusion import caser_source_block, fusion_source_block, probe_block, sft_target_block, trials_block
 from .baselines import llm_baselines_block
+from .beside_table2 import beside_table2_block
 from .item_text import TEXT_DATASETS, text_cost_block, text_dataset_block, text_target_block
 from .load import Results
 from .speed import main_job_block, quality_bf16_block, scaling_block, speed_block, startup_block
@@ -200,12 +201,15 @@ because torch and transformers are imported only where a stage runs.
 The paper's language model never reads an item's words: its enhanced table is the LM's reading of each item's
 pretrain embedding (section 2). Here it reads the item text (docs/item-text.md) in two ways: *text alone* is
 the LM's reading of each item's text with no SFT (`train.source=text`, the control), and *TSLRec SFT with
-titles* is TSLRec's SFT with each item's title in the prompt (`sft.item_text=title`). Each table is fed to every
-fusion on SASRec and FMLP-Rec against Base, and the cell of each kind is chosen on validation NDCG@10 alone
-(`benchmarks/text.py`). **Answer:** computed from the results files below: the target fixed before the runs,
-whether the files meet it and, if not, what is missing; then a verdict per dataset and backbone.
+titles* is TSLRec's SFT with each item's title in the prompt (`sft.item_text=title`). On Beauty the text-alone
+table is fed to every fusion on SASRec and FMLP-Rec and its fusion is chosen on validation NDCG@10 alone; the
+SFT-with-titles table then goes through the fusion the text-alone cell got, so that *p vs text alone* compares
+the two tables under one fusion. On ML-1M and Yelp each backbone keeps its Beauty-chosen fusions, fixed before
+the runs (`benchmarks/text.py --cells`; docs/item-text.md). **Answer:** computed from the results files below:
+the target fixed before the runs, whether the files meet it and, if not, what is missing; then a verdict per
+dataset and backbone.
 """,
-        [text_target_block()] + [text_dataset_block(ds) for ds in TEXT_DATASETS] + [text_cost_block()],
+        [beside_table2_block(), text_target_block()] + [text_dataset_block(ds) for ds in TEXT_DATASETS] + [text_cost_block()],
     ),
     Section(
         "The paper's LLM baselines beside TSLRec",

@@ -289,3 +289,27 @@ def test_llm_baselines_renderer_sets_measured_beside_the_paper_and_says_what_did
     assert "| LlamaRec | 0.0605 / 0.0367 | not run | not run | not run (no results file yet) |" in yelp
     assert "No `llm-baselines-yelp.json` yet" in yelp
     assert "history not masked (RecBole full-sort)" in baselines.llm_baselines_block({"beauty": "experiment-beauty.json"})(r)
+
+
+# ---------------------------------------------------------------- the README's generated blocks
+
+def test_readme_blocks_are_rendered_from_the_files_and_checked(tmp_path):
+    from benchmarks.results_doc import readme
+    marked = "intro\n<!-- results_doc: item-text-beside-table2 -->\nstale figures\n<!-- /results_doc -->\noutro\n"
+    filled = readme.fill(marked, Results())
+    assert "stale figures" not in filled and filled.startswith("intro\n") and filled.endswith("<!-- /results_doc -->\noutro\n")
+    assert "| Beauty | SASRec |" in filled and readme.fill(filled, Results()) == filled
+    path = tmp_path / "README.md"
+    path.write_text(marked)
+    r = subprocess.run([sys.executable, "-m", "benchmarks.results_doc", "--check", "--readme", str(path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "README.md is out of date" in r.stderr
+    with pytest.raises(ValueError, match="unknown results_doc block"):
+        readme.fill("<!-- results_doc: nope -->\n<!-- /results_doc -->", Results())
+
+
+def test_committed_readme_blocks_are_what_the_results_files_give():
+    from benchmarks.results_doc import readme
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "<!-- results_doc: item-text-beside-table2 -->" in text
+    assert readme.fill(text, Results()) == text, "README.md is out of date: run python -m benchmarks.results_doc"

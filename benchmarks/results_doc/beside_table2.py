@@ -1,0 +1,58 @@
+"""Item text beside Table 2: per dataset and strong backbone, the paper's TSLRec row, our Base and TSLRec
+(Table 2's runs), and the validation-chosen cells of the item-text files, in test NDCG@10.
+
+The one block both RESULTS.md (section 6) and the README's findings show; the README gets it between markers
+(readme.py), so neither copy is written by hand."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from .experiments import paper_rows, summary_of
+from .item_text import KINDS, TARGET_BACKBONES, TEXT_DATASETS, _cell, assess, replication_file, text_file
+from .load import Results
+from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table
+
+
+def _ms(c: dict[str, Any] | None) -> str:
+    return "-" if not c else pm(c["mean"]["ndcg10"], c["std"]["ndcg10"])
+
+
+def _chosen(d: dict[str, Any], rep: dict[str, Any] | None, backbone: str, kind: str) -> str:
+    """The validation-chosen cell of one kind: NDCG@10, fusion, p vs Base, and whether it replicated."""
+    ch = ((d.get("choice_on_valid") or {}).get(backbone) or {}).get(kind)
+    a = assess(d, rep, backbone, kind)
+    if not ch or a is None:
+        return "not run"
+    if a["problems"]:
+        held = ""
+    elif a["replication"] == []:
+        held = ", replicated"
+    elif _cell(rep, backbone, ch["fusion"], ch["source"]) is None:
+        held = ", not replicated yet"
+    else:
+        held = ", did not replicate"
+    return f"{_ms(_cell(d, backbone, ch['fusion'], ch['source']))} ({ch['fusion']}, p = {pval(a['p'])}{held})"
+
+
+def beside_table2_block() -> Callable[[Results], str]:
+    def block(r: Results) -> str:
+        paper = paper_rows(r)
+        rows = []
+        for ds in TEXT_DATASETS:
+            exp = r(f"experiment-{ds}.json") if r.has(f"experiment-{ds}.json") else {}
+            d = r(text_file(ds)) if r.has(text_file(ds)) else None
+            rep = r(replication_file(ds)) if r.has(replication_file(ds)) else None
+            for b in TARGET_BACKBONES:
+                p = paper.get((ds, b, "tslrec"))
+                base = _cell(d, b, "base", None) if d else None
+                base = base or summary_of(exp, b, "base")
+                rows.append([DATASET_NAMES.get(ds, ds), BACKBONE_NAMES[b], f4(p["ndcg10"]) if p else "-", _ms(base),
+                             _ms(summary_of(exp, b, "tslrec"))] +
+                            [_chosen(d, rep, b, kind) if d else "not run" for kind in KINDS])
+        return ("**Item text beside Table 2** (test NDCG@10; ours history masked, mean ± std over 3 seeds; the paper's "
+                "unmasked, Llama2-13B; TSLRec = the paper's configuration, no item text; the item-text cells are each "
+                "file's validation-chosen cell, with its fusion and p vs Base; *replicated*: it held on seeds 45-47)\n\n" +
+                table(["dataset", "backbone", "paper TSLRec", "Base", "TSLRec", *(f"{v} (chosen)" for v in KINDS.values())],
+                      rows) + "\n\nSources: `experiment-<dataset>.json` (Table 2), `text-<dataset>.json` and "
+                "`text-<dataset>-replication.json`, `paper-table2.json`.\n")
+    return block
