@@ -88,6 +88,7 @@ class SftResult(Frozen):
     shared_prefix: bool = Field(default=False, description="Whether the shared-prefix KV reuse ran (decoder and share_prefix).")
     valid: Metrics | None = Field(default=None, description="'next_item': full ranking of every user's validation item (input: the training part).")
     test: Metrics | None = Field(default=None, description="'next_item': full ranking of every user's test item (input: training part + validation item).")
+    test_alt: Metrics | None = Field(default=None, description="'next_item': the test ranking under the other history-masking setting (the same scores), as the backbones report it.")
 
 
 class SftOut(TensorModel):

@@ -227,10 +227,10 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
             checkpoint.save(rt, "sft", epoch, model, opt, [gen], (log.epoch_seconds, log.epoch_losses, log.batches,
                                                                   log.tokens, sched.state_dict()), trainable_only=True)
     model.eval()
-    valid_mse = baseline = valid = test = None
+    valid_mse = baseline = valid = test = test_alt = None
     eval_batch = cfg.eval_batch_size or cfg.batch_size
     if not task.holdout_users:      # next_item: rank every user's validation and test item
-        valid, test, log.ranks = e4srec.evaluate(model, seqs, max_items=cfg.max_items, batch_size=eval_batch,
+        valid, test, test_alt, log.ranks = e4srec.evaluate(model, seqs, max_items=cfg.max_items, batch_size=eval_batch,
                                                  mask_history=cfg.mask_history)
     if len(va):
         _, pred = predict(model, task, items, va, cfg.max_items, eval_batch)
@@ -251,6 +251,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
         shared_prefix=model.shares_prefix,
         valid=valid,
         test=test,
+        test_alt=test_alt,
     )
     return model, result, log
 

@@ -20,26 +20,32 @@ from stages.lm.tasks import mask_padding
 
 @torch.no_grad()
 def user_ranks(model: PromptLM, inputs: Sequences, targets: torch.Tensor, *, max_items: int, batch_size: int,
-               mask_history: bool = False) -> torch.Tensor:
-    """(M,) int64 rank of each user's target given their input sequence; eval mode, length-bucketed."""
+               mask_history: bool = False, alt: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """((M,) int64 rank of each user's target given their input sequence, and with `alt` the (M,) ranks under
+    the other history-masking setting from the same scores: one LM pass); eval mode, length-bucketed."""
     was_training = model.training
     model.eval()
     lengths = inputs.lengths.clamp(max=max_items)
     ranks = torch.zeros(inputs.n_users, dtype=torch.int64)
+    ranks_alt = torch.zeros(inputs.n_users, dtype=torch.int64) if alt else None
     for users in length_batches(lengths, batch_size):        # sorted by length: little padding
         ids, counts = recent_items(inputs.items, inputs.offsets[users], inputs.offsets[users + 1], max_items)
         h, _ = model.hidden(ids, counts)                                     # (B, H)
         scores = mask_padding(model.head(h)).float()                         # (B, N+1)
-        hist = history_ids(inputs, users) if mask_history else None
-        ranks[users] = ranks_from_scores(scores, targets[users], hist).cpu()
+        hist = history_ids(inputs, users) if mask_history or alt else None
+        ranks[users] = ranks_from_scores(scores, targets[users], hist if mask_history else None).cpu()
+        if ranks_alt is not None:
+            ranks_alt[users] = ranks_from_scores(scores, targets[users], None if mask_history else hist).cpu()
     model.train(was_training)
-    return ranks
+    return ranks, ranks_alt
 
 
 def evaluate(model: PromptLM, seqs: Sequences, *, max_items: int, batch_size: int, mask_history: bool = False
-             ) -> tuple[Metrics, Metrics, dict[str, torch.Tensor]]:
-    """(valid metrics, test metrics, {"valid": ranks (M,), "test": ranks (M,)}) over all users."""
+             ) -> tuple[Metrics, Metrics, Metrics, dict[str, torch.Tensor]]:
+    """(valid metrics, test metrics, test metrics under the other masking setting (`test_alt`, as the backbones
+    report it), {"valid": ranks (M,), "test": ranks (M,)}) over all users."""
     kw = dict(max_items=max_items, batch_size=batch_size, mask_history=mask_history)
-    valid = user_ranks(model, seqs.train_part(), seqs.valid_targets(), **kw)
-    test = user_ranks(model, seqs.prefix(1), seqs.test_targets(), **kw)
-    return metrics(valid, mask_history), metrics(test, mask_history), {"valid": valid, "test": test}
+    valid, _ = user_ranks(model, seqs.train_part(), seqs.valid_targets(), **kw)
+    test, test_alt = user_ranks(model, seqs.prefix(1), seqs.test_targets(), alt=True, **kw)
+    return (metrics(valid, mask_history), metrics(test, mask_history), metrics(test_alt, not mask_history),
+            {"valid": valid, "test": test})

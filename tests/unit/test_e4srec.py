@@ -141,9 +141,11 @@ def test_ranks_match_a_direct_computation(tmp_path):
                 want = int((s > s[target - 1]).sum() + (s == s[target - 1]).sum() - 1)
                 assert int(log.ranks[split][u]) == want, (u, split)
     # History masking only ever improves a rank, and is reported.
-    v, t, masked = e4srec.evaluate(model, seqs, max_items=6, batch_size=7, mask_history=True)
+    v, t, t_alt, masked = e4srec.evaluate(model, seqs, max_items=6, batch_size=7, mask_history=True)
     assert v.mask_history and t.mask_history
     assert bool((masked["test"] <= log.ranks["test"]).all()) and bool((masked["valid"] <= log.ranks["valid"]).all())
+    # test_alt is the other setting from the same scores: the unmasked run's own test metrics.
+    assert t_alt.mask_history is False and t_alt == res.test and res.test_alt == t
 
 
 def model_tok():

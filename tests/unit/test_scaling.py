@@ -106,7 +106,7 @@ def test_ranking_scores_at_most_a_batch_of_users_at_once(monkeypatch, where):
         task, *_, n_out = sft.prepare(c, seqs, torch.randn(31, 8), {})
         from schemas.runtime import Runtime
         model = sft.make_model(c, task, torch.randn(31, 8), n_out, Runtime(progress=False, offline=True))
-        ranks = e4srec.user_ranks(model, seqs.train_part(), seqs.valid_targets(), max_items=5, batch_size=16)
+        ranks, _ = e4srec.user_ranks(model, seqs.train_part(), seqs.valid_targets(), max_items=5, batch_size=16)
     assert ranks.shape == (50,) and seen
     assert all(rows <= 16 and cols == 31 for rows, cols in seen)
     assert sum(rows for rows, _ in seen) == 50
