@@ -3,6 +3,8 @@
 #
 #   bash benchmarks/gpu_check.sh check   # ~3 min: CUDA tests, speed-gpu-beauty.json (+ run all, cold cache)
 #   bash benchmarks/gpu_check.sh grid    # ~7 min: Table 2 / fusion / ML-1M length jobs, 14 at a time, then stop
+#   bash benchmarks/gpu_check.sh baselines   # ~8 min: E4SRec (3 seeds) on Beauty, Yelp, ML-1M in turn, into
+#          $OUT/llm-runs-<dataset>.json; BASELINE_METHODS='e4srec llamarec' BASELINE_DATASETS=beauty for LlamaRec
 #   GRID_PLAN=gpu-rest bash benchmarks/gpu_check.sh grid   # ML-1M and Yelp first (Beauty's grid ran on CPU)
 #   GRID_PLAN=gpu-ml-1m GRID_CUDA_TESTS=1 bash benchmarks/gpu_check.sh grid   # one call: ML-1M's Table 2,
 #          one training per job, with the CUDA tests beside it; GRID_ONLY='PAT1 PAT2' keeps the matching jobs
@@ -20,7 +22,7 @@
 # Results land in $OUT (the device tool brings them back); the cache lives in .gpu-cache, kept while the
 # machine stays warm, so `grid` reuses what `check` computed.
 set -uo pipefail
-phase=${1:?usage: gpu_check.sh check|grid}
+phase=${1:?usage: gpu_check.sh check|grid|baselines}
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -83,6 +85,18 @@ elif [ "$phase" = grid ]; then
   done
   tar czf "$OUT/grid.tgz" -C /tmp grid
   python3 -m benchmarks.cache_pack --cache "$TSLREC_CACHE_DIR" --datasets ${GRID_PACK:-ml-1m yelp} --out "$OUT/cache-pack.tgz"
+elif [ "$phase" = baselines ]; then
+  # The paper's LLM baselines that are stages (docs/llm-baselines.md), seed by seed; a run that finishes is in
+  # $OUT/llm-runs-<dataset>.json at once, and the next call resumes (its cache hits) while the machine is warm.
+  # Copy each file to benchmarks/results/ and run `python -m benchmarks.llm_baselines --dataset D`.
+  deadline=${BASELINE_DEADLINE:-480}; t0=$(date +%s)
+  for ds in ${BASELINE_DATASETS:-beauty yelp ml-1m}; do
+    for m in ${BASELINE_METHODS:-e4srec}; do
+      left=$(( deadline - ($(date +%s) - t0) )); [ $left -le 0 ] && break 2
+      timeout $((left + 120)) python3 -m benchmarks.llm_runs --dataset "$ds" --methods "$m" --seeds ${BASELINE_SEEDS:-42 43 44} \
+        --device cuda --deadline-s "$left" --out "$OUT/llm-runs-$ds.json" "${SETS[@]}" 2>&1 | tail -6
+    done
+  done
 else
   echo "unknown phase $phase" >&2; exit 2
 fi

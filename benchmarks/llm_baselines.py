@@ -3,6 +3,8 @@ metrics, the unmasked `test_alt`, training seconds, peak memory) and, for what d
 cost measured on this machine class and what would run it.
 
 Reads only committed results files (no training here):
+- `llm-runs-<dataset>.json` (benchmarks/llm_runs.py: E4SRec and LlamaRec run seed by seed); a method with
+  runs there is reported from them, the others from their cost files:
 - `llamarec-cost-<dataset>.json` (benchmarks/llamarec_cost.py: sampled SmolLM2-135M steps, extrapolated),
 - `p5-cost-<dataset>.json` (benchmarks/p5_cost.py: t5-small architecture from scratch, P5 and POD prompts),
 - `efficiency-<dataset>.json` (benchmarks/efficiency.py: E4SRec's SFT epoch with MiniLM, extrapolated).
@@ -75,11 +77,35 @@ def e4srec(dataset: str) -> dict[str, Any] | None:
                    f"MiniLM-L6, {t['instances']:,} next-item instances, 1 thread")
 
 
+def ran(dataset: str, method: str) -> dict[str, Any] | None:
+    """A method's runs in llm-runs-<dataset>.json, summarized over seeds; None if it has none."""
+    from pipeline.stats import METRICS, mean_std
+
+    d = _load(f"llm-runs-{dataset}.json")
+    runs = sorted((r for r in (d or {}).get("runs", []) if r["method"] == method), key=lambda r: r["seed"])
+    if not runs:
+        return None
+    stats = {m: mean_std([r["test"][m] for r in runs]) for m in METRICS}
+    alts = [r["test_alt"] for r in runs if r.get("test_alt")]
+    return {"n_seeds": len(runs), "seeds": [r["seed"] for r in runs], "mean": {m: stats[m][0] for m in METRICS},
+            "std": {m: stats[m][1] for m in METRICS},
+            "test_alt": {m: mean_std([a[m] for a in alts])[0] for m in METRICS} if len(alts) == len(runs) else None,
+            "valid_mean": {m: mean_std([r["valid"][m] for r in runs])[0] for m in METRICS},
+            "train_seconds": mean_std([r["train_seconds"] for r in runs])[0],
+            "seconds_per_epoch": mean_std([r["seconds_per_epoch"] for r in runs if r.get("seconds_per_epoch")])[0]
+            if any(r.get("seconds_per_epoch") for r in runs) else None,
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb") is not None), default=None),
+            "peak_cuda_mb": max((r["peak_cuda_mb"] for r in runs if r.get("peak_cuda_mb") is not None), default=None),
+            "user_fraction": runs[0].get("user_fraction"), "sets": runs[0].get("sets", []),
+            "source": f"llm-runs-{dataset}.json", "commit": _commit(d), "machine": d.get("machine"), "not_run": None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty")
     args = ap.parse_args()
-    methods = {"llamarec": llamarec(args.dataset), **p5_pod(args.dataset), "e4srec": e4srec(args.dataset)}
+    costs = {"llamarec": llamarec(args.dataset), **p5_pod(args.dataset), "e4srec": e4srec(args.dataset)}
+    methods = {k: ran(args.dataset, k) or costs.get(k) for k in ("llamarec", "p5", "pod", "e4srec")}
     record = {"command": command(), **provenance(), "dataset": args.dataset,
               "metrics": "hr5, hr10, ndcg5, ndcg10 on the test item, history masked (test_alt: unmasked)",
               "methods": {k: v for k, v in methods.items() if v is not None}}

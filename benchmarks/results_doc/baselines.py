@@ -43,7 +43,9 @@ def method_row(method: str, x: dict[str, Any] | None, paper: dict[str, Any] | No
     label = METHOD_NAMES.get(method, method)
     if x and x.get("n_seeds") and x.get("mean"):
         extra = [f"{x['train_seconds']:,.0f} s training" if x.get("train_seconds") is not None else "",
-                 f"peak RSS {x['peak_rss_mb'] / 1024:.1f} GiB" if x.get("peak_rss_mb") is not None else ""]
+                 f"peak RSS {x['peak_rss_mb'] / 1024:.1f} GiB" if x.get("peak_rss_mb") is not None else "",
+                 f"trained on a subsample of {x['user_fraction']:.0%} of users (llamarec.user_fraction)"
+                 if (x.get("user_fraction") or 1.0) < 1.0 else ""]
         status = f"ran: seeds {', '.join(str(s) for s in x.get('seeds', []))}" + \
                  "".join(f", {e}" for e in extra if e)
         return [label, _paper(paper), f"{_hr_ndcg(x['mean'], x.get('std'))} ({x['n_seeds']})", _hr_ndcg(x.get("test_alt")),
@@ -74,7 +76,7 @@ def baselines_table(r: Results, dataset: str, experiment: str) -> str:
         rows.append(row)
         if note:
             notes.append(note)
-        source = ((methods.get(m) or {}).get("not_run") or {}).get("source")
+        source = (methods.get(m) or {}).get("source") or ((methods.get(m) or {}).get("not_run") or {}).get("source")
         if source and r.has(source) and source not in sources:
             sources.append(source)
     d = r(experiment) if r.has(experiment) else None
