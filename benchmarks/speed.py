@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,7 +34,8 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, ROOT, command, provenance, write_json
+from benchmarks.common import RESULTS, command, provenance, write_json
+from benchmarks.run_all_time import time_run_all
 from pipeline.overrides import build_config
 from pipeline.runner import Runner
 from schemas.backbone import BackboneConfig, TrainerConfig
@@ -155,15 +155,7 @@ class Bench:
 def run_all_seconds(dataset: str, threads: int, device: str, sets: list[str], cache_dir: Path | None) -> float:
     """`tslrec run all --dataset D` (defaults, plus `sets`), in a fresh (cold) cache, in a subprocess.
     `cache_dir` (must be empty) keeps its results for later runs; by default a temp folder."""
-    if cache_dir is not None and cache_dir.exists() and any(cache_dir.iterdir()):
-        raise SystemExit(f"error: --run-all-cache {cache_dir} is not empty (the timing needs a cold cache)")
-    with tempfile.TemporaryDirectory() as tmp:
-        cache = str(cache_dir or tmp)
-        t = time.perf_counter()
-        subprocess.run([sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", cache, "--threads", str(threads),
-                        "--device", device, "--no-progress", "run", "all", "--dataset", dataset,
-                        *[a for s in sets for a in ("--set", s)]], check=True, stdout=subprocess.DEVNULL)
-        return round(time.perf_counter() - t, 1)
+    return time_run_all(dataset, threads, device, sets, cache_dir)[0]
 
 
 def main() -> None:
