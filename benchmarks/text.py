@@ -157,7 +157,8 @@ def merge(files: list[Path], out: Path) -> None:
             mine = [r["test"]["ndcg10"] for r in rs]
             c["p_vs_text_only"] = {"ndcg10": ttest_p(mine, [r["test"]["ndcg10"] for r in sorted(ctrl, key=lambda r: r["seed"])])} if ctrl else None
     record = {**{k: metas[0][k] for k in ("command", "dataset", "sets", "commit", "machine", "versions", "popularity")},
-              "commands": [m["command"] for m in metas], "inputs": [str(f) for f in files],
+              "commands": [m["command"] for m in metas], "commits": [m.get("commit") for m in metas],
+              "inputs": [str(f) for f in files],
               "cells": cells, "choice_on_valid": choice(cells), "runs": runs}
     write_json(out, record)
 
