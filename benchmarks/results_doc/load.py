@@ -62,6 +62,8 @@ def commits(d: Any) -> list[str]:
             for k, v in o.items():
                 if k in COMMIT_KEYS and isinstance(v, str):
                     fields.extend(h[:7] for h in HEX.findall(v))
+                elif k == "commits" and isinstance(v, list):       # a merge of files from several commits
+                    fields.extend(h[:7] for x in v if isinstance(x, str) for h in HEX.findall(x))
                 elif k in ("note", "commands", "command") and isinstance(v, str):
                     notes.extend(h[:7] for h in NOTE_COMMIT.findall(v))
                 else:
