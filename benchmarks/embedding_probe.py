@@ -3,7 +3,8 @@
 Scores every item for each user by its dot product with the user's *last* input item's embedding
 (an item-to-item recommender with no sequence model) and reports full-ranking test NDCG@10 / HR@10,
 history masked, for: the pretrain backbone's item table, the enhanced (LLM) embeddings as the
-`tslrec` fusion sees them (standardized), and a same-cluster indicator (the CI variant's signal).
+`tslrec` fusion sees them (standardized), a same-cluster indicator (the CI variant's signal) and, with
+`--encode KEY`, the LM's reading of the item text with no SFT (the `train.source=text` table).
 
     python -m benchmarks.embedding_probe --cache-dir ~/.cache/tslrec --augment 2a9a0c74
 
@@ -60,6 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache-dir", type=Path, required=True)
     ap.add_argument("--augment", required=True, help="key prefix of an augment run")
+    ap.add_argument("--encode", default=None, help="key prefix of an encode run: probe its text table too")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -78,10 +80,16 @@ def main() -> None:
         "enhanced embeddings (standardized)": item_to_item(enhanced, seqs),
         "same cluster": item_to_item(same_cluster, seqs),
     }
+    enc = cache.find_run(args.encode) if args.encode else None
+    if args.encode and (enc is None or enc.stage != "encode"):
+        raise SystemExit(f"error: no encode run with key prefix {args.encode!r} in {cache.root}")
+    if enc is not None:
+        probes["text table, no SFT"] = item_to_item(cache.get(enc.outputs["text_table"])["embeddings"].float(), seqs)
     dataset = data.pipeline["data"]["dataset"]
     out = args.out or RESULTS / f"embedding-probe-{dataset}.json"
     write_json(out, {"command": command(), **provenance(threads=1),
-                     "runs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key},
+                     "runs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key,
+                              **({"encode": enc.key} if enc is not None else {})},
                      "k": group.config["k"], "sft": aug.pipeline["sft"], "probes": probes}, indent=2)
     for name, m in probes.items():
         print(f"{name}: test NDCG@10 {m['ndcg10']:.4f} HR@10 {m['hr10']:.4f}", file=sys.stderr)
