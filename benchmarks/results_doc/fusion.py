@@ -45,22 +45,27 @@ def caser_source_block(name: str, ref: str) -> Callable[[Results], str]:
 
 
 def probe_block(pattern: str) -> Callable[[Results], str]:
-    """benchmarks/embedding_probe.py: score items by their dot product with the user's last item."""
+    """benchmarks/embedding_probe.py: score items by their dot product with the user's last item (a probe a
+    file lacks is '-')."""
     def block(r: Results) -> str:
-        rows = []
         names = r.names(pattern)
+        keys: list[str] = []
+        for n in names:
+            keys += [k for k in r(n)["probes"] if k not in keys]
+        rows = []
         for n in names:
             d = r(n)
             sft = d.get("sft", {})
+            text = f", item text {sft['item_text']}" if sft.get("item_text", "none") != "none" else ""
             setting = f"{sft.get('model')}, K={d.get('k')}, LoRA r={sft.get('lora_r') or 'task default'}, " \
-                      f"{sft.get('precision', 'fp32')}"
+                      f"{sft.get('precision', 'fp32')}{text}"
             pr = d["probes"]
-            rows.append([f"`{n}`", setting] + [f4(v["ndcg10"]) for v in pr.values()] + [", ".join(commits(d))])
-        keys = list(r(names[0])["probes"])
+            rows.append([f"`{n}`", setting] + [f4(pr[k]["ndcg10"]) if k in pr else "-" for k in keys] +
+                        [", ".join(commits(d))])
         return ("**Item-to-item probe** (test NDCG@10 of ranking items by their dot product with the user's last training "
                 "item, Beauty)\n\n" + table(["file", "LM, K, LoRA, precision"] + keys + ["commit"], rows) +
                 "\n\nSource: the files named in the first column (command `python benchmarks/embedding_probe.py "
-                "--cache-dir CACHE --augment KEY`); machine not recorded in these files.\n")
+                "--cache-dir CACHE --augment KEY [--encode KEY]`); machine not recorded in these files.\n")
     return block
 
 
