@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .experiments import paper_rows, summary_of
-from .item_text import KINDS, TARGET_BACKBONES, TEXT_DATASETS, _cell, assess, replication_file, text_file
+from .item_text import KINDS, TARGET_BACKBONES, TEXT_DATASETS, _cell, _ndcg, assess, replication_file, text_file
 from .load import Results
-from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table
+from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table, text_control
 
 
 def _ms(c: dict[str, Any] | None) -> str:
@@ -31,7 +31,20 @@ def _chosen(d: dict[str, Any], rep: dict[str, Any] | None, backbone: str, kind: 
         held = ", not replicated yet"
     else:
         held = ", did not replicate"
-    return f"{_ms(_cell(d, backbone, ch['fusion'], ch['source']))} ({ch['fusion']}, p = {pval(a['p'])}{held})"
+    c = _cell(d, backbone, ch["fusion"], ch["source"])
+    parts = [ch["fusion"], _side(c, a["base"], a["p"], "Base")]
+    control = text_control(ch["source"])
+    if control is not None:
+        parts.append(_side(c, _ndcg(_cell(d, backbone, ch["fusion"], control)),
+                           ((c or {}).get("p_vs_text_only") or {}).get("ndcg10"), "text alone"))
+    return f"{_ms(c)} ({'; '.join(parts)}{held})"
+
+
+def _side(c: dict[str, Any] | None, ref: float | None, p: float | None, what: str) -> str:
+    """'above Base, p = 0.007' (or below), from the cell's mean test NDCG@10 against `ref`'s."""
+    if c is None or ref is None:
+        return f"no {what} to compare"
+    return f"{'above' if c['mean']['ndcg10'] > ref else 'below'} {what}, p = {pval(p)}"
 
 
 def beside_table2_block() -> Callable[[Results], str]:
@@ -51,7 +64,8 @@ def beside_table2_block() -> Callable[[Results], str]:
                             [_chosen(d, rep, b, kind) if d else "not run" for kind in KINDS])
         return ("**Item text beside Table 2** (test NDCG@10; ours history masked, mean ± std over 3 seeds; the paper's "
                 "unmasked, Llama2-13B; TSLRec = the paper's configuration, no item text; the item-text cells are each "
-                "file's validation-chosen cell, with its fusion and p vs Base; *replicated*: it held on seeds 45-47)\n\n" +
+                "file's validation-chosen cell, with its fusion and its t-tests against Base (and, for the SFT, against "
+                "the text alone through the same fusion); *replicated*: it held on seeds 45-47)\n\n" +
                 table(["dataset", "backbone", "paper TSLRec", "Base", "TSLRec", *(f"{v} (chosen)" for v in KINDS.values())],
                       rows) + "\n\nSources: `experiment-<dataset>.json` (Table 2), `text-<dataset>.json` and "
                 "`text-<dataset>-replication.json`, `paper-table2.json`.\n")
