@@ -87,9 +87,13 @@ def main() -> None:
         probes["text table, no SFT"] = item_to_item(cache.get(enc.outputs["text_table"])["embeddings"].float(), seqs)
     dataset = data.pipeline["data"]["dataset"]
     out = args.out or RESULTS / f"embedding-probe-{dataset}.json"
+    sft = run_by_output(cache, aug.inputs["adapter"])      # the SFT that made the enhanced embeddings
+    sft_result = {k: sft.result.get(k) for k in ("valid_mse", "valid_mse_mean_baseline", "seconds_per_epoch",
+                                                 "instances_per_epoch")}
     write_json(out, {"command": command(), **provenance(threads=1),
-                     "runs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key,
+                     "runs": {"augment": aug.key, "group": group.key, "pretrain": pretrain.key, "sft": sft.key,
                               **({"encode": enc.key} if enc is not None else {})},
+                     "sft_result": {**sft_result, "peak_rss_mb": sft.peak_rss_mb, "wall_s": sft.wall_s},
                      "k": group.config["k"], "sft": aug.pipeline["sft"], "probes": probes}, indent=2)
     for name, m in probes.items():
         print(f"{name}: test NDCG@10 {m['ndcg10']:.4f} HR@10 {m['hr10']:.4f}", file=sys.stderr)
