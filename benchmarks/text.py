@@ -13,7 +13,8 @@ Selection is on validation NDCG@10 only, and only over the seeds every candidate
 
 `run` executes the plan's phases in order (a later phase reads the earlier phases' validation figures to pick
 its cells) and rewrites its --out after every run; rerunning resumes (finished runs are cache hits). `merge`
-pools run files into the issue's schema: `cells` as fusion-<dataset>.json plus `p_vs_text_only` and
+pools run files into the issue's schema: `cells` as fusion-<dataset>.json plus `p_vs_text_only`,
+`p_vs_ensemble_control` (an ensemble with a text member against the ensemble of two Base models) and
 `by_popularity` (test NDCG@10 by popularity bin of the test item: 5 bins of equal user counts, with their
 item counts), `choice_on_valid`.
 """
@@ -151,6 +152,9 @@ def merge(files: list[Path], out: Path) -> None:
         c["extra_sets"] = rs[0].get("extra_sets", [])
         src = c["source"] or ""
         c["p_vs_text_only"] = None
+        ctrl = sorted(by.get((c["backbone"], "ensemble", "none"), []), key=lambda r: r["seed"])   # Base + Base
+        c["p_vs_ensemble_control"] = {"ndcg10": ttest_p([r["test"]["ndcg10"] for r in rs], [r["test"]["ndcg10"] for r in ctrl])} \
+            if c["fusion"] == "ensemble" and src != "none" and ctrl else None
         if src.startswith("enhanced-") and src.endswith(("-title", "-all")):     # a text-enhanced cell
             lm = src.removeprefix("enhanced-").rpartition("-")[0]
             ctrl = by.get((c["backbone"], c["fusion"], f"text-{lm}"), [])
