@@ -10,7 +10,7 @@ are loaded from the cache and mixed by the rule of the `ensemble` fusion (stages
 w, towards Base), the test ranked with that w only. The `ensemble` fusion trains both members again; here the
 members are the very models the table's Base and text cells report, so the cell costs two evaluations per
 weight instead of two trainings. The check that the models loaded are those models: at w = 0 the validation
-ranks must be Base's recorded ranks, and at w = 1 the cell's, exactly (evaluation is float32 in both).
+ranks must be Base's recorded ranks, and at w = 1 the cell's (evaluation is float32 in both; see member_check).
 
 The output is a runs file in `benchmarks.text run`'s schema: fusion 'ensemble', the cell's source,
 `extra_sets` ['train.ensemble_member=FUSION'], and a key made of the two members' keys.
@@ -67,14 +67,15 @@ def trained_model(cache: Cache, rec: RunRecord, n_items: int) -> torch.nn.Module
 
 
 def member_check(cache: Cache, rec: RunRecord, ranks: torch.Tensor, mask: bool) -> float:
-    """Fraction of users whose validation rank differs from the run's recorded one; stops unless every rank is
-    within 1 and NDCG@10 within 1e-4. (Ranks from log-probabilities can tie where the raw scores did not:
-    log_softmax rounds in float32; on Beauty < 0.1% of users move by one place, NDCG@10 is equal to 6 digits.)"""
+    """Fraction of users whose validation rank differs from the run's recorded one; stops unless it is under 1%
+    and NDCG@10 is within 1e-4. (Ranks from log-probabilities can tie where the raw scores did not: log_softmax
+    rounds in float32. On Beauty under 0.1% of users move, by at most 2 places; NDCG@10 agrees to 6 digits.)"""
     recorded = cache.get(rec.outputs["ranks"])["valid"].long()
-    if (ranks - recorded).abs().max() > 1 or abs(metrics(ranks, mask).ndcg10 - metrics(recorded, mask).ndcg10) > 1e-4:
+    moved = float((ranks != recorded).float().mean())
+    if moved > 0.01 or abs(metrics(ranks, mask).ndcg10 - metrics(recorded, mask).ndcg10) > 1e-4:
         raise SystemExit(f"error: the loaded {rec.stage} model {rec.key[:12]} does not rank validation as its run "
-                         "recorded (another code version or settings?)")
-    return float((ranks != recorded).float().mean())
+                         f"recorded ({moved:.1%} of users moved; another code version or settings?)")
+    return moved
 
 
 def ensemble_run(cache: Cache, base: dict[str, Any], cell: dict[str, Any], bins: torch.Tensor) -> dict[str, Any]:
