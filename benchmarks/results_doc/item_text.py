@@ -24,7 +24,8 @@ TARGET = ("a cell whose item table comes from the language model (the text alone
           "FMLP-Rec, on Beauty and on at least one of ML-1M and Yelp, and holding on seeds "
           f"{REPLICATION_SEEDS[0]}-{REPLICATION_SEEDS[-1]}; a text-enhanced cell must also be above the text-only "
           f"control (same LM, same fusion) at p <= {ALPHA}")
-AGAINST_TEXT = [("p vs text alone, same LM and fusion", "p_vs_text_only", text_control)]
+AGAINST_TEXT = [("p vs text alone, same LM and fusion", "p_vs_text_only", text_control),
+                ("p vs Base + Base ensemble", "p_vs_ensemble_control", lambda s: "none" if s not in (None, "none") else None)]
 
 
 def text_file(dataset: str) -> str:
@@ -171,8 +172,20 @@ def _bin_label(b: dict[str, Any]) -> str:
     return f"popularity {span} ({b['n_users']:,} users, {b['n_items']:,} items)"
 
 
+def _ensembles(d: dict[str, Any], backbone: str) -> list[dict[str, Any]]:
+    """The backbone's ensembles of Base with a text cell (not the Base + Base control)."""
+    return [c for c in d.get("cells", []) if c.get("backbone") == backbone and c.get("fusion") == "ensemble"
+            and c.get("source") not in (None, "none")]
+
+
+def _ensemble_label(c: dict[str, Any]) -> str:
+    member = next((s.split("=", 1)[1] for s in c.get("extra_sets") or [] if s.startswith("train.ensemble_member=")), "?")
+    return f"Base + {member} on {source_name(c['source'])}, mixed"
+
+
 def popularity_table(d: dict[str, Any]) -> str:
-    """Test NDCG@10 by popularity bin of the test item: Base and each validation-chosen cell, per backbone."""
+    """Test NDCG@10 by popularity bin of the test item: Base, each validation-chosen cell and each ensemble of
+    Base with a text cell, per backbone."""
     bins = d["popularity"]["bins"]
     rows = []
     for b in _backbones(d):
@@ -181,6 +194,7 @@ def popularity_table(d: dict[str, Any]) -> str:
             ch = ((d.get("choice_on_valid") or {}).get(b) or {}).get(kind)
             if ch:
                 cells.append((f"{label}: {ch['fusion']} on {source_name(ch['source'])}", _cell(d, b, ch["fusion"], ch["source"])))
+        cells += [(_ensemble_label(c), c) for c in _ensembles(d, b)] + [("Base + Base, mixed", _cell(d, b, "ensemble", "none"))]
         for label, c in cells:
             if c and c.get("by_popularity"):
                 rows.append([f"{BACKBONE_NAMES.get(b, b)}, {label}"] +
@@ -198,6 +212,23 @@ def chosen_list(d: dict[str, Any]) -> str:
                              f"{ch['n_seeds']} seeds (valid NDCG@10 {f4(ch['valid_ndcg10'])}, "
                              f"{'above' if ch['beats_base_on_valid'] else 'not above'} Base's {f4(ch['base_valid_ndcg10'])}): "
                              f"test NDCG@10 {f4(ch['test_ndcg10'])}, p vs Base {pval((ch.get('p_vs_base') or {}).get('ndcg10'))}")
+    return "\n".join(lines)
+
+
+def ensemble_lines(d: dict[str, Any]) -> str:
+    """Each ensemble of Base with a text cell against Base and against the Base + Base ensemble: does the text
+    model add what any second model adds? (w chosen on validation per seed.)"""
+    lines = []
+    for b in _backbones(d):
+        ctrl, base = _cell(d, b, "ensemble", "none"), _cell(d, b, "base", None)
+        for c in _ensembles(d, b):
+            problems = _above(_ndcg(c), _ndcg(base), (c.get("p_vs_base") or {}).get("ndcg10"), "Base") + \
+                       _above(_ndcg(c), _ndcg(ctrl), (c.get("p_vs_ensemble_control") or {}).get("ndcg10"), "Base + Base")
+            lines.append(f"- {BACKBONE_NAMES.get(b, b)}, {_ensemble_label(c)} (w = "
+                         f"{', '.join(str(w) for w in c.get('ensemble_weights') or [])}), {c['n_seeds']} seeds: test NDCG@10 "
+                         f"{f4(_ndcg(c))} against Base's {f4(_ndcg(base))} (p = {pval((c.get('p_vs_base') or {}).get('ndcg10'))}) "
+                         f"and Base + Base's {f4(_ndcg(ctrl))} (p = {pval((c.get('p_vs_ensemble_control') or {}).get('ndcg10'))}): "
+                         + ("above both at p <= 0.05" if not problems else "; ".join(problems)))
     return "\n".join(lines)
 
 
@@ -226,8 +257,15 @@ def text_dataset_block(dataset: str) -> Callable[[Results], str]:
                    f"cell above Base at p <= {ALPHA} on test NDCG@10 with {SEEDS} seeds; a text-enhanced cell also above "
                    f"the text-only control; replication: `{rep_name}`)\n\n" +
                    "\n".join(verdict(d, rep, b) for b in _backbones(d)))
+        mixed = ensemble_lines(d)
+        if mixed:
+            out.append(f"**{title}: Base mixed with the text cell** (the `ensemble` rule on the two cells' own trained "
+                       "models, w chosen on validation; the control mixes Base with another seed's Base)\n\n" + mixed)
         if rep is not None:
             out.append(f"**{title}: replication** (test, history masked)\n\n" + cells_table(rep, against=AGAINST_TEXT))
+            mixed = ensemble_lines(rep)
+            if mixed:
+                out.append(f"**{title}: replication, Base mixed with the text cell**\n\n" + mixed)
         n_cmd = len(d["commands"]) if isinstance(d.get("commands"), list) else 0
         out.append(caption(r, name, *([rep_name] if rep is not None else [])) +
                    (f" The file lists the {n_cmd} command{'s' if n_cmd > 1 else ''} that made its runs." if n_cmd else ""))
