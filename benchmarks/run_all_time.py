@@ -6,12 +6,16 @@ stage's own seconds from the run's JSON record.
 
 The run is a subprocess in an empty cache (a temporary folder, or --cache-dir, which must be empty and is
 kept). Nothing else should run on the machine meanwhile: the file records the load average before and after.
+`--stop-at-limit` answers "within --limit-s?" in at most that time: a run still going then is interrupted, and
+the file names the stages it finished (from the runner's `stored` lines) and the one it was in.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,18 +26,47 @@ from typing import Any
 from benchmarks.common import ROOT, command, provenance, write_json
 
 
-def time_run_all(dataset: str, threads: int, device: str, sets: list[str], cache_dir: Path | None
-                 ) -> tuple[float, dict[str, Any]]:
-    """(wall seconds, the run's --json record) of `tslrec run all` in a cold cache."""
+STORED = re.compile(r"^stored\s+(\S+)\s+[0-9a-f]+ in ([0-9.]+)s")     # the runner's log line of a finished stage
+COMPUTING = re.compile(r"^computing\s+(\S+)")
+
+
+def time_run_all(dataset: str, threads: int, device: str, sets: list[str], cache_dir: Path | None,
+                 stop_after_s: float | None = None) -> tuple[float, dict[str, Any] | None, str]:
+    """(wall seconds, the run's --json record, its log) of `tslrec run all` in a cold cache. With stop_after_s
+    the run is interrupted (SIGINT, as Ctrl-C) when it is still going then, and the record is None."""
     if cache_dir is not None and cache_dir.exists() and any(cache_dir.iterdir()):
         raise SystemExit(f"error: {cache_dir} is not empty (the timing needs a cold cache)")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as log:
         t = time.perf_counter()
-        done = subprocess.run([sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(cache_dir or tmp),
-                               "--threads", str(threads), "--device", device, "--no-progress", "run", "all",
-                               "--dataset", dataset, *[a for s in sets for a in ("--set", s)], "--json"],
-                              check=True, stdout=subprocess.PIPE, text=True)
-        return round(time.perf_counter() - t, 1), json.loads(done.stdout)
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(cache_dir or tmp),
+                                 "--threads", str(threads), "--device", device, "--no-progress", "run", "all",
+                                 "--dataset", dataset, *[a for s in sets for a in ("--set", s)], "--json"],
+                                stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            out, _ = proc.communicate(timeout=stop_after_s)
+        except subprocess.TimeoutExpired:
+            seconds = round(time.perf_counter() - t, 1)
+            proc.send_signal(signal.SIGINT)
+            proc.communicate()
+            log.seek(0)
+            return seconds, None, log.read()
+        seconds = round(time.perf_counter() - t, 1)
+        log.seek(0)
+        if proc.returncode != 0:
+            raise SystemExit(f"error: run all exited with {proc.returncode}: {log.read().strip().splitlines()[-1:]}")
+        return seconds, json.loads(out), log.read()
+
+
+def stages_from_log(log: str) -> tuple[dict[str, float], str | None]:
+    """(seconds of each stage the log says was stored, the stage it was computing last and did not store)."""
+    done, current = {}, None
+    for line in log.splitlines():
+        if m := STORED.match(line):
+            done[m.group(1)] = float(m.group(2))
+            current = None if current == m.group(1) else current
+        elif m := COMPUTING.match(line):
+            current = m.group(1)
+    return done, current
 
 
 def stage_seconds(record: dict[str, Any]) -> dict[str, float]:
@@ -52,15 +85,24 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cache-dir", type=Path, default=None, help="an empty folder to run in (kept)")
     ap.add_argument("--limit-s", type=float, default=1200.0, help="the bound the file reports against (seconds)")
+    ap.add_argument("--stop-at-limit", action="store_true",
+                    help="interrupt the run at --limit-s: the file then says it was not within it, which stages "
+                         "finished (their seconds) and which one was running")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
-    seconds, record = time_run_all(args.dataset, args.threads, args.device, args.sets, args.cache_dir)
+    seconds, record, log = time_run_all(args.dataset, args.threads, args.device, args.sets, args.cache_dir,
+                                        args.limit_s if args.stop_at_limit else None)
+    stopped = record is None
+    done, current = stages_from_log(log)
     write_json(args.out, {"benchmark": "run-all-time", "command": command(), **provenance(args.device, args.threads),
                           "dataset": args.dataset, "sets": args.sets, "wall_s": seconds, "limit_s": args.limit_s,
-                          "within_limit": seconds <= args.limit_s, "load_avg_1m_before": load_before,
-                          "load_avg_1m_after": os.getloadavg()[0], "stage_seconds": stage_seconds(record)})
-    print(json.dumps({"wall_s": seconds, "within_limit": seconds <= args.limit_s}))
+                          "within_limit": not stopped and seconds <= args.limit_s, "stopped_at_limit": stopped,
+                          "stage_at_limit": current if stopped else None, "load_avg_1m_before": load_before,
+                          "load_avg_1m_after": os.getloadavg()[0],
+                          "stage_seconds": done if stopped else stage_seconds(record)})
+    print(json.dumps({"wall_s": seconds, "within_limit": not stopped and seconds <= args.limit_s,
+                      "stopped_at_limit": stopped}))
 
 
 if __name__ == "__main__":
