@@ -15,7 +15,11 @@ from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table, text_con
 
 
 def _ms(c: dict[str, Any] | None) -> str:
-    return "-" if not c else pm(c["mean"]["ndcg10"], c["std"]["ndcg10"])
+    """mean ± std, and the number of seeds where it is not the table's 3."""
+    if not c:
+        return "-"
+    n = c.get("n_seeds")
+    return pm(c["mean"]["ndcg10"], c["std"]["ndcg10"]) + (f" ({n} seeds)" if n not in (None, 3) else "")
 
 
 def _chosen(d: dict[str, Any], rep: dict[str, Any] | None, backbone: str, kind: str) -> str:
