@@ -19,9 +19,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from benchmarks.common import ROOT, command, provenance, write_json
 
@@ -36,25 +37,36 @@ def time_run_all(dataset: str, threads: int, device: str, sets: list[str], cache
     the run is interrupted (SIGINT, as Ctrl-C) when it is still going then, and the record is None."""
     if cache_dir is not None and cache_dir.exists() and any(cache_dir.iterdir()):
         raise SystemExit(f"error: {cache_dir} is not empty (the timing needs a cold cache)")
-    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as log:
+    with tempfile.TemporaryDirectory() as tmp, tempfile.TemporaryFile("w+") as out:
         t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(cache_dir or tmp),
                                  "--threads", str(threads), "--device", device, "--no-progress", "run", "all",
                                  "--dataset", dataset, *[a for s in sets for a in ("--set", s)], "--json"],
-                                stdout=subprocess.PIPE, stderr=log, text=True)
+                                stdout=out, stderr=subprocess.PIPE, text=True)
+        log: list[str] = []
+        tee = threading.Thread(target=_tee, args=(proc.stderr, log), daemon=True)   # progress stays visible
+        tee.start()
         try:
-            out, _ = proc.communicate(timeout=stop_after_s)
+            proc.wait(timeout=stop_after_s)
         except subprocess.TimeoutExpired:
             seconds = round(time.perf_counter() - t, 1)
             proc.send_signal(signal.SIGINT)
-            proc.communicate()
-            log.seek(0)
-            return seconds, None, log.read()
+            proc.wait()
+            tee.join()
+            return seconds, None, "".join(log)
         seconds = round(time.perf_counter() - t, 1)
-        log.seek(0)
+        tee.join()
         if proc.returncode != 0:
-            raise SystemExit(f"error: run all exited with {proc.returncode}: {log.read().strip().splitlines()[-1:]}")
-        return seconds, json.loads(out), log.read()
+            raise SystemExit(f"error: run all exited with {proc.returncode}: {''.join(log[-1:]).strip()}")
+        out.seek(0)
+        return seconds, json.loads(out.read()), "".join(log)
+
+
+def _tee(stream: IO[str], lines: list[str]) -> None:
+    """Copy the run's stderr to ours, line by line, and keep it."""
+    for line in stream:
+        sys.stderr.write(line)
+        lines.append(line)
 
 
 def stages_from_log(log: str) -> tuple[dict[str, float], str | None]:

@@ -304,3 +304,20 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
                              (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + "\n")
         return "\n".join(out)
     return block
+
+
+def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Results], str]:
+    """`run all` with item text from a cold cache against its time bound (benchmarks/run_all_time.py)."""
+    def block(r: Results) -> str:
+        title = "`tslrec run all --dataset beauty --set sft.item_text=title` from a cold cache"
+        if not r.has(name):
+            return f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
+        d = r(name)
+        stages = ", ".join(f"{k} {secs(v)}" for k, v in (d.get("stage_seconds") or {}).items())
+        if d.get("stopped_at_limit"):
+            said = (f"not within {secs(d['limit_s'])}: stopped at {secs(d['wall_s'])} while still in `{d.get('stage_at_limit')}`"
+                    f" (stages finished: {stages or 'none'})")
+        else:
+            said = f"{secs(d['wall_s'])}, {'within' if d.get('within_limit') else 'over'} {secs(d['limit_s'])} ({stages})"
+        return f"**{title}**: {said}.\n\n" + caption(r, name) + "\n"
+    return block
