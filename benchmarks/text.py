@@ -152,9 +152,9 @@ def merge(files: list[Path], out: Path) -> None:
         c["extra_sets"] = rs[0].get("extra_sets", [])
         src = c["source"] or ""
         c["p_vs_text_only"] = None
-        ctrl = sorted(by.get((c["backbone"], "ensemble", "none"), []), key=lambda r: r["seed"])   # Base + Base
-        c["p_vs_ensemble_control"] = {"ndcg10": ttest_p([r["test"]["ndcg10"] for r in rs], [r["test"]["ndcg10"] for r in ctrl])} \
-            if c["fusion"] == "ensemble" and src != "none" and ctrl else None
+        two_bases = sorted(by.get((c["backbone"], "ensemble", "none"), []), key=lambda r: r["seed"])
+        c["p_vs_ensemble_control"] = {"ndcg10": ttest_p([r["test"]["ndcg10"] for r in rs], [r["test"]["ndcg10"] for r in two_bases])} \
+            if c["fusion"] == "ensemble" and src != "none" and two_bases else None
         if src.startswith("enhanced-") and src.endswith(("-title", "-all")):     # a text-enhanced cell
             lm = src.removeprefix("enhanced-").rpartition("-")[0]
             ctrl = by.get((c["backbone"], c["fusion"], f"text-{lm}"), [])

@@ -78,12 +78,20 @@ def member_check(cache: Cache, rec: RunRecord, ranks: torch.Tensor, mask: bool) 
     return moved
 
 
-def ensemble_run(cache: Cache, base: dict[str, Any], cell: dict[str, Any], bins: torch.Tensor) -> dict[str, Any]:
-    """One seed: the mix of the two runs' models, w chosen on validation, in `benchmarks.text run`'s schema."""
-    rec_a, rec_b = (cache.get_run(r["key"]) for r in (base, cell))
-    if rec_a is None or rec_b is None:
-        raise SystemExit(f"error: seed {base['seed']}: a run of the runs file is not in {cache.root}")
-    seqs = Sequences.from_tensors(input_tensors(cache, rec_b, "sequences"))
+def cached_run(cache: Cache, run: dict[str, Any]) -> RunRecord:
+    rec = cache.get_run(run["key"])
+    if rec is None:
+        raise SystemExit(f"error: {run['backbone']}/{run['fusion']} seed {run['seed']}: run {run['key'][:12]} is not in {cache.root}")
+    return rec
+
+
+def ensemble_run(cache: Cache, base: dict[str, Any], cell: dict[str, Any], seqs: Sequences, seqs_digest: str,
+                 bins: torch.Tensor) -> dict[str, Any]:
+    """One seed: the mix of the two runs' models, w chosen on validation, in `benchmarks.text run`'s schema.
+    `seqs` is the data every run of the files must have read (its digest `seqs_digest`), loaded once."""
+    rec_a, rec_b = cached_run(cache, base), cached_run(cache, cell)
+    if {rec_a.inputs["sequences"], rec_b.inputs["sequences"]} != {seqs_digest}:
+        raise SystemExit(f"error: seed {base['seed']}: its runs read other data than the first pair's (one dataset per call)")
     cfg = train_config(rec_a)
     models = (trained_model(cache, rec_a, seqs.n_items), trained_model(cache, rec_b, seqs.n_items))
     kw = dict(max_len=cfg.backbone.max_len, batch_size=cfg.trainer.eval_batch_size, device=torch.device("cpu"))
@@ -142,16 +150,20 @@ def main() -> None:
     if (args.cell is None) == (args.control_seeds is None) or (args.control_seeds and len(args.control_seeds) != len(args.seeds or [])):
         raise SystemExit("error: give --cell, or --control-seeds with as many --seeds")
     torch.set_num_threads(args.threads)
-    files = [json.loads(f.read_text()) for f in args.runs]
+    try:
+        files = [json.loads(f.read_text()) for f in args.runs]
+    except (OSError, json.JSONDecodeError) as e:
+        raise SystemExit(f"error: cannot read a runs file: {e}") from None
     todo = pairs([r for f in files for r in f["runs"]], args)
     if not todo:
         raise SystemExit(f"error: no seed has both members in {', '.join(map(str, args.runs))}")
     cache = Cache(args.cache_dir)
-    first = cache.get_run(todo[0][1]["key"])
-    bins, _ = popularity_bins(Sequences.from_tensors(input_tensors(cache, first, "sequences")))
+    first = cached_run(cache, todo[0][1])
+    seqs = Sequences.from_tensors(input_tensors(cache, first, "sequences"))
+    bins, _ = popularity_bins(seqs)
     runs = []
     for base, second in todo:
-        runs.append(ensemble_run(cache, base, second, bins))
+        runs.append(ensemble_run(cache, base, second, seqs, first.inputs["sequences"], bins))
         r = runs[-1]
         print(f"{r['backbone']} seed {r['seed']}: w {r['ensemble_weight']}, valid NDCG@10 {r['valid']['ndcg10']:.4f}, "
               f"test {r['test']['ndcg10']:.4f}", file=sys.stderr, flush=True)

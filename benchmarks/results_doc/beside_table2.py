@@ -8,8 +8,8 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .experiments import paper_rows, summary_of
-from .item_text import (KINDS, TARGET_BACKBONES, TEXT_DATASETS, _cell, _ensembles, _ndcg, assess, replication_file,
-                        text_file)
+from .item_text import (KINDS, TARGET_BACKBONES, TEXT_DATASETS, _above, _cell, _ensembles, _ndcg, assess,
+                        replication_file, text_file)
 from .load import Results
 from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table, text_control
 
@@ -55,10 +55,10 @@ def _mixed(d: dict[str, Any], rep: dict[str, Any] | None, backbone: str) -> str:
              _side(c, _ndcg(ctrl), (c.get("p_vs_ensemble_control") or {}).get("ndcg10"), "Base + Base")]
     rc = _cell(rep, backbone, "ensemble", c["source"])
     if rc is not None:
-        rep_ctrl = _ndcg(_cell(rep, backbone, "ensemble", "none"))
-        held = all(x is not None and _ndcg(rc) > x for x in (_ndcg(_cell(rep, backbone, "base", None)), rep_ctrl)) and \
-            all(p is not None and p <= 0.05 for p in ((rc.get(k) or {}).get("ndcg10") for k in ("p_vs_base", "p_vs_ensemble_control")))
-        sides.append("replicated" if held else "did not replicate")
+        problems = _above(_ndcg(rc), _ndcg(_cell(rep, backbone, "base", None)), (rc.get("p_vs_base") or {}).get("ndcg10"), "Base") + \
+            _above(_ndcg(rc), _ndcg(_cell(rep, backbone, "ensemble", "none")),
+                   (rc.get("p_vs_ensemble_control") or {}).get("ndcg10"), "Base + Base")
+        sides.append("did not replicate" if problems else "replicated")
     return f"{_ms(c)} ({'; '.join(sides)})"
 
 
