@@ -218,6 +218,25 @@ def test_text_target_needs_three_seeds_p_replication_and_a_second_dataset(tmp_pa
     assert item_text.target_missing(r) == [] and "**Met** by the files below." in item_text.text_target_block()(r)
 
 
+def test_text_profile_is_warranted_only_where_beautys_choice_beats_base_on_every_datasets_validation(tmp_path):
+    from benchmarks.results_doc import item_text
+
+    sample = passing(json.loads(SAMPLE.read_text()))
+    r = text_results(tmp_path, {"text-beauty.json": sample, "text-yelp.json": sample})
+    lines = item_text.profile_lines(r)
+    assert len(lines) == 2 and all(line.endswith("ML-1M: not run; Yelp 0.6042 above Base's 0.2801 (3 seeds): no text profile")
+                                   for line in lines)
+    below = json.loads(json.dumps(sample))
+    for c in below["cells"]:
+        if c["fusion"] == "add" and c["backbone"] == "sasrec":
+            c["valid_mean"]["ndcg10"] = 0.2
+    r = text_results(tmp_path, {"text-ml-1m.json": below})
+    sasrec, fmlp = item_text.profile_lines(r)
+    assert "ML-1M 0.2000 not above Base's 0.2801" in sasrec and sasrec.endswith("no text profile")
+    assert fmlp.endswith("above Base on every dataset, so a text profile is warranted")
+    assert "**A text profile?**" in item_text.text_profile_block()(r)
+
+
 def test_text_cost_block_says_when_no_cost_file_is_committed():
     from benchmarks.results_doc import item_text
 
