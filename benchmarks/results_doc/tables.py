@@ -20,7 +20,7 @@ SOURCE_ORDER = ["enhanced-minilm", "enhanced-smollm2", "pretrain", "random", "no
 SOURCE_NAMES = {"enhanced-minilm": "enhanced (MiniLM)", "enhanced-smollm2": "enhanced (SmolLM2)",
                 "none": "none: base + base (control)", None: "-"}
 LM_NAMES = {"minilm": "MiniLM", "smollm2": "SmolLM2"}
-TEXT_SOURCE = re.compile(r"text-(.+)")                        # the LM's reading of the item text alone, no SFT
+TEXT_SOURCE = re.compile(r"text-(.+?)(-all)?")                 # the LM's reading of the item text alone, no SFT
 TEXT_ENHANCED_SOURCE = re.compile(r"enhanced-(.+)-(title|all)")  # TSLRec's SFT with item text in the prompt
 
 
@@ -35,7 +35,7 @@ def source_name(source: str | None) -> str:
                f"({LM_NAMES.get(m.group(1), m.group(1))})"
     m = TEXT_SOURCE.fullmatch(str(source))
     if m:
-        return f"text alone ({LM_NAMES.get(m.group(1), m.group(1))})"
+        return f"text alone{', every column' if m.group(2) else ''} ({LM_NAMES.get(m.group(1), m.group(1))})"
     return str(source)
 
 

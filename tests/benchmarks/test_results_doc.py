@@ -88,6 +88,8 @@ def test_cells_renderer_names_text_tables_for_any_lm_and_puts_the_control_first(
     assert [r[2] for r in rows] == ["pretrain", "text alone (SmolLM2)", "TSLRec SFT with all item text (MiniLM)",
                                     "TSLRec SFT with titles (SmolLM2)", "mystery"]
     assert tables.text_control("enhanced-smollm2-title") == "text-smollm2" and tables.text_control("enhanced-minilm") is None
+    assert tables.source_name("text-minilm-all") == "text alone, every column (MiniLM)"
+    assert tables.source_name("text-my-lm") == "text alone (my-lm)"
 
 
 def test_t_test_agrees_with_the_p_values_the_results_files_hold():
