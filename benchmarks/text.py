@@ -91,9 +91,10 @@ def plan_beauty(runs: dict, backbone: str, args) -> list[list[tuple]]:
 
 def plan_cells(runs: dict, backbone: str, args) -> list[list[tuple]]:
     """--cells FUSION:SOURCE ...: Base and the named cells on --seeds, seed by seed (a replication of chosen
-    cells; a run stopped by the deadline leaves whole seeds)."""
+    cells; a run stopped by the deadline leaves whole seeds). --skip-base leaves Base to another core or file."""
     cells = [tuple(c.split(":", 1)) for c in args.cells]
-    return [[(backbone, "base", None, s, []), *((backbone, f, src, s, []) for f, src in cells)] for s in args.seeds]
+    base = [] if args.skip_base else [("base", None)]
+    return [[(backbone, f, src, s, []) for f, src in [*base, *cells]] for s in args.seeds]
 
 
 def run_plan(args) -> None:
@@ -205,6 +206,8 @@ def main() -> None:
     r.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--cells", nargs="+", default=None, help="FUSION:SOURCE cells to run with Base on --seeds, instead of the plan")
+    r.add_argument("--skip-base", action="store_true", help="with --cells: run only the named cells, not Base (e.g. "
+                   "Base trains on the other core; merge pools the files)")
     m = sub.add_parser("merge")
     m.add_argument("files", nargs="+", type=Path)
     m.add_argument("--out", type=Path, required=True)
@@ -212,6 +215,8 @@ def main() -> None:
     if args.cmd == "merge":
         merge(args.files, args.out)
         return
+    if args.skip_base and not args.cells:
+        ap.error("--skip-base needs --cells")
     if args.threads:
         torch.set_num_threads(args.threads)
     run_plan(args)

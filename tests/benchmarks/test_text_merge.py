@@ -40,3 +40,15 @@ def test_two_different_records_of_one_cell_and_seed_stop_the_merge(tmp_path):
     b = write(tmp_path / "b.json", [run("base", None, 42, 0.06, key="k2")])
     with pytest.raises(SystemExit, match="two different records"):
         merge([a, b], tmp_path / "m.json")
+
+
+def test_skip_base_plans_only_the_named_cells_seed_by_seed():
+    from argparse import Namespace
+
+    from benchmarks.text import plan_cells
+    args = Namespace(cells=["dual:text-minilm"], seeds=[42, 44], skip_base=False)
+    with_base = [[c[1:4] for c in phase] for phase in plan_cells({}, "fmlprec", args)]
+    assert with_base == [[("base", None, 42), ("dual", "text-minilm", 42)], [("base", None, 44), ("dual", "text-minilm", 44)]]
+    args.skip_base = True
+    assert [[c[1:4] for c in phase] for phase in plan_cells({}, "fmlprec", args)] == \
+        [[("dual", "text-minilm", 42)], [("dual", "text-minilm", 44)]]
