@@ -330,6 +330,7 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             runs = d.get("rows") or d.get("runs") or []
             none = _epoch_seconds(next((x for x in runs if x.get("item_text") == "none"), None))
             mse = any(x.get("valid_mse") is not None for x in runs)
+            pos = any(x.get("mean_positions") is not None for x in runs)   # text_cost.py's exact prompt positions
             rows = []
             for x in runs:
                 s = _epoch_seconds(x)
@@ -337,12 +338,15 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
                 shown = x.get("mean_items_shown")
                 rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-", secs(s),
                              "-" if ratio is None else f"{ratio:.2f}x", "-" if shown is None else f"{shown:.2f}"] +
+                            ([f"{x['mean_positions']:.1f} ({x.get('positions_ratio_vs_none', 1.0):.2f}x)"] if pos else []) +
                             ([f"{f4(x.get('valid_mse'))} / {f4(x.get('valid_mse_mean_baseline'))}"] if mse else []))
             ds = d.get("dataset", "")
+            method = f" Method: {d['method']}." if d.get("method") else ""
             out.append(f"**What item text costs the SFT, {DATASET_NAMES.get(ds, ds)}** ({d.get('model', 'the default LM')}; "
                        f"`{n}`)\n\n" +
                        table(["item_text", "item_text_tokens", "seconds per epoch", "ratio vs none", "mean items shown"] +
-                             (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + "\n")
+                             (["prompt positions (vs none)"] if pos else []) +
+                             (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + method + "\n")
         return "\n".join(out)
     return block
 

@@ -258,6 +258,12 @@ def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
     assert "| item_text | item_text_tokens | seconds per epoch | ratio vs none | mean items shown |" in out
     assert "| none | - | 200 s | 1.00x | 47.50 |" in out and "| title | 16 | 500 s | 2.50x | 12.25 |" in out
     assert "`benchmarks/results/text-cost-beauty.json`; commit aaaaaaa; machine: AMD EPYC" in out
+    rows[0].update(mean_positions=29.7, positions_ratio_vs_none=1.0)
+    rows[1].update(mean_positions=118.8, positions_ratio_vs_none=4.0)
+    r = text_results(tmp_path, {"text-cost-beauty.json": {"dataset": "beauty", "rows": rows, "method": "cost strata"}})
+    out = item_text.text_cost_block()(r)
+    assert "| mean items shown | prompt positions (vs none) |" in out and "| 12.25 | 118.8 (4.00x) |" in out
+    assert "Method: cost strata." in out
     runs = [{"item_text": "title", "item_text_tokens": 16, "seconds_per_epoch": 300.0, "valid_mse": 0.061,
              "valid_mse_mean_baseline": 0.359},
             {"item_text": "none", "item_text_tokens": None, "seconds_per_epoch": 120.0, "valid_mse": 0.065,
