@@ -158,21 +158,24 @@ def _valid(c: dict[str, Any] | None) -> float | None:
     return ((c or {}).get("valid_mean") or {}).get("ndcg10")
 
 
+PROFILE_SEEDS = 3   # a profile needs the protocol's seeds on every dataset, for the cell and for its Base
+
+
 def profile_lines(r: Results) -> list[str]:
     """Per target backbone, Beauty's validation-chosen text-alone configuration (fusion and LM, which the other
     datasets ran unchanged) against Base on each dataset's validation: a text profile is warranted only where it
-    is above Base on every dataset."""
+    is above Base on every dataset, each with the protocol's 3 seeds (fewer: the question stays open)."""
     beauty = r(text_file("beauty")) if r.has(text_file("beauty")) else {}
     lines = []
     for b in TARGET_BACKBONES:
         ch = ((beauty.get("choice_on_valid") or {}).get(b) or {}).get("text_only")
         if not ch:
             continue
-        said, wins = [], True
+        said, wins, short = [], True, []
         for ds in TEXT_DATASETS:
             d = r(text_file(ds)) if r.has(text_file(ds)) else None
-            c = _cell(d, b, ch["fusion"], ch["source"])
-            mine, base = _valid(c), _valid(_cell(d, b, "base", None))
+            c, bc = _cell(d, b, ch["fusion"], ch["source"]), _cell(d, b, "base", None)
+            mine, base = _valid(c), _valid(bc)
             name = DATASET_NAMES.get(ds, ds)
             if mine is None or base is None:
                 said.append(f"{name}: not run")
@@ -180,8 +183,13 @@ def profile_lines(r: Results) -> list[str]:
                 continue
             said.append(f"{name} {f4(mine)} {'above' if mine > base else 'not above'} Base's {f4(base)} ({c['n_seeds']} seeds)")
             wins = wins and mine > base
-        lines.append(f"- {BACKBONE_NAMES[b]}, {ch['fusion']} on {source_name(ch['source'])}: {'; '.join(said)}: " +
-                     ("above Base on every dataset, so a text profile is warranted" if wins else "no text profile"))
+            if min(c["n_seeds"], bc["n_seeds"]) < PROFILE_SEEDS:
+                short.append(name)
+        verdict = ("no text profile" if not wins else
+                   f"above Base on every dataset so far, but {' and '.join(short)} has fewer than {PROFILE_SEEDS} seeds: "
+                   "no text profile until it has them" if short else
+                   "above Base on every dataset, so a text profile is warranted")
+        lines.append(f"- {BACKBONE_NAMES[b]}, {ch['fusion']} on {source_name(ch['source'])}: {'; '.join(said)}: {verdict}")
     return lines
 
 

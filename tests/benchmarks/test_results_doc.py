@@ -159,11 +159,14 @@ def text_results(tmp_path, files):
 
 
 def passing(d, seeds=(42, 43, 44), p=0.01):
-    """The sample with its text-only choice (add on text alone) on 3 seeds at p against Base, for SASRec and FMLP-Rec."""
+    """The sample with its text-only choice (add on text alone) and Base on 3 seeds, the choice at p against Base,
+    for SASRec and FMLP-Rec."""
     d = json.loads(json.dumps(d))
     for c in d["cells"]:
         if (c["fusion"], c["source"]) == ("add", "text-tiny-bert"):
             c["n_seeds"], c["seeds"], c["p_vs_base"] = 3, list(seeds), {"ndcg10": p, "hr10": p}
+        if c["fusion"] == "base":
+            c["n_seeds"], c["seeds"] = 3, list(seeds)
     d["choice_on_valid"]["sasrec"]["text_only"].update(n_seeds=3, p_vs_base={"ndcg10": p, "hr10": p})
     d["cells"] += [{**c, "backbone": "fmlprec"} for c in d["cells"]]
     d["choice_on_valid"]["fmlprec"] = d["choice_on_valid"]["sasrec"]
@@ -237,6 +240,12 @@ def test_text_profile_is_warranted_only_where_beautys_choice_beats_base_on_every
     assert "ML-1M 0.2000 not above Base's 0.2801" in sasrec and sasrec.endswith("no text profile")
     assert fmlp.endswith("above Base on every dataset, so a text profile is warranted")
     assert "**A text profile?**" in item_text.text_profile_block()(r)
+    two = json.loads(json.dumps(below))          # FMLP-Rec's text cell on ML-1M with 2 seeds only
+    for c in two["cells"]:
+        if c["backbone"] == "fmlprec" and c["fusion"] != "base":
+            c["n_seeds"] = 2
+    r = text_results(tmp_path, {"text-ml-1m.json": two})
+    assert item_text.profile_lines(r)[1].endswith("but ML-1M has fewer than 3 seeds: no text profile until it has them")
 
 
 def test_text_cost_block_says_when_no_cost_file_is_committed():
