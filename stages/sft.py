@@ -138,10 +138,10 @@ def train_step(model: PromptLM, task: Task, opt: torch.optim.Optimizer, items: t
     loss, tokens = None, 0
     if local.numel():
         ids, counts = batch_inputs(items, inst, local, max_items)
-        h, _ = model.hidden(ids, counts)
+        h, batch = model.hidden(ids, counts)
         loss = task.loss(task.predict(model.head(h)), targets[local.to(targets.device)]) * (local.numel() / idx.numel())
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        tokens = int(model.template.lengths(counts).sum())
+        tokens = batch.n_tokens   # the prompt's real positions, item text included
     value = float(dist.all_reduce_grads(model, loss)) if dist is not None else float(loss.detach())
     if scaler is not None:   # fp16: unscale, skip the step on inf/nan, adapt the scale
         scaler.step(opt)

@@ -114,6 +114,26 @@ def test_prompts_fit_the_context_and_the_target_counts_what_they_show(tmp_path):
         assert torch.allclose(fitted.targets[i], want / want.sum())             # the target counts exactly those
 
 
+def test_train_step_counts_the_text_positions_it_trains_on(tmp_path):
+    """tokens_per_second counts every real prompt position: each shown item's text tokens + its embedding."""
+    seqs, weight, groups = synthetic()
+    n = seqs.n_items
+    text = encode_item_text(["title"], [[""] + [f"item {i} " + "word " * (i % 5) for i in range(1, n + 1)]])
+    cfg = SftConfig(model="tiny-bert", item_text="title", item_text_tokens=6, max_items=8, epochs=1, batch_size=8,
+                    precision="fp32", valid_fraction=0.0)
+    rt = Runtime(progress=False, cache_dir=tmp_path / "cache", offline=True)
+    task, items, tr, _, n_out = sft.prepare(cfg, seqs, weight, groups)
+    model = sft.make_model(cfg, task, weight, n_out, rt, text)
+    idx = torch.arange(5)
+    ids, counts = sft.batch_inputs(items, tr, idx, cfg.max_items)
+    fixed = model.template.prefix.shape[0] + model.template.suffix.shape[0]
+    text_len = model.text_len.cpu()
+    want = sum(fixed + int(c) + int(text_len[ids[r, :int(c)].long()].sum()) for r, c in enumerate(counts.tolist()))
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
+    _, tokens = sft.train_step(model, task, opt, items, tr, tr.targets, idx, cfg.max_items)
+    assert int(text_len[1:].min()) > 0 and tokens == want
+
+
 def test_without_text_the_instances_are_untouched(tmp_path):
     seqs, weight, groups = synthetic()
     cfg = SftConfig(model="tiny-bert", max_items=6, epochs=1, precision="fp32")
