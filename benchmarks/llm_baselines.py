@@ -20,6 +20,7 @@ from typing import Any
 from benchmarks.common import RESULTS, command, provenance, write_json
 
 HOURS = 3600.0
+SESSION_HOURS = 3.0    # a CPU session on this machine class; a run never spans two
 
 
 def _load(name: str) -> dict[str, Any] | None:
@@ -71,9 +72,12 @@ def e4srec(dataset: str) -> dict[str, Any] | None:
     if d is None:
         return None
     t = d["e4srec"]["train_epoch"]
+    per_seed = 3 * t["seconds_extrapolated"] / HOURS
+    where = ("about one CPU session per seed on this machine class, or a GPU" if per_seed <= SESSION_HOURS else
+             f"a GPU: {per_seed:.0f} h per seed on one CPU thread is more than a {SESSION_HOURS:.0f}-hour session")
     return not_run(t["seconds_extrapolated"] / HOURS, 3, f"efficiency-{dataset}.json", _commit(d),
                    "3 seeds x 3 epochs of `tslrec run sft --set sft.task=next_item` (E4SRec's published recipe, "
-                   "the default of that task), about one CPU session per seed on this machine class, or a GPU",
+                   f"the default of that task): {where}",
                    f"MiniLM-L6, {t['instances']:,} next-item instances, 1 thread")
 
 

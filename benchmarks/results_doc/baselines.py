@@ -60,7 +60,7 @@ def method_row(method: str, x: dict[str, Any] | None, paper: dict[str, Any] | No
         note = (f"- {label}: {nr.get('detail', '')} (`{nr['source']}`, commit {str(nr.get('commit', ''))[:7]}). What would "
                 f"run it: " + (f"as for {same}." if same else runs_it.rstrip(".") + "."))
         return [label, _paper(paper), "not run", "not run", status], note
-    status = "not in the file" if has_file else "not run (no results file yet)"
+    status = "not run; its cost is not measured on this dataset" if has_file else "not run (no results file yet)"
     return [label, _paper(paper), "not run", "not run", status], None
 
 

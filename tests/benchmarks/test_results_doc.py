@@ -314,7 +314,7 @@ def test_llm_baselines_renderer_sets_measured_beside_the_paper_and_says_what_did
     assert "| P5 | 0.0791 / 0.0474 | not run | not run | not run: measured 152.6 h per epoch x 10 epochs = 1,526.0 h " \
            "per seed (`p5-cost-beauty.json`) |" in out
     assert "| POD | 0.0245 / 0.0146 | not run | not run | not run: measured 17.1 h per epoch x 1 epoch = 17.1 h" in out
-    assert "| E4SRec | 0.0753 / 0.0448 | not run | not run | not in the file |" in out
+    assert "| E4SRec | 0.0753 / 0.0448 | not run | not run | not run; its cost is not measured on this dataset |" in out
     assert "- P5: p5-cost-beauty.json timed (`p5-cost-beauty.json`, commit bbbbbbb). What would run it: a GPU and T5." in out
     assert "- POD: p5-cost-beauty.json timed (`p5-cost-beauty.json`, commit bbbbbbb). What would run it: as for P5." in out
     assert "| SASRec, Base | 0.0846 / 0.0424 | 0.1154 ± 0.0010 / 0.0577 ± 0.0010 (3) | 0.1104 / 0.0527 | " \
