@@ -70,8 +70,8 @@ def prompt_positions(job: Job, model: torch.nn.Module) -> torch.Tensor:
 
 def sampled_job(job: Job, model: torch.nn.Module, cfg: SftConfig, k: int, seed: int) -> tuple[Job, list[list[int]], dict]:
     """The job on one random batch from each of k cost strata of the epoch's batches; (job, strata, facts)."""
-    batches = length_batches(job.lengths, cfg.batch_size, torch.Generator().manual_seed(cfg.seed + 1))   # as sft.train
     pos = prompt_positions(job, model)
+    batches = length_batches(pos, cfg.batch_size, torch.Generator().manual_seed(cfg.seed + 1))   # as sft.train: by positions
     padded = [(len(b), int(pos[b].max())) for b in batches]                            # (B, T) per batch
     strata = cost_strata([b * t * (1 + t / PROXY_T) for b, t in padded], k)
     gen = torch.Generator().manual_seed(seed)

@@ -121,6 +121,14 @@ def fit_to_context(model: PromptLM, task: Task, inst: Instances, items: torch.Te
     return Instances(inst.users, starts, inst.ends, targets)
 
 
+def shown_positions(model: PromptLM, items: torch.Tensor, inst: Instances, max_items: int) -> torch.Tensor:
+    """(n,) prompt positions the items of each instance take (each item's text tokens + its embedding): the
+    length batches are sorted by, so that a batch pads little. Without item text, the item count itself."""
+    ids, counts = recent_items(items, inst.starts, inst.ends, max_items)                  # (n, L), (n,)
+    shown = torch.arange(ids.shape[1]).unsqueeze(0) < counts.unsqueeze(1)                # (n, L)
+    return (model.item_cost()[ids] * shown).sum(1)
+
+
 def batch_inputs(items: torch.Tensor, inst: Instances, idx: torch.Tensor, max_items: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(ids (B, L), counts (B,)) of the instances `idx`."""
     return recent_items(items, inst.starts[idx], inst.ends[idx], max_items)
@@ -157,7 +165,7 @@ def predict(model: PromptLM, task: Task, items: torch.Tensor, inst: Instances, m
     """(h (n, H), prediction (n, ...)) for every instance, in instance order; eval mode."""
     was_training = model.training
     model.eval()
-    lengths = (inst.ends - inst.starts).clamp(max=max_items)
+    lengths = shown_positions(model, items, inst, max_items)
     hs, preds, order = [], [], []
     for idx in length_batches(lengths, batch_size):
         ids, counts = batch_inputs(items, inst, idx, max_items)
@@ -195,7 +203,7 @@ def train(cfg: SftConfig, seqs: Sequences, item_weight: torch.Tensor, groups: di
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     targets = tr.targets.to(torch.device(rt.device))
-    lengths = (tr.ends - tr.starts).clamp(max=cfg.max_items)
+    lengths = shown_positions(model, items, tr, cfg.max_items)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     log = TrainLog()
     scaler = grad_scaler(cfg.precision, rt.device)

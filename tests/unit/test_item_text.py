@@ -5,11 +5,14 @@ import json
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.runtime import Runtime
 from schemas.sft import SftConfig
 from stages import sft
 from stages.core.files import DataFormatError
+from stages.core.sequences import length_batches
 from stages.core.item_text import decode_item_text, encode_item_text, item_strings, read_items_tsv, token_table
 from stages.lm.prompt import interleave_text, window_counts
 from stages.lm.tasks import GROUP
@@ -132,6 +135,36 @@ def test_train_step_counts_the_text_positions_it_trains_on(tmp_path):
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.0)
     _, tokens = sft.train_step(model, task, opt, items, tr, tr.targets, idx, cfg.max_items)
     assert int(text_len[1:].min()) > 0 and tokens == want
+    assert int(sft.shown_positions(model, items, tr, cfg.max_items)[idx].sum()) + fixed * idx.numel() == want
+
+
+def _padding(lengths: torch.Tensor, batches: list[torch.Tensor]) -> int:
+    return sum(int(lengths[b].max()) * b.numel() - int(lengths[b].sum()) for b in batches)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 8), st.integers(0, 40)), min_size=1, max_size=80), st.integers(1, 9),
+       st.booleans())
+def test_batches_sorted_by_prompt_positions_pad_no_more_than_by_item_count(rows, batch_size, training):
+    """SFT batches by each prompt's positions (text included), not its item count: sorted contiguous cuts are
+    the least padding for the same cut sizes, so it never pads more (here: counts, and positions = counts +
+    text tokens)."""
+    counts = torch.tensor([c for c, _ in rows])
+    positions = counts + torch.tensor([t for _, t in rows])
+    by = {}
+    for name, key in (("positions", positions), ("counts", counts)):
+        gen = torch.Generator().manual_seed(0) if training else None
+        by[name] = _padding(positions, length_batches(key, batch_size, gen, window=3))
+    assert by["positions"] <= by["counts"]
+
+
+def test_without_text_prompts_are_batched_by_item_count_as_before(tmp_path):
+    seqs, weight, groups = synthetic()
+    cfg = SftConfig(model="tiny-bert", max_items=6, epochs=1, precision="fp32")
+    rt = Runtime(progress=False, cache_dir=tmp_path / "cache", offline=True)
+    task, items, tr, _, n_out = sft.prepare(cfg, seqs, weight, groups)
+    model = sft.make_model(cfg, task, weight, n_out, rt)
+    assert torch.equal(sft.shown_positions(model, items, tr, 6), (tr.ends - tr.starts).clamp(max=6))
 
 
 def test_without_text_the_instances_are_untouched(tmp_path):
