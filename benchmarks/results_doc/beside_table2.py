@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from .experiments import paper_rows, summary_of
-from .item_text import (KINDS, TARGET_BACKBONES, TEXT_DATASETS, _above, _cell, _ensembles, _ndcg, assess,
+from .item_text import (ALPHA, KINDS, TARGET_BACKBONES, TEXT_DATASETS, _above, _cell, _ensembles, _ndcg, assess,
                         replication_file, text_file)
 from .load import Results
 from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table, text_control
@@ -63,10 +63,12 @@ def _mixed(d: dict[str, Any], rep: dict[str, Any] | None, backbone: str) -> str:
 
 
 def _side(c: dict[str, Any] | None, ref: float | None, p: float | None, what: str) -> str:
-    """'above Base, p = 0.007' (or below), from the cell's mean test NDCG@10 against `ref`'s."""
+    """'above Base, p = 0.007' (or below), from the cell's mean test NDCG@10 against `ref`'s; a gap the t-test
+    does not support (p > ALPHA) says so, so that 'above Base, p = 0.96' is not read as a gain."""
     if c is None or ref is None:
         return f"no {what} to compare"
-    return f"{'above' if c['mean']['ndcg10'] > ref else 'below'} {what}, p = {pval(p)}"
+    weak = ", not significant" if p is not None and p > ALPHA else ""
+    return f"{'above' if c['mean']['ndcg10'] > ref else 'below'} {what}, p = {pval(p)}{weak}"
 
 
 def beside_table2_block() -> Callable[[Results], str]:

@@ -349,3 +349,11 @@ def test_committed_readme_blocks_are_what_the_results_files_give():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "<!-- results_doc: item-text-beside-table2 -->" in text
     assert readme.fill(text, Results()) == text, "README.md is out of date: run python -m benchmarks.results_doc"
+
+
+def test_a_gap_the_t_test_does_not_support_is_marked_not_significant():
+    from benchmarks.results_doc.beside_table2 import _side
+    cell = {"mean": {"ndcg10": 0.1916}}
+    assert _side(cell, 0.1915, 0.96, "Base") == "above Base, p = 0.96, not significant"
+    assert _side(cell, 0.1800, 0.012, "Base") == "above Base, p = 0.012"
+    assert _side(cell, 0.1950, None, "Base") == "below Base, p = -"
