@@ -109,7 +109,7 @@ def run_cmd(
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Dataset name (default: beauty, or the upstream run's)."),
     sets: list[str] = typer.Option([], "--set", help="Override a config field: stage.field=value (repeatable)."),
     config: Optional[Path] = typer.Option(None, "--config", help="TOML file with [stage] sections of overrides."),
-    profile: Optional[str] = typer.Option(None, "--profile", help=f"Preset overrides: {', '.join(PROFILES)} ('paper': lr 1e-4, batch 1024, dim 256)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help=f"Preset overrides: {', '.join(PROFILES)} ('paper': lr 1e-4, batch 1024, dim 256; 'text': FMLP-Rec with the LM's reading of item text, dual fusion)."),
     from_: Optional[str] = typer.Option(None, "--from", help="Upstream run record (JSON) to continue from; '-' reads stdin."),
     as_json: bool = typer.Option(False, "--json", help="Print exactly one JSON object on stdout."),
     no_compute_upstream: bool = typer.Option(False, "--cached-inputs", help="Refuse to compute missing upstream stages."),

@@ -172,6 +172,9 @@ def print_table(summary: dict[str, Any]) -> None:
         cells = [f"{row['mean'][m]:.4f}" + (f" ± {row['std'][m]:.4f}" if row["n_seeds"] > 1 else "") for m in METRICS]
         table.add_row(row["backbone"], row["variant"], str(row["n_seeds"]), *cells, f"{row['seconds_per_epoch']:.1f}")
     err.print(table)
+    t = summary.get("pipeline", {}).get("train", {})
+    if t.get("variant") == "tslrec" and (t.get("fusion"), t.get("source")) != ("gate", "enhanced"):
+        log(f"the tslrec rows: train.fusion={t['fusion']}, train.source={t['source']} (the paper's: gate, enhanced)")
     for s in summary["significance"]:
         p = "n/a (needs >= 2 seeds)" if s["p"] is None else f"{s['p']:.3g}"
         log(f"{s['backbone']} tslrec vs {s['vs']} on {s['metric']}: diff {s['diff']:+.4f}, p = {p}")

@@ -25,6 +25,10 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The paper's settings (section 5.1): lr 1e-4, batch 1024, d 256, for every backbone.
     "paper": {f"{stage}.{key}": value for stage in ("pretrain", "train")
               for key, value in {"trainer.lr": 1e-4, "trainer.batch_size": 1024, "backbone.dim": 256}.items()},
+    # Item text read by the language model with no SFT (MiniLM by default, encode.model), fused into FMLP-Rec
+    # by `dual`: the one text configuration above Base on validation NDCG@10 on Beauty, ML-1M and Yelp, 3 seeds
+    # each (docs/item-text.md says what it does on test). `run all` shows it as the 'tslrec' rows.
+    "text": {"train.backbone.name": "fmlprec", "train.variant": "tslrec", "train.fusion": "dual", "train.source": "text"},
 }
 
 

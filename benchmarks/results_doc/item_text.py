@@ -188,7 +188,7 @@ def profile_lines(r: Results) -> list[str]:
         verdict = ("no text profile" if not wins else
                    f"above Base on every dataset so far, but {' and '.join(short)} has fewer than {PROFILE_SEEDS} seeds: "
                    "no text profile until it has them" if short else
-                   "above Base on every dataset, so a text profile is warranted")
+                   "above Base on every dataset, so a text profile is warranted: `--profile text`")
         lines.append(f"- {BACKBONE_NAMES[b]}, {ch['fusion']} on {source_name(ch['source'])}: {'; '.join(said)}: {verdict}")
     return lines
 

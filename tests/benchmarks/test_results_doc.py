@@ -238,7 +238,7 @@ def test_text_profile_is_warranted_only_where_beautys_choice_beats_base_on_every
     r = text_results(tmp_path, {"text-ml-1m.json": below})
     sasrec, fmlp = item_text.profile_lines(r)
     assert "ML-1M 0.2000 not above Base's 0.2801" in sasrec and sasrec.endswith("no text profile")
-    assert fmlp.endswith("above Base on every dataset, so a text profile is warranted")
+    assert fmlp.endswith("above Base on every dataset, so a text profile is warranted: `--profile text`")
     assert "**A text profile?**" in item_text.text_profile_block()(r)
     two = json.loads(json.dumps(below))          # FMLP-Rec's text cell on ML-1M with 2 seeds only
     for c in two["cells"]:
@@ -357,3 +357,25 @@ def test_a_gap_the_t_test_does_not_support_is_marked_not_significant():
     assert _side(cell, 0.1915, 0.96, "Base") == "above Base, p = 0.96, not significant"
     assert _side(cell, 0.1800, 0.012, "Base") == "above Base, p = 0.012"
     assert _side(cell, 0.1950, None, "Base") == "below Base, p = -"
+
+
+def test_the_text_profile_is_what_the_committed_results_warrant():
+    """`--profile text` exists exactly while the results warrant it, and is the configuration they warrant:
+    Beauty's validation choice of fusion for that backbone, the text alone read by encode's default model."""
+    from benchmarks.results_doc import item_text
+    from benchmarks.results_doc.tables import BACKBONE_NAMES
+    from pipeline.overrides import PROFILES
+    from schemas.encode import EncodeConfig
+
+    r = Results()
+    said = "so a text profile is warranted: `--profile text`"
+    warranted = [b for b in item_text.TARGET_BACKBONES for line in item_text.profile_lines(r)
+                 if line.startswith(f"- {BACKBONE_NAMES[b]}, ") and line.endswith(said)]
+    if not warranted:
+        assert "text" not in PROFILES
+        return
+    (backbone,) = warranted                      # one profile, one backbone
+    chosen = r("text-beauty.json")["choice_on_valid"][backbone]["text_only"]
+    assert chosen["source"] == f"text-{EncodeConfig().model.split('-')[0]}"          # text-minilm <- minilm-l6
+    assert PROFILES["text"] == {"train.backbone.name": backbone, "train.variant": "tslrec",
+                                "train.fusion": chosen["fusion"], "train.source": "text"}

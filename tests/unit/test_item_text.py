@@ -234,6 +234,19 @@ def test_run_all_with_pretrain_source_computes_no_llm_stage(cli, dirs):
     assert "pretrain" in ran and not ran & {"sft", "augment", "text", "encode"}
 
 
+def test_text_profile_runs_fmlprec_on_the_text_alone_through_dual(cli, dirs):
+    _, data = dirs
+    toy_with_text(data)
+    r = cli("--no-progress", "--threads", "1", "run", "all", "-d", "toy", *TINY, "--profile", "text", "--json")
+    assert r.code == 0, r.err
+    out = json.loads(r.out)
+    assert {row["backbone"] for row in out["summary"]} == {"fmlprec"}
+    assert (out["pipeline"]["train"]["fusion"], out["pipeline"]["train"]["source"]) == ("dual", "text")
+    ran = {line.split()[1] for line in r.err.splitlines() if line.startswith(("computing", "cache hit"))}
+    assert "encode" in ran and not ran & {"sft", "augment"}          # the text alone: no SFT
+    assert "the tslrec rows: train.fusion=dual, train.source=text" in r.err
+
+
 def test_import_with_items_maps_own_ids_and_refuses_bad_rows(cli, dirs, tmp_path):
     _, data = dirs
     inter = tmp_path / "mine.txt"
