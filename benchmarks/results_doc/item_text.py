@@ -336,15 +336,18 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
         for n in names:
             d = r(n)
             runs = d.get("rows") or d.get("runs") or []
-            none = _epoch_seconds(next((x for x in runs if x.get("item_text") == "none"), None))
+            none_run = next((x for x in runs if x.get("item_text") == "none"), None)
+            none = None if none_run is None or none_run.get("cached") else _epoch_seconds(none_run)
             mse = any(x.get("valid_mse") is not None for x in runs)
             pos = any(x.get("mean_positions") is not None for x in runs)   # text_cost.py's exact prompt positions
             rows = []
             for x in runs:
                 s = _epoch_seconds(x)
-                ratio = x.get("ratio_vs_none", s / none if s is not None and none else None)
+                # a cache hit's seconds were timed by another process, under other load: no ratio across the two
+                ratio = x.get("ratio_vs_none", s / none if s is not None and none and not x.get("cached") else None)
                 shown = x.get("mean_items_shown")
-                rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-", secs(s),
+                rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-",
+                             secs(s) + (" (cached: timed by an earlier run)" if x.get("cached") else ""),
                              "-" if ratio is None else f"{ratio:.2f}x", "-" if shown is None else f"{shown:.2f}"] +
                             ([f"{x['mean_positions']:.1f} ({x.get('positions_ratio_vs_none', 1.0):.2f}x)"] if pos else []) +
                             ([f"{f4(x.get('valid_mse'))} / {f4(x.get('valid_mse_mean_baseline'))}"] if mse else []))

@@ -281,6 +281,9 @@ def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
     out = item_text.text_cost_block()(r)
     assert "| title | 16 | 300 s | 2.50x | - | 0.0610 / 0.3590 |" in out and "| none | - | 120 s | 1.00x | - | 0.0650 / 0.3590 |" in out
     assert out.index("text-budget-beauty.json") < out.index("text-cost-beauty.json")
+    runs[0]["cached"] = True                     # timed by an earlier process, under other load: no ratio
+    out = item_text.text_cost_block()(text_results(tmp_path, {"text-budget-beauty.json": {"dataset": "beauty", "runs": runs}}))
+    assert "| title | 16 | 300 s (cached: timed by an earlier run) | - | - | 0.0610 / 0.3590 |" in out
 
 
 # ---------------------------------------------------------------- the paper's LLM baselines (section 7)
