@@ -55,7 +55,9 @@ def source_sets(source: str) -> list[str]:
             lm = LM_OF.get(lm, lm)
             if kind == "text":
                 return ["train.source=text", f"encode.model={lm}", f"encode.item_text={text or 'title'}"]
-            return ["train.source=enhanced", f"sft.model={lm}", *([f"sft.item_text={text}"] if text else [])]
+            # the text grid's budget, 16 tokens, fixed when it ran (the tool's default has been 8 since)
+            return ["train.source=enhanced", f"sft.model={lm}",
+                    *([f"sft.item_text={text}", "sft.item_text_tokens=16"] if text else [])]
     if source in (*CONTROL_SOURCES, "none"):
         return [f"train.source={source}"]
     raise ValueError(f"unknown source {source!r}: use enhanced-minilm[-title|-all], text-minilm[-all], "
