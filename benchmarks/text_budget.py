@@ -55,9 +55,9 @@ def main() -> None:
         record["runs"].append({
             "item_text": text, "item_text_tokens": budget, "key": rec.key, "cached": bool(rec.cached),
             "valid_mse": r["valid_mse"], "valid_mse_mean_baseline": r["valid_mse_mean_baseline"],
-            "seconds_per_epoch": r["seconds_per_epoch"], "tokens_per_second": r["tokens_per_second"],
-            "positions_per_user": r["tokens_per_second"] * r["seconds_per_epoch"] / max(users, 1),
-            "users_per_epoch": users, "wall_s": round(time.perf_counter() - t0, 1)})
+            # no tokens_per_second or positions: at this commit sft counts prompt positions without the item
+            # text (fixed in main, c67d428); exact positions per budget are in text-cost-beauty.json
+            "seconds_per_epoch": r["seconds_per_epoch"], "users_per_epoch": users, "wall_s": round(time.perf_counter() - t0, 1)})
         print(f"{time.strftime('%H:%M:%S')} item_text={text} tokens={budget}: valid MSE {r['valid_mse']:.5f} "
               f"(mean baseline {r['valid_mse_mean_baseline']:.5f}), {r['seconds_per_epoch']:.0f} s/epoch",
               file=sys.stderr, flush=True)
