@@ -68,3 +68,11 @@ def test_fusion_benchmark_refuses_a_bad_source_before_running_anything(dirs, mon
         bench.main()
     err = capsys.readouterr().err
     assert e.value.code == 2 and "pretrained" in err and "computing" not in err and not out.exists()
+
+
+def test_text_grid_budget_is_a_default_the_user_may_override_but_not_the_cell():
+    cell = ("sasrec", "add", "enhanced-minilm-title")
+    assert bench.cell_config("beauty", cell, 42, []).sft.item_text_tokens == 16      # the grid's budget, as it ran
+    cfg = bench.cell_config("beauty", cell, 42, ["sft.item_text_tokens=8", "train.fusion=gate"])
+    assert cfg.sft.item_text_tokens == 8 and cfg.sft.item_text == "title"
+    assert cfg.train.fusion == "add"                                                  # the cell defines its fusion
