@@ -103,15 +103,18 @@ def tslrec_vs_base_block(files: dict[str, str]) -> Callable[[Results], str]:
     return block
 
 
-def variants_block(title: str, items: list[tuple[str, str, str]], note: str = "") -> Callable[[Results], str]:
-    """Rows (label, file, backbone), columns Base / CI / TSLRec (test NDCG@10 mean ± std) and TSLRec vs Base."""
+def variants_block(title: str, items: list[tuple[str, str, str]], note: str = "",
+                   partial_note: str = "") -> Callable[[Results], str]:
+    """Rows (label, file, backbone), columns Base / CI / TSLRec (test NDCG@10 mean ± std) and TSLRec vs Base.
+    `partial_note` is shown only while a cell has fewer seeds than the table's fullest cell."""
     def block(r: Results) -> str:
-        rows = []
+        rows, seeds = [], []
         for label, name, b in items:
             d = r(name)
             cells = []
             for v in VARIANTS:
                 s = summary_of(d, b, v)
+                seeds.append(s["n_seeds"] if s else 0)
                 cells.append(f"{pm(s['mean']['ndcg10'], s['std']['ndcg10'])} ({s['n_seeds']})" if s else "not run")
             sg = sig_of(d, b, "base")
             sh = sig_of(d, b, "base", metric="hr10")
@@ -120,9 +123,10 @@ def variants_block(title: str, items: list[tuple[str, str, str]], note: str = ""
                 test += f" (HR@10 {sh['diff']:+.4f}, p = {pval(sh['p'])})"
             rows.append([label] + cells + [test])
         names = list(dict.fromkeys(n for _, n, _ in items))
+        notes = [note] + ([partial_note] if min(seeds) < max(seeds) else [])
         return (f"**{title}** (test NDCG@10, history masked, mean ± std (seeds))\n\n" +
                 table(["", "Base", "CI", "TSLRec", "TSLRec - Base"], rows) + "\n\n" + caption(r, *names) +
-                (" " + note if note else "") + "\n")
+                "".join(" " + n for n in notes if n) + "\n")
     return block
 
 

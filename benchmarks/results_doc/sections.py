@@ -54,8 +54,8 @@ language model.
                          ("SASRec, our defaults", "experiment-beauty.json", "sasrec"),
                          ("FMLP-Rec, paper's settings", "experiment-beauty-paper.json", "fmlprec"),
                          ("FMLP-Rec, our defaults", "experiment-beauty.json", "fmlprec")],
-                        "Partial: FMLP-Rec's CI row has not been run under the paper's settings "
-                        "(docs/benchmarks.md says how)."),
+                        partial_note="Partial: a row has fewer seeds than the others (docs/benchmarks.md says "
+                                     "how to run the rest)."),
          twins_block("The same ML-1M cells on two machines", "experiment-ml-1m.json", "experiment-ml-1m-h200.json",
                      "2-core CPU", "H200 (its own chain)"),
          twins_block("The same Beauty cells on two machines", "experiment-beauty.json", "experiment-beauty-h100.json",

@@ -382,3 +382,16 @@ def test_the_text_profile_is_what_the_committed_results_warrant():
     assert chosen["source"] == f"text-{EncodeConfig().model.split('-')[0]}"          # text-minilm <- minilm-l6
     assert PROFILES["text"] == {"train.backbone.name": backbone, "train.variant": "tslrec",
                                 "train.fusion": chosen["fusion"], "train.source": "text"}
+
+
+def test_variants_block_says_partial_only_while_a_cell_has_fewer_seeds(tmp_path):
+    from benchmarks.results_doc.experiments import variants_block
+
+    def experiment(n_ci):
+        def row(v, n):
+            return {"backbone": "sasrec", "variant": v, "n_seeds": n, "mean": {"ndcg10": 0.05}, "std": {"ndcg10": 0.001}}
+        return {"summary": [row("base", 3), row("ci", n_ci), row("tslrec", 3)]}
+
+    block = variants_block("T", [("SASRec", "experiment-x.json", "sasrec")], partial_note="Partial: X.")
+    assert "Partial: X." in block(text_results(tmp_path, {"experiment-x.json": experiment(1)}))
+    assert "Partial" not in block(text_results(tmp_path, {"experiment-x.json": experiment(3)}))
