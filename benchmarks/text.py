@@ -140,9 +140,19 @@ def unique_runs(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+def cell_sets(rs: list[dict[str, Any]]) -> list[str]:
+    """The --set of the files a cell's runs came from: one list, or the seeds ran under different settings."""
+    found = {tuple(r.get("sets", [])) for r in rs}
+    if len(found) > 1:
+        r = rs[0]
+        raise SystemExit(f"{r['backbone']}/{r['fusion']}/{r['source']}: its seeds ran with different --set "
+                         f"({' vs '.join(map(str, sorted(found)))}): they cannot be pooled")
+    return list(found.pop())
+
+
 def merge(files: list[Path], out: Path) -> None:
     metas = [json.loads(f.read_text()) for f in files]
-    runs = unique_runs([r for m in metas for r in m["runs"]])
+    runs = unique_runs([{"sets": m.get("sets", []), **r} for m in metas for r in m["runs"]])
     cells = summarize_cells(runs)
     by = {}
     for r in runs:
@@ -151,6 +161,7 @@ def merge(files: list[Path], out: Path) -> None:
         rs = sorted(by[(c["backbone"], c["fusion"], c["source"])], key=lambda r: r["seed"])
         c["by_popularity"] = [sum(r["by_popularity_ndcg10"][b] for r in rs) / len(rs) for b in range(N_BINS)]
         c["extra_sets"] = rs[0].get("extra_sets", [])
+        c["sets"] = cell_sets(rs)
         src = c["source"] or ""
         c["p_vs_text_only"] = None
         two_bases = sorted(by.get((c["backbone"], "ensemble", "none"), []), key=lambda r: r["seed"])
@@ -161,7 +172,9 @@ def merge(files: list[Path], out: Path) -> None:
             ctrl = by.get((c["backbone"], c["fusion"], f"text-{lm}"), [])
             mine = [r["test"]["ndcg10"] for r in rs]
             c["p_vs_text_only"] = {"ndcg10": ttest_p(mine, [r["test"]["ndcg10"] for r in sorted(ctrl, key=lambda r: r["seed"])])} if ctrl else None
-    record = {**{k: metas[0][k] for k in ("command", "dataset", "sets", "commit", "machine", "versions", "popularity")},
+    shared = [s for s in metas[0].get("sets", []) if all(s in m.get("sets", []) for m in metas)]
+    record = {**{k: metas[0][k] for k in ("command", "dataset", "commit", "machine", "versions", "popularity")},
+              "sets": shared,      # every input file's; a cell's own are in its `sets`
               "commands": [m["command"] for m in metas], "commits": [m.get("commit") for m in metas],
               "inputs": [str(f) for f in files],
               "cells": cells, "choice_on_valid": choice(cells), "runs": runs}

@@ -52,3 +52,23 @@ def test_skip_base_plans_only_the_named_cells_seed_by_seed():
     args.skip_base = True
     assert [[c[1:4] for c in phase] for phase in plan_cells({}, "fmlprec", args)] == \
         [[("dual", "text-minilm", 42)], [("dual", "text-minilm", 44)]]
+
+
+def test_a_files_settings_follow_its_cells_and_mixed_settings_in_one_cell_stop_the_merge(tmp_path):
+    def write_sets(path, runs, sets):
+        path.write_text(json.dumps({**META, "sets": sets, "runs": runs}))
+        return path
+
+    base = write_sets(tmp_path / "a.json", [run("base", None, s, 0.05) for s in (42, 43)], ["x=1"])
+    enh = write_sets(tmp_path / "b.json", [run("add", "enhanced-minilm-title", s, 0.05) for s in (42, 43)],
+                     ["x=1", "sft.item_text_tokens=8"])
+    merge([base, enh], tmp_path / "m.json")
+    rec = json.loads((tmp_path / "m.json").read_text())
+    assert rec["sets"] == ["x=1"]                                      # only what every file ran with
+    by = {c["fusion"]: c["sets"] for c in rec["cells"]}
+    assert by == {"base": ["x=1"], "add": ["x=1", "sft.item_text_tokens=8"]}
+    from benchmarks.results_doc.tables import cells_table
+    assert "TSLRec SFT with titles (MiniLM), `sft.item_text_tokens=8` |" in cells_table(rec)
+    other = write_sets(tmp_path / "c.json", [run("add", "enhanced-minilm-title", 44, 0.05)], ["x=1"])
+    with pytest.raises(SystemExit, match="different --set"):
+        merge([base, enh, other], tmp_path / "m2.json")
