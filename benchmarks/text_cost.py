@@ -8,7 +8,8 @@ timing only. Prompt positions per epoch are exact (prefix + each shown item's te
 + suffix).
 
 Why a cost-stratified sample: with titles, a step's seconds grow faster than its positions (attention
-over up to 512 positions, and the model's attention dropout, which keeps the fused kernel off), so a few
+over up to 512 positions; before PromptLM trained eagerly on the CPU, also the attention dropout that kept
+SDPA's fused kernel off: `--kernels auto own` times both), so a few
 long batches hold much of the epoch's time. The batches are sorted by a proxy of their cost (padded
 positions B*T*(1 + T/128)) and cut into --steps strata of equal total proxy; one batch is drawn at random
 from each, and the epoch is estimated as the sum over strata of (batches in the stratum x the drawn
@@ -92,6 +93,9 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0, help="which batch each stratum draws")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kernels", nargs="+", choices=["auto", "own"], default=["auto"],
+                    help="attention in training: auto, the stage's (eager on the CPU where the LM has attention "
+                         "dropout); own, the model's own kernel (SDPA) throughout, as before that choice")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -101,28 +105,32 @@ def main() -> None:
     seqs, weight, groups = load(args.dataset, args.data_root, 64, 16, 42)
     columns, texts = read_items_tsv(args.data_root / ITEMS[args.dataset], [str(i) for i in range(1, seqs.n_items + 1)])
     item_text = encode_item_text(columns, texts)
-    settings = [("none", None)] + [("title", b) for b in args.budgets]
+    settings = [(text, budget, kernel) for kernel in args.kernels
+                for text, budget in [("none", None)] + [("title", b) for b in args.budgets]]
     jobs, strata, facts = [], [], []
-    for text, budget in settings:
+    for text, budget, kernel in settings:
         cfg = SftConfig(model=args.model, item_text=text, valid_fraction=0.0, **({"item_text_tokens": budget} if budget else {}))
         job, model = train_job(cfg, seqs, weight, groups, rt, 1, item_text if budget else None)
+        model.eager_training = kernel == "auto"
         job, st, fa = sampled_job(job, model, cfg, args.steps, args.seed)
         jobs.append(job)
         strata.append(st)
         facts.append(fa)
     seconds = interleaved(jobs, args.warmup)   # the warm-up runs each job's first drawn batch once, untimed
     rows = []
-    for (text, budget), job, st, fa, secs in zip(settings, jobs, strata, facts, seconds):
+    for (text, budget, kernel), job, st, fa, secs in zip(settings, jobs, strata, facts, seconds):
         epoch = estimate(st, secs)
         shown = float(job.lengths.double().mean())
-        rows.append({"item_text": text, "item_text_tokens": budget, "steps_total": job.total_steps, "step_seconds": secs,
-                     "seconds_per_epoch_extrapolated": epoch, "mean_items_shown": shown, **fa})
-        log(f"item_text={text} tokens={budget}: {epoch:.0f} s/epoch from {len(secs)} strata of {job.total_steps} batches; "
-            f"{fa['mean_positions']:.1f} positions and {shown:.2f} items per prompt")
-    none = rows[0]["seconds_per_epoch_extrapolated"]
+        rows.append({"item_text": text, "item_text_tokens": budget, "attention": kernel, "steps_total": job.total_steps,
+                     "step_seconds": secs, "seconds_per_epoch_extrapolated": epoch, "mean_items_shown": shown, **fa})
+        log(f"item_text={text} tokens={budget} attention={kernel}: {epoch:.0f} s/epoch from {len(secs)} strata of "
+            f"{job.total_steps} batches; {fa['mean_positions']:.1f} positions and {shown:.2f} items per prompt")
     for r in rows:
-        r["ratio_vs_none"] = r["seconds_per_epoch_extrapolated"] / none
-        r["positions_ratio_vs_none"] = r["positions_per_epoch"] / rows[0]["positions_per_epoch"]
+        none = next(n for n in rows if n["item_text"] == "none" and n["attention"] == r["attention"])
+        own = next((o for o in rows if o["attention"] == "own" and o["item_text_tokens"] == r["item_text_tokens"]), None)
+        r["ratio_vs_none"] = r["seconds_per_epoch_extrapolated"] / none["seconds_per_epoch_extrapolated"]
+        r["positions_ratio_vs_none"] = r["positions_per_epoch"] / none["positions_per_epoch"]
+        r["ratio_vs_own_attention"] = r["seconds_per_epoch_extrapolated"] / own["seconds_per_epoch_extrapolated"] if own else None
     record = {**header(args, sys.argv[1:], f"text-cost-{args.dataset}"),
               "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()), "threads": args.threads,
               "model": args.model, "dataset": args.dataset, "data_file": str(args.data_root / DATA[args.dataset]),

@@ -26,6 +26,11 @@ CONFIG_KEY = "__config__"
 ADAPTER_FORMAT = 1
 
 
+def attention_dropout(config: Any) -> float:
+    """The attention-probability dropout of a transformers config (BERT's name or Llama's), 0 if none."""
+    return float(getattr(config, "attention_probs_dropout_prob", None) or getattr(config, "attention_dropout", None) or 0.0)
+
+
 def cache_names(lm: nn.Module) -> tuple[str, str]:
     """(forward kwarg, output attribute) of the KV cache: transformers 5 renamed `past_key_values`
     to `cache` (the old kwarg is deprecated, and 4.x only knows the old one)."""
@@ -61,6 +66,23 @@ class PromptLM(nn.Module):
         self._cache_kw, self._cache_out = cache_names(lm) if causal else ("", "")
         self.register_buffer("text_ids", None, persistent=False)   # (N+1, Tt) item text tokens (sft.item_text), see with_text
         self.register_buffer("text_len", None, persistent=False)   # (N+1,)
+        self.attn_own = getattr(lm.config, "_attn_implementation", None)    # the model's own kernel, e.g. 'sdpa'
+        self.eager_training = True                                           # see train(); False: attn_own always
+
+    def train(self, mode: bool = True) -> "PromptLM":
+        """Train mode on the CPU with attention dropout attends eagerly; eval mode with the model's own kernel.
+
+        Why: CPU SDPA has no kernel with dropout and falls back to a math path that keeps float32 copies of
+        every (B, heads, T, T) matrix. MiniLM at (B, T) = (32, 512), bf16: a training step took 51 s and
+        9.5 GiB under SDPA, 27 s and 5.5 GiB eagerly, with the same dropout; without dropout (eval) SDPA is
+        the faster. Item text makes T that long. GPUs have SDPA kernels with dropout: nothing changes there."""
+        super().train(mode)
+        if self.attn_own not in (None, "eager") and self.item_weight.device.type == "cpu" \
+                and attention_dropout(self.lm.config) > 0:
+            eager = mode and self.eager_training
+            with quiet_transformers():       # it warns of its own internals' deprecations
+                self.lm.set_attn_implementation("eager" if eager else self.attn_own)
+        return self
 
     def with_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> "PromptLM":
         """Show each item as its text tokens (ids (N+1, Tt) right-padded, lengths (N+1,)) before its embedding."""
