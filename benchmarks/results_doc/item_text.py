@@ -326,6 +326,24 @@ def _epoch_seconds(x: dict[str, Any] | None) -> float | None:
     return None if x is None else x.get("seconds_per_epoch_extrapolated", x.get("seconds_per_epoch"))
 
 
+ATTENTION = {"auto": "eager (the stage's, on the CPU)", "own": "SDPA (the model's own, as before)"}
+
+
+def attention_kernel_block(name: str = "attention-kernel-minilm.json") -> Callable[[Results], str]:
+    """One training step of the LM per attention kernel and prompt length: seconds and peak memory."""
+    def block(r: Results) -> str:
+        if not r.has(name):
+            return ""
+        d = r(name)
+        rows = [[x["kernel"], x["length"], f"{x['step_seconds_median']:.2f}", f"{x['seconds_ratio_vs_sdpa_dropout']:.2f}x",
+                 f"{x['peak_rss_mb'] / 1024:.1f}", f"{x['rss_ratio_vs_sdpa_dropout']:.2f}x"] for x in d["rows"]]
+        return (f"**Why the SFT attends eagerly on the CPU** ({d.get('model')}, batch {d['rows'][0]['batch']}, one training "
+                "step on random prompts, each kernel and length in its own process)\n\n" +
+                table(["kernel", "prompt length T", "seconds per step", "vs SDPA + dropout", "peak RSS (GiB)",
+                       "vs SDPA + dropout"], rows) + "\n\n" + caption(r, name) + "\n")
+    return block
+
+
 def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cost-*.json")) -> Callable[[Results], str]:
     """The SFT's cost with item text at each budget against none (a `rows` list, or `runs` in text_budget.py's files)."""
     def block(r: Results) -> str:
@@ -340,14 +358,17 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             none = None if none_run is None or none_run.get("cached") else _epoch_seconds(none_run)
             mse = any(x.get("valid_mse") is not None for x in runs)
             pos = any(x.get("mean_positions") is not None for x in runs)   # text_cost.py's exact prompt positions
+            att = any(x.get("attention") for x in runs)                      # text_cost.py --kernels
             rows = []
             for x in runs:
                 s = _epoch_seconds(x)
                 # a cache hit's seconds were timed by another process, under other load: no ratio across the two
                 ratio = x.get("ratio_vs_none", s / none if s is not None and none and not x.get("cached") else None)
                 shown = x.get("mean_items_shown")
-                rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-",
-                             secs(s) + (" (cached: timed by an earlier run)" if x.get("cached") else ""),
+                own = x.get("ratio_vs_own_attention")
+                rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-"] +
+                            ([ATTENTION.get(x.get("attention"), "-"), "-" if own is None else f"{own:.2f}x"] if att else []) +
+                            [secs(s) + (" (cached: timed by an earlier run)" if x.get("cached") else ""),
                              "-" if ratio is None else f"{ratio:.2f}x", "-" if shown is None else f"{shown:.2f}"] +
                             ([f"{x['mean_positions']:.1f} ({x.get('positions_ratio_vs_none', 1.0):.2f}x)"] if pos else []) +
                             ([f"{f4(x.get('valid_mse'))} / {f4(x.get('valid_mse_mean_baseline'))}"] if mse else []))
@@ -355,7 +376,8 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             method = f" Method: {d['method']}." if d.get("method") else ""
             out.append(f"**What item text costs the SFT, {DATASET_NAMES.get(ds, ds)}** ({d.get('model', 'the default LM')}; "
                        f"`{n}`)\n\n" +
-                       table(["item_text", "item_text_tokens", "seconds per epoch", "ratio vs none", "mean items shown"] +
+                       table(["item_text", "item_text_tokens"] + (["attention in training", "time vs SDPA"] if att else []) +
+                             ["seconds per epoch", "ratio vs none (same attention)" if att else "ratio vs none", "mean items shown"] +
                              (["prompt positions (vs none)"] if pos else []) +
                              (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + method + "\n")
         return "\n".join(out)

@@ -273,6 +273,11 @@ def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
     out = item_text.text_cost_block()(r)
     assert "| mean items shown | prompt positions (vs none) |" in out and "| 12.25 | 118.8 (4.00x) |" in out
     assert "Method: cost strata." in out
+    rows[1].update(attention="auto", ratio_vs_own_attention=0.5)
+    rows.append({**rows[1], "attention": "own", "ratio_vs_own_attention": 1.0, "seconds_per_epoch_extrapolated": 1000.0})
+    out = item_text.text_cost_block()(text_results(tmp_path, {"text-cost-beauty.json": {"dataset": "beauty", "rows": rows}}))
+    assert "| title | 16 | eager (the stage's, on the CPU) | 0.50x | 500 s |" in out
+    assert "| title | 16 | SDPA (the model's own, as before) | 1.00x | 1,000 s |" in out
     runs = [{"item_text": "title", "item_text_tokens": 16, "seconds_per_epoch": 300.0, "valid_mse": 0.061,
              "valid_mse_mean_baseline": 0.359},
             {"item_text": "none", "item_text_tokens": None, "seconds_per_epoch": 120.0, "valid_mse": 0.065,
@@ -284,6 +289,16 @@ def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
     runs[0]["cached"] = True                     # timed by an earlier process, under other load: no ratio
     out = item_text.text_cost_block()(text_results(tmp_path, {"text-budget-beauty.json": {"dataset": "beauty", "runs": runs}}))
     assert "| title | 16 | 300 s (cached: timed by an earlier run) | - | - | 0.0610 / 0.3590 |" in out
+
+
+def test_attention_kernel_block_shows_seconds_and_memory_by_kernel_and_length(tmp_path):
+    from benchmarks.results_doc import item_text
+
+    row = {"kernel": "eager+dropout", "batch": 32, "length": 512, "step_seconds_median": 27.0,
+           "seconds_ratio_vs_sdpa_dropout": 0.53, "peak_rss_mb": 5632.0, "rss_ratio_vs_sdpa_dropout": 0.58}
+    assert item_text.attention_kernel_block()(text_results(tmp_path, {})) == ""
+    out = item_text.attention_kernel_block()(text_results(tmp_path, {"attention-kernel-minilm.json": {"rows": [row]}}))
+    assert "| eager+dropout | 512 | 27.00 | 0.53x | 5.5 | 0.58x |" in out
 
 
 # ---------------------------------------------------------------- the paper's LLM baselines (section 7)
