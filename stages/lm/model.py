@@ -73,9 +73,10 @@ class PromptLM(nn.Module):
         """Train mode on the CPU with attention dropout attends eagerly; eval mode with the model's own kernel.
 
         Why: CPU SDPA has no kernel with dropout and falls back to a math path that keeps float32 copies of
-        every (B, heads, T, T) matrix. MiniLM at (B, T) = (32, 512), bf16: a training step took 51 s and
-        9.5 GiB under SDPA, 27 s and 5.5 GiB eagerly, with the same dropout; without dropout (eval) SDPA is
-        the faster. Item text makes T that long. GPUs have SDPA kernels with dropout: nothing changes there."""
+        every (B, heads, T, T) matrix. MiniLM at (B, T) = (32, 512), bf16, one thread: a training step took
+        24 s and 10.3 GiB under SDPA, 16 s and 6.4 GiB eagerly with the same dropout (attention-kernel-minilm.json);
+        Beauty's title SFT epoch, 1.24x faster at 8 tokens (text-cost-beauty-kernels.json). Without dropout
+        (eval) SDPA is the faster. GPUs have SDPA kernels with dropout: nothing changes there."""
         super().train(mode)
         if self.attn_own not in (None, "eager") and self.item_weight.device.type == "cpu" \
                 and attention_dropout(self.lm.config) > 0:
