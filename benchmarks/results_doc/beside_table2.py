@@ -11,7 +11,7 @@ from .experiments import paper_rows, summary_of
 from .item_text import (ALPHA, KINDS, TARGET_BACKBONES, TEXT_DATASETS, _above, _cell, _ensembles, _ndcg, assess,
                         replication_file, text_file)
 from .load import Results
-from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, pm, pval, table, text_control
+from .tables import BACKBONE_NAMES, DATASET_NAMES, f4, own_sets, pm, pval, table, text_control
 
 
 def _ms(c: dict[str, Any] | None) -> str:
@@ -37,7 +37,7 @@ def _chosen(d: dict[str, Any], rep: dict[str, Any] | None, backbone: str, kind: 
     else:
         held = ", did not replicate"
     c = _cell(d, backbone, ch["fusion"], ch["source"])
-    parts = [ch["fusion"], _side(c, a["base"], a["p"], "Base")]
+    parts = [ch["fusion"] + own_sets(c or {}, d), _side(c, a["base"], a["p"], "Base")]
     control = text_control(ch["source"])
     if control is not None:
         parts.append(_side(c, _ndcg(_cell(d, backbone, ch["fusion"], control)),

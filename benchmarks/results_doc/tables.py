@@ -119,7 +119,7 @@ def _p_side(p: float | None, mine: float, ref: float | None) -> str:
 AGAINST_PRETRAIN = [("p vs same fusion, pretrain table", "p_vs_pretrain_source", lambda source: "pretrain")]
 
 
-def _own_sets(c: dict[str, Any], d: dict[str, Any]) -> str:
+def own_sets(c: dict[str, Any], d: dict[str, Any]) -> str:
     """The --set a cell ran with beyond its file's shared ones (', `k=v`'), or ''."""
     own = [s for s in c.get("sets") or [] if s not in (d.get("sets") or [])]
     return "".join(f", `{s}`" for s in own)
@@ -147,7 +147,7 @@ def cells_table(d: dict[str, Any], backbones: list[str] | None = None,
         fusion = str(c.get("fusion")) + (f" (w = {', '.join(str(w) for w in weights)})" if weights else "")
         valid = (c.get("valid_mean") or {}).get("ndcg10")
         rows.append([BACKBONE_NAMES.get(c.get("backbone"), str(c.get("backbone"))), fusion,
-                     source_name(c.get("source")) + _own_sets(c, d), c.get("n_seeds", "-"), f4(valid),
+                     source_name(c.get("source")) + own_sets(c, d), c.get("n_seeds", "-"), f4(valid),
                      pm(mine, (c.get("std") or {}).get("ndcg10")), f4(c["mean"].get("hr10")),
                      _p_side((c.get("p_vs_base") or {}).get("ndcg10"), mine, ndcg(c.get("backbone"), "base", None))] +
                     [_p_side((c.get(key) or {}).get("ndcg10"), mine,
