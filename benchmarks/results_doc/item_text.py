@@ -2,15 +2,15 @@
 TSLRec's SFT with titles in the prompt add to the LM's reading of the text alone?
 
 Read from `text-<dataset>.json` (benchmarks/text.py merge: `cells`, `choice_on_valid`, `popularity`),
-`text-<dataset>-replication.json` (the chosen cells on fresh seeds, same schema) and the cost files
-`text-budget-*.json` / `text-cost-*.json`. Every verdict, and whether the issue's target is met, is computed
+`text-<dataset>-replication.json` (the chosen cells on fresh seeds, same schema); what the text costs is in
+text_cost.py. Every verdict, and whether the issue's target is met, is computed
 from the files: nothing here states a result."""
 from __future__ import annotations
 
 from typing import Any, Callable
 
 from .load import REL, Results, caption
-from .tables import (BACKBONE_NAMES, CELL_BACKBONES, DATASET_NAMES, cells_table, f4, pval, secs, source_name, table,
+from .tables import (BACKBONE_NAMES, CELL_BACKBONES, DATASET_NAMES, cells_table, f4, pval, source_name, table,
                      text_control)
 
 TEXT_DATASETS = ["beauty", "ml-1m", "yelp"]
@@ -319,83 +319,4 @@ def text_dataset_block(dataset: str) -> Callable[[Results], str]:
         out.append(caption(r, name, *([rep_name] if rep is not None else [])) +
                    (f" The file lists the {n_cmd} command{'s' if n_cmd > 1 else ''} that made its runs." if n_cmd else ""))
         return "\n\n".join(out) + "\n"
-    return block
-
-
-def _epoch_seconds(x: dict[str, Any] | None) -> float | None:
-    return None if x is None else x.get("seconds_per_epoch_extrapolated", x.get("seconds_per_epoch"))
-
-
-ATTENTION = {"auto": "eager (the stage's, on the CPU)", "own": "SDPA (the model's own, as before)"}
-
-
-def attention_kernel_block(name: str = "attention-kernel-minilm.json") -> Callable[[Results], str]:
-    """One training step of the LM per attention kernel and prompt length: seconds and peak memory."""
-    def block(r: Results) -> str:
-        if not r.has(name):
-            return ""
-        d = r(name)
-        rows = [[x["kernel"], x["length"], f"{x['step_seconds_median']:.2f}", f"{x['seconds_ratio_vs_sdpa_dropout']:.2f}x",
-                 f"{x['peak_rss_mb'] / 1024:.1f}", f"{x['rss_ratio_vs_sdpa_dropout']:.2f}x"] for x in d["rows"]]
-        return (f"**Why the SFT attends eagerly on the CPU** ({d.get('model')}, batch {d['rows'][0]['batch']}, one training "
-                "step on random prompts, each kernel and length in its own process)\n\n" +
-                table(["kernel", "prompt length T", "seconds per step", "vs SDPA + dropout", "peak RSS (GiB)",
-                       "vs SDPA + dropout"], rows) + "\n\n" + caption(r, name) + "\n")
-    return block
-
-
-def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cost-*.json")) -> Callable[[Results], str]:
-    """The SFT's cost with item text at each budget against none (a `rows` list, or `runs` in text_budget.py's files)."""
-    def block(r: Results) -> str:
-        names = [n for p in patterns for n in r.names(p)]
-        if not names:
-            return f"**What item text costs the SFT**: no {' or '.join(f'`{p}`' for p in patterns)} committed yet.\n"
-        out = []
-        for n in names:
-            d = r(n)
-            runs = d.get("rows") or d.get("runs") or []
-            none_run = next((x for x in runs if x.get("item_text") == "none"), None)
-            none = None if none_run is None or none_run.get("cached") else _epoch_seconds(none_run)
-            mse = any(x.get("valid_mse") is not None for x in runs)
-            pos = any(x.get("mean_positions") is not None for x in runs)   # text_cost.py's exact prompt positions
-            att = any(x.get("attention") for x in runs)                      # text_cost.py --kernels
-            rows = []
-            for x in runs:
-                s = _epoch_seconds(x)
-                # a cache hit's seconds were timed by another process, under other load: no ratio across the two
-                ratio = x.get("ratio_vs_none", s / none if s is not None and none and not x.get("cached") else None)
-                shown = x.get("mean_items_shown")
-                own = x.get("ratio_vs_own_attention")
-                rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-"] +
-                            ([ATTENTION.get(x.get("attention"), "-"), "-" if own is None else f"{own:.2f}x"] if att else []) +
-                            [secs(s) + (" (cached: timed by an earlier run)" if x.get("cached") else ""),
-                             "-" if ratio is None else f"{ratio:.2f}x", "-" if shown is None else f"{shown:.2f}"] +
-                            ([f"{x['mean_positions']:.1f} ({x.get('positions_ratio_vs_none', 1.0):.2f}x)"] if pos else []) +
-                            ([f"{f4(x.get('valid_mse'))} / {f4(x.get('valid_mse_mean_baseline'))}"] if mse else []))
-            ds = d.get("dataset", "")
-            method = f" Method: {d['method']}." if d.get("method") else ""
-            out.append(f"**What item text costs the SFT, {DATASET_NAMES.get(ds, ds)}** ({d.get('model', 'the default LM')}; "
-                       f"`{n}`)\n\n" +
-                       table(["item_text", "item_text_tokens"] + (["attention in training", "time vs SDPA"] if att else []) +
-                             ["seconds per epoch", "ratio vs none (same attention)" if att else "ratio vs none", "mean items shown"] +
-                             (["prompt positions (vs none)"] if pos else []) +
-                             (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + method + "\n")
-        return "\n".join(out)
-    return block
-
-
-def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Results], str]:
-    """`run all` with item text from a cold cache against its time bound (benchmarks/run_all_time.py)."""
-    def block(r: Results) -> str:
-        title = "`tslrec run all --dataset beauty --set sft.item_text=title` from a cold cache"
-        if not r.has(name):
-            return f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
-        d = r(name)
-        stages = ", ".join(f"{k} {secs(v)}" for k, v in (d.get("stage_seconds") or {}).items())
-        if d.get("stopped_at_limit"):
-            said = (f"not within {secs(d['limit_s'])}: stopped at {secs(d['wall_s'])} while still in `{d.get('stage_at_limit')}`"
-                    f" (stages finished: {stages or 'none'})")
-        else:
-            said = f"{secs(d['wall_s'])}, {'within' if d.get('within_limit') else 'over'} {secs(d['limit_s'])} ({stages})"
-        return f"**{title}**: {said}.\n\n" + caption(r, name) + "\n"
     return block

@@ -10,11 +10,11 @@ from .experiments import (backbones_block, e4srec_csv_block, maxlen_block, table
 from .fusion import caser_source_block, fusion_source_block, probe_block, sft_target_block, trials_block
 from .baselines import llm_baselines_block
 from .beside_table2 import beside_table2_block
-from .item_text import (TEXT_DATASETS, attention_kernel_block, run_all_text_block, text_cost_block, text_dataset_block, text_profile_block,
-                        text_target_block)
+from .item_text import TEXT_DATASETS, text_dataset_block, text_profile_block, text_target_block
 from .load import Results
 from .speed import main_job_block, quality_bf16_block, scaling_block, speed_block, startup_block
 from .tables import DATASET_NAMES, cells_block, cells_diff_block, figure_list
+from .text_cost import attention_kernel_block, run_all_text_block, text_cost_block
 
 
 @dataclass

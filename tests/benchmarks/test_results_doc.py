@@ -248,59 +248,6 @@ def test_text_profile_is_warranted_only_where_beautys_choice_beats_base_on_every
     assert item_text.profile_lines(r)[1].endswith("but ML-1M has fewer than 3 seeds: no text profile until it has them")
 
 
-def test_text_cost_block_says_when_no_cost_file_is_committed():
-    from benchmarks.results_doc import item_text
-
-    assert "no `text-budget-*.json` or `text-cost-*.json` committed yet" in item_text.text_cost_block()(Results(SAMPLE.parent))
-
-
-def test_text_cost_rows_give_seconds_ratio_and_items_shown(tmp_path):
-    from benchmarks.results_doc import item_text
-
-    rows = [{"item_text": "none", "item_text_tokens": None, "step_seconds_mean": 1.0, "seconds_per_epoch_extrapolated": 200.0,
-             "ratio_vs_none": 1.0, "mean_items_shown": 47.5},
-            {"item_text": "title", "item_text_tokens": 16, "step_seconds_mean": 2.5, "seconds_per_epoch_extrapolated": 500.0,
-             "ratio_vs_none": 2.5, "mean_items_shown": 12.25}]
-    r = text_results(tmp_path, {"text-cost-beauty.json": {"command": "python -m benchmarks.text_cost", "git_commit": "a" * 40,
-                                                          "machine": {"cpu": "AMD EPYC"}, "dataset": "beauty", "rows": rows}})
-    out = item_text.text_cost_block()(r)
-    assert "| item_text | item_text_tokens | seconds per epoch | ratio vs none | mean items shown |" in out
-    assert "| none | - | 200 s | 1.00x | 47.50 |" in out and "| title | 16 | 500 s | 2.50x | 12.25 |" in out
-    assert "`benchmarks/results/text-cost-beauty.json`; commit aaaaaaa; machine: AMD EPYC" in out
-    rows[0].update(mean_positions=29.7, positions_ratio_vs_none=1.0)
-    rows[1].update(mean_positions=118.8, positions_ratio_vs_none=4.0)
-    r = text_results(tmp_path, {"text-cost-beauty.json": {"dataset": "beauty", "rows": rows, "method": "cost strata"}})
-    out = item_text.text_cost_block()(r)
-    assert "| mean items shown | prompt positions (vs none) |" in out and "| 12.25 | 118.8 (4.00x) |" in out
-    assert "Method: cost strata." in out
-    rows[1].update(attention="auto", ratio_vs_own_attention=0.5)
-    rows.append({**rows[1], "attention": "own", "ratio_vs_own_attention": 1.0, "seconds_per_epoch_extrapolated": 1000.0})
-    out = item_text.text_cost_block()(text_results(tmp_path, {"text-cost-beauty.json": {"dataset": "beauty", "rows": rows}}))
-    assert "| title | 16 | eager (the stage's, on the CPU) | 0.50x | 500 s |" in out
-    assert "| title | 16 | SDPA (the model's own, as before) | 1.00x | 1,000 s |" in out
-    runs = [{"item_text": "title", "item_text_tokens": 16, "seconds_per_epoch": 300.0, "valid_mse": 0.061,
-             "valid_mse_mean_baseline": 0.359},
-            {"item_text": "none", "item_text_tokens": None, "seconds_per_epoch": 120.0, "valid_mse": 0.065,
-             "valid_mse_mean_baseline": 0.359}]
-    r = text_results(tmp_path, {"text-budget-beauty.json": {"dataset": "beauty", "runs": runs}})   # text_budget.py's schema
-    out = item_text.text_cost_block()(r)
-    assert "| title | 16 | 300 s | 2.50x | - | 0.0610 / 0.3590 |" in out and "| none | - | 120 s | 1.00x | - | 0.0650 / 0.3590 |" in out
-    assert out.index("text-budget-beauty.json") < out.index("text-cost-beauty.json")
-    runs[0]["cached"] = True                     # timed by an earlier process, under other load: no ratio
-    out = item_text.text_cost_block()(text_results(tmp_path, {"text-budget-beauty.json": {"dataset": "beauty", "runs": runs}}))
-    assert "| title | 16 | 300 s (cached: timed by an earlier run) | - | - | 0.0610 / 0.3590 |" in out
-
-
-def test_attention_kernel_block_shows_seconds_and_memory_by_kernel_and_length(tmp_path):
-    from benchmarks.results_doc import item_text
-
-    row = {"kernel": "eager+dropout", "batch": 32, "length": 512, "step_seconds_median": 27.0,
-           "seconds_ratio_vs_sdpa_dropout": 0.53, "peak_rss_mb": 5632.0, "rss_ratio_vs_sdpa_dropout": 0.58}
-    assert item_text.attention_kernel_block()(text_results(tmp_path, {})) == ""
-    out = item_text.attention_kernel_block()(text_results(tmp_path, {"attention-kernel-minilm.json": {"rows": [row]}}))
-    assert "| eager+dropout | 512 | 27.00 | 0.53x | 5.5 | 0.58x |" in out
-
-
 # ---------------------------------------------------------------- the paper's LLM baselines (section 7)
 
 def summary(backbone, variant, ndcg):
