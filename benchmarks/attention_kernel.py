@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -59,6 +60,17 @@ def probe(kernel: str, dropout: bool, batch: int, length: int, threads: int, mod
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_before_steps_mb": rss_before}
 
 
+def summarize(rows: list[dict]) -> list[dict]:
+    """Each row's median step and its time and memory against SDPA + dropout at the same length (in place)."""
+    for r in rows:
+        r["step_seconds_median"] = statistics.median(r["step_seconds"])
+    for r in rows:
+        ref = next(o for o in rows if o["length"] == r["length"] and o["kernel"] == "sdpa+dropout")
+        r["seconds_ratio_vs_sdpa_dropout"] = r["step_seconds_median"] / ref["step_seconds_median"]
+        r["rss_ratio_vs_sdpa_dropout"] = r["peak_rss_mb"] / ref["peak_rss_mb"]
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="minilm-l6", help="a BERT-style encoder with attention dropout")
@@ -79,15 +91,10 @@ def main() -> None:
             out = subprocess.run([sys.executable, "-m", "benchmarks.attention_kernel", "--probe", name, str(length),
                                   "--batch", str(args.batch), "--threads", str(args.threads), "--model", args.model],
                                  capture_output=True, text=True, check=True)
-            row = {"kernel": name, "batch": args.batch, "length": length, **json.loads(out.stdout.splitlines()[-1])}
-            row["step_seconds_median"] = sorted(row["step_seconds"])[len(row["step_seconds"]) // 2]
-            rows.append(row)
-            print(f"T={length} {name}: {row['step_seconds_median']:.2f} s/step, peak RSS {row['peak_rss_mb']:.0f} MiB",
-                  file=sys.stderr)
-    for r in rows:
-        ref = next(o for o in rows if o["length"] == r["length"] and o["kernel"] == "sdpa+dropout")
-        r["seconds_ratio_vs_sdpa_dropout"] = r["step_seconds_median"] / ref["step_seconds_median"]
-        r["rss_ratio_vs_sdpa_dropout"] = r["peak_rss_mb"] / ref["peak_rss_mb"]
+            rows.append({"kernel": name, "batch": args.batch, "length": length, **json.loads(out.stdout.splitlines()[-1])})
+            print(f"T={length} {name}: {statistics.median(rows[-1]['step_seconds']):.2f} s/step, "
+                  f"peak RSS {rows[-1]['peak_rss_mb']:.0f} MiB", file=sys.stderr)
+    summarize(rows)
     write_json(args.out, {"benchmark": "attention-kernel-minilm", "command": command(), **provenance(threads=args.threads),
                           "model": args.model, "precision": "bf16 (autocast)", "load_avg_1m_before": load,
                           "load_avg_1m_after": os.getloadavg()[0], "rows": rows,
