@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from schemas.backbone import Metrics
 from schemas.common import SEED_MAX, Frozen, TensorModel, Tensors
 from schemas.names import AUTO, LM_PRECISIONS
 
+
+LM_OWN = "model"   # sft.lm_dropout: the dropout rates of the LM's own config
 
 # Settings whose default depends on the task (a field left at None takes its task's value here;
 # `SftConfig.resolved()` fills them in). "group" keeps TSLRec's settings as they were; "next_item"
@@ -18,9 +20,11 @@ from schemas.names import AUTO, LM_PRECISIONS
 # items (its SequentialDataset), a bias-free item head; 3 epochs as its Beauty runs.
 TASK_DEFAULTS: dict[str, dict[str, Any]] = {
     "group": {"lora_r": 8, "lora_alpha": 16, "lr": 1e-3, "epochs": 1, "lr_schedule": "constant",
-              "warmup_steps": 0, "head_bias": True, "empty_prefix": False, "recent_targets": False},
+              "warmup_steps": 0, "head_bias": True, "empty_prefix": False, "recent_targets": False,
+              "lm_dropout": LM_OWN},
     "next_item": {"lora_r": 16, "lora_alpha": 16, "lr": 3e-4, "epochs": 3, "lr_schedule": "cosine",
-                  "warmup_steps": 100, "head_bias": False, "empty_prefix": True, "recent_targets": True},
+                  "warmup_steps": 100, "head_bias": False, "empty_prefix": True, "recent_targets": True,
+                  "lm_dropout": LM_OWN},
 }
 
 
@@ -31,6 +35,7 @@ class SftConfig(Frozen):
     lora_r: int | None = Field(default=None, ge=1, description="LoRA rank; None: the task's (group 8, next_item 16).")
     lora_alpha: int | None = Field(default=None, ge=1, description="LoRA alpha; None: the task's (16 for both).")
     lora_dropout: float = Field(default=0.05, ge=0.0, lt=1.0, description="LoRA dropout.")
+    lm_dropout: float | Literal["model"] | None = Field(default=None, description="Dropout inside the base LM while it trains (its hidden-state and attention-probability dropouts; LoRA's is lora_dropout): 'model' keeps the rates of the model's own config (MiniLM: 0.1 and 0.1; Llama and SmolLM2: none), a number in [0, 1) sets all of them; None: the task's ('model' for both).")
     target_modules: list[str] | None = Field(default=None, description="LoRA target modules; None: the task's per architecture (group: attention projections; next_item: feed-forward projections).")
     lr: float | None = Field(default=None, gt=0, description="AdamW peak learning rate; None: the task's (group 1e-3, next_item 3e-4).")
     lr_schedule: Literal["constant", "cosine"] | None = Field(default=None, description="'constant', or linear warmup then cosine decay to 0 over all steps; None: the task's (group constant, next_item cosine).")
@@ -53,6 +58,13 @@ class SftConfig(Frozen):
     precision: Literal[(AUTO, *LM_PRECISIONS)] = Field(default=AUTO, description="Base LM weights' dtype ('auto': bf16 where the device has native bfloat16 (AVX512-BF16 or AMX on a CPU, a bf16 GPU), else fp32, as emulated bf16 is many times slower); bf16/fp16 also run its forward under autocast (LoRA, projection and heads stay fp32; fp16 on CUDA adds loss scaling).")
     gradient_checkpointing: bool = Field(default=False, description="Recompute the LM's activations in backward (less memory, more time per step); turns the shared-prefix KV reuse off.")
     load_in_4bit: bool = Field(default=False, description="Load the base LM in 4 bits (NF4, bitsandbytes: `pip install tslrec[quant]`); CUDA only, refused elsewhere.")
+
+    @field_validator("lm_dropout")
+    @classmethod
+    def _a_rate(cls, v: float | str | None) -> float | str | None:
+        if isinstance(v, float) and not 0.0 <= v < 1.0:
+            raise ValueError(f"sft.lm_dropout must be 'model' or a rate in [0, 1), got {v}")
+        return v
 
     @model_validator(mode="after")
     def _text_needs_group(self) -> "SftConfig":

@@ -26,13 +26,13 @@ from typing import Any
 import torch
 
 from schemas.runtime import Runtime
-from schemas.sft import SftConfig, SftIn, SftOut, SftResult
+from schemas.sft import LM_OWN, SftConfig, SftIn, SftOut, SftResult
 from stages.core import checkpoint
 from stages.core.distributed import parallel
 from stages.core.item_text import item_text_tokens
 from stages.core.sequences import Sequences, length_batches
 from stages.lm import e4srec
-from stages.lm.load import load_lm, prepare_for_training, quiet_transformers
+from stages.lm.load import load_lm, prepare_for_training, quiet_transformers, set_dropout
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.precision import grad_scaler
 from stages.lm.prompt import recent_items, window_counts
@@ -84,6 +84,8 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
     cfg = cfg.resolved()
     lm, tok = load_lm(cfg.model, num_layers=cfg.num_layers, cache_dir=rt.cache_dir, offline=rt.offline,
                       precision=cfg.precision, load_in_4bit=cfg.load_in_4bit, device=rt.device)
+    if cfg.lm_dropout != LM_OWN:
+        set_dropout(lm, cfg.lm_dropout)
     lm = prepare_for_training(lm, gradient_checkpointing=cfg.gradient_checkpointing, quantized=cfg.load_in_4bit)
     targets = list(cfg.target_modules) if cfg.target_modules else task.lora_targets(lm)
     lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
@@ -269,7 +271,7 @@ def run_settings(cfg: SftConfig, model: PromptLM) -> dict:
     from stages.lm.model import peft_config_json
 
     out = {k: getattr(cfg, k) for k in ("lora_r", "lora_alpha", "lr", "lr_schedule", "warmup_steps", "epochs",
-                                         "head_bias", "empty_prefix", "recent_targets", "target")}
+                                         "head_bias", "empty_prefix", "recent_targets", "target", "lm_dropout")}
     return {**out, "target_modules": sorted(peft_config_json(model.lm)["target_modules"])}
 
 

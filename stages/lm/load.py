@@ -232,6 +232,28 @@ def load_lm(name: str, *, num_layers: int | None = None, cache_dir: Path | str |
     return model, tok
 
 
+def set_dropout(model: Any, p: float) -> int:
+    """Set every dropout rate inside `model` to p; the number of rates set. Call it before LoRA wraps the
+    model (LoRA's own dropout is sft.lora_dropout). Three places hold a rate: nn.Dropout modules (BERT's
+    hidden and attention dropouts), float attributes that attention modules read at call time (Llama's
+    `attention_dropout`), and the config (read by code that asks whether the model has attention dropout,
+    e.g. PromptLM's choice of attention kernel)."""
+    n = 0
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p, n = p, n + 1
+        for name in ("attention_dropout", "dropout"):
+            if isinstance(getattr(module, name, None), float):
+                setattr(module, name, p)
+                n += 1
+    config = model.config
+    for name, value in list(vars(config).items()):
+        if isinstance(value, float) and name.endswith(("dropout", "dropout_prob", "pdrop")) and "classifier" not in name:
+            setattr(config, name, p)
+            n += 1
+    return n
+
+
 def prepare_for_training(model: Any, *, gradient_checkpointing: bool, quantized: bool) -> Any:
     """Before LoRA: recompute activations in backward (memory ~ one layer instead of all) and, for a
     4-bit model, peft's k-bit preparation (float32 norms, input gradients)."""
