@@ -1,0 +1,47 @@
+"""benchmarks.lm_dropout: per item-text setting, the SFT at each sft.lm_dropout rate and the setting's cell on
+every seed; the choice compares validation only; a rerun resumes from the file without training again."""
+import json
+import sys
+
+from conftest import toy
+
+from benchmarks import lm_dropout
+
+TINY = ["pretrain.trainer.epochs=2", "train.trainer.epochs=2", "pretrain.backbone.dim=16", "train.backbone.dim=16",
+        "sft.batch_size=8", "sft.valid_fraction=0.2"]
+
+
+def run(monkeypatch, *argv):
+    monkeypatch.setattr(sys, "argv", ["x", *map(str, argv)])
+    lm_dropout.main()
+
+
+def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_path, monkeypatch):
+    cache, data = dirs
+    path = toy(data, users=40)
+    path.with_name("toy.items.tsv").write_text(
+        "item_id\ttitle\n" + "".join(f"{i}\t{['red', 'blue', 'green'][i % 3]} thing {i}\n" for i in range(1, 21)))
+    out = tmp_path / "out.json"
+    argv = ["--dataset", "toy", "--lm", "tiny-bert", "--seeds", 42, 43, "--threads", 1, "--cache-dir", cache,
+            "--out", out, *(a for s in TINY for a in ("--set", s))]
+    run(monkeypatch, *argv)
+    body = json.loads(out.read_text())
+    assert {(r["setting"], r["rate"], r["seed"]) for r in body["runs"]} == \
+        {(s, r, seed) for s in ("title", "none") for r in ("model", "0") for seed in (42, 43)}
+    for setting, source in (("title", "enhanced-tiny-bert-title"), ("none", "enhanced-tiny-bert")):
+        summary = body["settings"][setting]
+        assert summary["cell"]["source"] == source
+        sft = summary["sft"]
+        assert sft["model"]["key"] != sft["0"]["key"] and sft["model"]["valid_mse"] != sft["0"]["valid_mse"]
+        cells = summary["cells"]
+        assert cells["model"]["seeds"] == cells["0"]["seeds"] == [42, 43]
+        assert summary["p_valid"] is not None and summary["p_test"] is not None
+        best = max(cells, key=lambda rate: cells[rate]["valid_ndcg10"]["mean"])
+        assert summary["choice_on_valid"] == best
+    # the rate reached the SFT: its record's config says so
+    assert json.loads(next((cache / "runs").rglob(f"{body['sft']['title']['0']['key']}.json")).read_text()
+                      )["config"]["lm_dropout"] == 0.0
+
+    run(monkeypatch, *argv)                                # everything is in the file or the cache
+    again = json.loads(out.read_text())
+    assert again["runs"] == body["runs"] and all(v["cached"] for s in again["sft"].values() for v in s.values())
