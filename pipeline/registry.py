@@ -38,7 +38,12 @@ class StageSpec:
         return import_module(self.module)
 
     def config(self, cfg: PipelineConfig) -> BaseModel:
-        return getattr(cfg, self.name)
+        """The stage's config as it runs and as its key hashes it: with the defaults that depend on another
+        setting filled in (`resolved()`, e.g. sft's per-task defaults in schemas/sft.py). Hashing the bare
+        config would let a changed default serve a run made under the old one (schemas are not code the
+        key digests)."""
+        stage_cfg = getattr(cfg, self.name)
+        return stage_cfg.resolved() if hasattr(stage_cfg, "resolved") else stage_cfg
 
 
 # The stage that makes each train.source table (schemas/train.py: SOURCE_INPUTS; 'random' and 'none' need none).

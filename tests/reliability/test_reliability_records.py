@@ -165,3 +165,37 @@ def test_from_refuses_a_record_the_runner_does_not_reproduce(cli, dirs):
     r = cli("run", "pretrain", "--from", "-", *ONE_EPOCH, stdin=up)
     assert r.code == 2 and "not reproduced" in r.err
     assert not [p for p in (dirs[0] / "runs").rglob("*.json") if json.loads(p.read_text())["stage"] == "pretrain"]
+
+
+# -- a key covers what a default meant ------------------------------------------------------------
+def test_the_sft_key_follows_its_task_defaults_not_only_the_fields_set(dirs, monkeypatch):
+    """The key hashes the resolved config: a changed per-task default (schemas/sft.py, not digested as code)
+    changes it, and setting a field to its task's default is the same run as leaving it unset."""
+    from pipeline.overrides import build_config
+    from pipeline.runner import Runner
+    from schemas import sft as sft_schema
+
+    toy(dirs[1])
+    keys = []
+
+    def key_only(self, stage, spec, module, stage_cfg, cfg, parts, key, *a):
+        keys.append(key)
+        raise KeyboardInterrupt
+
+    runner = Runner(Runtime(progress=False, threads=1, cache_dir=dirs[0]))
+    tiny = ["data.dataset=toy", "pretrain.trainer.epochs=1", "pretrain.backbone.dim=8", "sft.model=tiny-bert"]
+    runner.run("group", build_config(sets=tiny))
+    monkeypatch.setattr(Runner, "_compute", key_only)
+
+    def sft_key(*sets: str) -> str:
+        try:
+            Runner(Runtime(progress=False, threads=1, cache_dir=dirs[0])).run("sft", build_config(sets=[*tiny, *sets]))
+        except KeyboardInterrupt:
+            return keys[-1]
+        raise AssertionError("sft was not computed")
+
+    default = sft_key()
+    assert sft_key("sft.lr=0.001") == default == sft_key("sft.lm_dropout=model")
+    monkeypatch.setitem(sft_schema.TASK_DEFAULTS, "group", {**sft_schema.TASK_DEFAULTS["group"], "lr": 5e-4})
+    assert sft_key() != default
+    assert sft_key() == sft_key("sft.lr=0.0005")
