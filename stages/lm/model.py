@@ -74,9 +74,9 @@ class PromptLM(nn.Module):
 
         Why: CPU SDPA has no kernel with dropout and falls back to a math path that keeps float32 copies of
         every (B, heads, T, T) matrix. MiniLM at (B, T) = (32, 512), bf16, one thread: a training step took
-        24 s and 10.3 GiB under SDPA, 16 s and 6.4 GiB eagerly with the same dropout (attention-kernel-minilm.json);
+        23 s and 10.3 GiB under SDPA, 16 s and 6.4 GiB eagerly with the same dropout (attention-kernel-minilm.json);
         Beauty's title SFT epoch, 1.24x faster at 8 tokens (text-cost-beauty-kernels.json). Without dropout
-        (eval) SDPA is the faster. GPUs have SDPA kernels with dropout: nothing changes there."""
+        (eval, or sft.lm_dropout=0) SDPA is the faster. GPUs have SDPA kernels with dropout: nothing changes there."""
         super().train(mode)
         if self.attn_own not in (None, "eager") and self.item_weight.device.type == "cpu" \
                 and attention_dropout(self.lm.config) > 0:
