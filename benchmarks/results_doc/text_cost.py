@@ -86,3 +86,33 @@ def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Res
             said = f"{secs(d['wall_s'])}, {'within' if d.get('within_limit') else 'over'} {secs(d['limit_s'])} ({stages})"
         return f"**{title}**: {said}.\n\n" + caption(r, name) + "\n"
     return block
+
+
+def lm_dropout_block(name: str = "lm-dropout-beauty.json") -> Callable[[Results], str]:
+    """sft.lm_dropout: the LM's own dropout against 0, per item-text setting: the SFT's held-out MSE and cost,
+    and the setting's SASRec cell on validation and test (benchmarks/lm_dropout.py)."""
+    def block(r: Results) -> str:
+        if not r.has(name):
+            return ""
+        d = r(name)
+        out = []
+        for setting, s in d.get("settings", {}).items():
+            rows = []
+            for rate in d["rates"]:
+                sft, cell = s["sft"].get(rate), s["cells"].get(rate)
+                ms = lambda m: "-" if cell is None else f"{cell[m]['mean']:.4f} ± {cell[m]['std']:.4f}"   # noqa: E731
+                rows.append([rate, "-" if sft is None else f"{f4(sft['valid_mse'])} / {f4(sft['valid_mse_mean_baseline'])}",
+                             "-" if sft is None else secs(sft["seconds_per_epoch"]),
+                             "-" if sft is None or sft.get("peak_rss_mb") is None else f"{sft['peak_rss_mb'] / 1024:.1f}",
+                             "-" if cell is None else cell["n_seeds"], ms("valid_ndcg10"), ms("test_ndcg10")])
+            c = s["cell"]
+            p = lambda k: "-" if s.get(k) is None else f"{s[k]:.3g}"   # noqa: E731
+            said = (f"chosen on validation: `{s['choice_on_valid']}` (p = {p('p_valid')} on validation, {p('p_test')} on test)"
+                    if s.get("choice_on_valid") else "no choice yet: the two rates lack the same seeds")
+            ratio = f"; SFT time {s['sft_seconds_ratio']:.2f}x" if s.get("sft_seconds_ratio") else ""
+            out.append(f"**The LM's own dropout in the SFT, item text `{setting}`** (SASRec `{c['fusion']}` on "
+                       f"`{c['source']}`; {said}{ratio})\n\n" +
+                       table(["sft.lm_dropout", "SFT valid MSE / mean baseline", "SFT seconds per epoch", "SFT peak RSS (GiB)",
+                              "seeds", "valid NDCG@10", "test NDCG@10"], rows))
+        return "\n\n".join(out) + "\n\n" + caption(r, name) + "\n"
+    return block

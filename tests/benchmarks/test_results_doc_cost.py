@@ -52,3 +52,20 @@ def test_attention_kernel_block_shows_seconds_and_memory_by_kernel_and_length(tm
     assert text_cost.attention_kernel_block()(text_results(tmp_path, {})) == ""
     out = text_cost.attention_kernel_block()(text_results(tmp_path, {"attention-kernel-minilm.json": {"rows": [row]}}))
     assert "| eager+dropout | 512 | 27.00 | 0.53x | 5.5 | 0.58x |" in out
+
+
+def test_lm_dropout_block_shows_both_rates_and_the_choice_on_validation(tmp_path):
+    from benchmarks import lm_dropout
+
+    sft = {"model": {"valid_mse": 0.0627, "valid_mse_mean_baseline": 0.357, "seconds_per_epoch": 900.0, "peak_rss_mb": 9728},
+           "0": {"valid_mse": 0.0601, "valid_mse_mean_baseline": 0.357, "seconds_per_epoch": 450.0, "peak_rss_mb": 4096}}
+    runs = [{"setting": "title", "rate": rate, "seed": seed, "valid": {"ndcg10": v + dv}, "test": {"ndcg10": v + dv - 0.01},
+             "seconds_per_epoch": 5.0} for rate, v in (("model", 0.05), ("0", 0.06)) for seed, dv in ((42, 0.0), (43, 0.001))]
+    body = {"rates": ["model", "0"], "settings": {"title": lm_dropout.summarize("title", ["model", "0"], sft, runs)}}
+    out = text_cost.lm_dropout_block()(text_results(tmp_path, {"lm-dropout-beauty.json": body}))
+    assert "item text `title`** (SASRec `add` on `enhanced-minilm-title`; chosen on validation: `0`" in out
+    assert "SFT time 0.50x" in out
+    assert "| model | 0.0627 / 0.3570 | 900 s | 9.5 | 2 | 0.0505 ± 0.0007 | 0.0405 ± 0.0007 |" in out
+    assert "| 0 | 0.0601 / 0.3570 | 450 s | 4.0 | 2 | 0.0605 ± 0.0007 | 0.0505 ± 0.0007 |" in out
+    (tmp_path / "empty").mkdir()
+    assert text_cost.lm_dropout_block()(text_results(tmp_path / "empty", {})) == ""
