@@ -61,7 +61,7 @@ def test_group_task_keeps_tslrecs_settings_and_next_item_follows_e4srec():
     assert SftConfig().resolved().model_dump() == {**SftConfig().model_dump(), "lora_r": 8, "lora_alpha": 16, "lr": 1e-3,
                                                    "epochs": 1, "lr_schedule": "constant", "warmup_steps": 0,
                                                    "head_bias": True, "empty_prefix": False,
-                                                   "recent_targets": False}
+                                                   "recent_targets": False, "lm_dropout": "model"}
     e4 = SftConfig(task="next_item").resolved()
     assert (e4.lora_r, e4.lora_alpha, e4.lr, e4.epochs, e4.lr_schedule, e4.warmup_steps, e4.head_bias, e4.empty_prefix,
             e4.recent_targets) == (16, 16, 3e-4, 3, "cosine", 100, False, True, True)
