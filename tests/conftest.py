@@ -76,3 +76,11 @@ def toy(data_dir, name: str = "toy", users: int = 30):
     from pipeline.synthetic import SyntheticConfig, write_synthetic
 
     return write_synthetic(SyntheticConfig(users=users, items=20), data_dir / name / f"{name}.txt")
+
+
+def toy_with_titles(data_dir, users: int = 40):
+    """`toy` with a title for each of its 20 items beside it (toy.items.tsv; three colour words); -> its path."""
+    path = toy(data_dir, users=users)
+    path.with_name("toy.items.tsv").write_text(
+        "item_id\ttitle\n" + "".join(f"{i}\t{['red', 'blue', 'green'][i % 3]} thing {i}\n" for i in range(1, 21)))
+    return path

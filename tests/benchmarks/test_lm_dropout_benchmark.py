@@ -3,7 +3,7 @@ every seed; the choice compares validation only; a rerun resumes from the file w
 import json
 import sys
 
-from conftest import toy
+from conftest import toy_with_titles
 
 from benchmarks import lm_dropout
 
@@ -18,9 +18,7 @@ def run(monkeypatch, *argv):
 
 def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_path, monkeypatch):
     cache, data = dirs
-    path = toy(data, users=40)
-    path.with_name("toy.items.tsv").write_text(
-        "item_id\ttitle\n" + "".join(f"{i}\t{['red', 'blue', 'green'][i % 3]} thing {i}\n" for i in range(1, 21)))
+    toy_with_titles(data)
     out = tmp_path / "out.json"
     argv = ["--dataset", "toy", "--lm", "tiny-bert", "--seeds", 42, 43, "--threads", 1, "--cache-dir", cache,
             "--out", out, *(a for s in TINY for a in ("--set", s))]

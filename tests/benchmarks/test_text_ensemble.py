@@ -4,7 +4,7 @@ import json
 import sys
 
 import pytest
-from conftest import toy
+from conftest import toy_with_titles
 
 from benchmarks import text, text_ensemble
 from stages.core.ensemble import WEIGHTS
@@ -20,9 +20,7 @@ def main(module, monkeypatch, *argv):
 
 def test_the_ensemble_of_cached_base_and_text_models_and_its_control(dirs, tmp_path, monkeypatch):
     cache, data = dirs
-    path = toy(data, users=40)
-    path.with_name("toy.items.tsv").write_text(
-        "item_id\ttitle\n" + "".join(f"{i}\t{['red', 'blue', 'green'][i % 3]} thing {i}\n" for i in range(1, 21)))
+    toy_with_titles(data)
     runs = tmp_path / "runs.json"
     main(text, monkeypatch, "run", "--dataset", "toy", "--backbones", "sasrec", "--seeds", 42, 43, "--cells",
          "add:text-tiny-bert", "--threads", 1, "--cache-dir", cache, "--out", runs, *(a for s in TINY for a in ("--set", s)))
