@@ -78,6 +78,12 @@ def toy(data_dir, name: str = "toy", users: int = 30):
     return write_synthetic(SyntheticConfig(users=users, items=20), data_dir / name / f"{name}.txt")
 
 
+def run_main(module, monkeypatch, *argv) -> None:
+    """`module.main()` as `python -m module ARGV` would run it (arguments turned to strings)."""
+    monkeypatch.setattr(sys, "argv", [module.__name__, *map(str, argv)])
+    module.main()
+
+
 def toy_with_titles(data_dir, users: int = 40):
     """`toy` with a title for each of its 20 items beside it (toy.items.tsv; three colour words); -> its path."""
     path = toy(data_dir, users=users)

@@ -1,19 +1,13 @@
 """benchmarks.lm_dropout: per item-text setting, the SFT at each sft.lm_dropout rate and the setting's cell on
 every seed; the choice compares validation only; a rerun resumes from the file without training again."""
 import json
-import sys
 
-from conftest import toy_with_titles
+from conftest import run_main, toy_with_titles
 
 from benchmarks import lm_dropout
 
 TINY = ["pretrain.trainer.epochs=2", "train.trainer.epochs=2", "pretrain.backbone.dim=16", "train.backbone.dim=16",
         "sft.batch_size=8", "sft.valid_fraction=0.2"]
-
-
-def run(monkeypatch, *argv):
-    monkeypatch.setattr(sys, "argv", ["x", *map(str, argv)])
-    lm_dropout.main()
 
 
 def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_path, monkeypatch):
@@ -22,7 +16,7 @@ def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_pat
     out = tmp_path / "out.json"
     argv = ["--dataset", "toy", "--lm", "tiny-bert", "--seeds", 42, 43, "--threads", 1, "--cache-dir", cache,
             "--out", out, *(a for s in TINY for a in ("--set", s))]
-    run(monkeypatch, *argv)
+    run_main(lm_dropout, monkeypatch, *argv)
     body = json.loads(out.read_text())
     assert {(r["setting"], r["rate"], r["seed"]) for r in body["runs"]} == \
         {(s, r, seed) for s in ("title", "none") for r in ("model", "0") for seed in (42, 43)}
@@ -40,6 +34,6 @@ def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_pat
     assert json.loads(next((cache / "runs").rglob(f"{body['sft']['title']['0']['key']}.json")).read_text()
                       )["config"]["lm_dropout"] == 0.0
 
-    run(monkeypatch, *argv)                                # everything is in the file or the cache
+    run_main(lm_dropout, monkeypatch, *argv)                                # everything is in the file or the cache
     again = json.loads(out.read_text())
     assert again["runs"] == body["runs"] and all(v["cached"] for s in again["sft"].values() for v in s.values())

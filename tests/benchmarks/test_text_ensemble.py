@@ -1,9 +1,9 @@
 """benchmarks.text_ensemble mixes the cached Base and text-cell models of a `benchmarks.text run` file (no
 training), chooses w on validation, and its runs merge into the text file as the `ensemble` cell."""
 import json
-import sys
 
 import pytest
+from conftest import run_main as main
 from conftest import toy_with_titles
 
 from benchmarks import text, text_ensemble
@@ -11,11 +11,6 @@ from stages.core.ensemble import WEIGHTS
 
 TINY = ["pretrain.trainer.epochs=2", "train.trainer.epochs=2", "pretrain.backbone.dim=16", "train.backbone.dim=16",
         "encode.model=tiny-bert"]
-
-
-def main(module, monkeypatch, *argv):
-    monkeypatch.setattr(sys, "argv", ["x", *map(str, argv)])
-    module.main()
 
 
 def test_the_ensemble_of_cached_base_and_text_models_and_its_control(dirs, tmp_path, monkeypatch):
