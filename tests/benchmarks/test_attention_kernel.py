@@ -19,3 +19,10 @@ def test_summary_takes_the_median_step_and_compares_at_the_same_length():
                       {"kernel": "eager+dropout", "length": 8, "step_seconds": [1.0, 2.0], "peak_rss_mb": 100.0}])
     assert [r["step_seconds_median"] for r in rows] == [3.0, 1.5]
     assert rows[1]["seconds_ratio_vs_sdpa_dropout"] == 0.5 and rows[1]["rss_ratio_vs_sdpa_dropout"] == 0.5
+
+
+def test_without_the_sdpa_dropout_row_the_ratios_are_none():
+    from benchmarks.attention_kernel import summarize
+
+    rows = summarize([{"kernel": "eager, no dropout", "length": 8, "step_seconds": [1.0, 3.0], "peak_rss_mb": 100.0}])
+    assert rows[0]["step_seconds_median"] == 2.0 and rows[0]["seconds_ratio_vs_sdpa_dropout"] is None
