@@ -13,18 +13,21 @@ def _epoch_seconds(x: dict[str, Any] | None) -> float | None:
     return None if x is None else x.get("seconds_per_epoch_extrapolated", x.get("seconds_per_epoch"))
 
 
+NODROP_TITLE = "Which kernel without dropout (sft.lm_dropout=0): eager on short prompts, SDPA on long ones"
 ATTENTION = {"auto": "eager (the stage's, on the CPU)", "own": "SDPA (the model's own, as before)"}
 
 
-def attention_kernel_block(name: str = "attention-kernel-minilm.json") -> Callable[[Results], str]:
+def attention_kernel_block(name: str = "attention-kernel-minilm.json",
+                           title: str = "Why the SFT attends eagerly on the CPU") -> Callable[[Results], str]:
     """One training step of the LM per attention kernel and prompt length: seconds and peak memory."""
     def block(r: Results) -> str:
         if not r.has(name):
             return ""
         d = r(name)
-        rows = [[x["kernel"], x["length"], f"{x['step_seconds_median']:.2f}", f"{x['seconds_ratio_vs_sdpa_dropout']:.2f}x",
-                 f"{x['peak_rss_mb'] / 1024:.1f}", f"{x['rss_ratio_vs_sdpa_dropout']:.2f}x"] for x in d["rows"]]
-        return (f"**Why the SFT attends eagerly on the CPU** ({d.get('model')}, batch {d['rows'][0]['batch']}, one training "
+        ratio = lambda v: "-" if v is None else f"{v:.2f}x"   # noqa: E731
+        rows = [[x["kernel"], x["length"], f"{x['step_seconds_median']:.2f}", ratio(x["seconds_ratio_vs_sdpa_dropout"]),
+                 f"{x['peak_rss_mb'] / 1024:.1f}", ratio(x["rss_ratio_vs_sdpa_dropout"])] for x in d["rows"]]
+        return (f"**{title}** ({d.get('model')}, batch {d['rows'][0]['batch']}, one training "
                 "step on random prompts, each kernel and length in its own process)\n\n" +
                 table(["kernel", "prompt length T", "seconds per step", "vs SDPA + dropout", "peak RSS (GiB)",
                        "vs SDPA + dropout"], rows) + "\n\n" + caption(r, name) + "\n")
