@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from functools import partial
@@ -66,7 +67,7 @@ def command(argv: list[str] | None = None) -> str:
     """The command line that ran this process: `python -m benchmarks.NAME ARGS` for a benchmark module."""
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     head = f"python -m {spec.name}" if spec is not None and spec.name.startswith("benchmarks.") else f"python {sys.argv[0]}"
-    return " ".join([head, *(sys.argv[1:] if argv is None else argv)])
+    return " ".join([head, shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
 
 
 def log_runtime(device: str = "cpu", threads: int | None = None, cache_dir: Path | None = None, **kw: Any):

@@ -26,3 +26,15 @@ def test_without_the_sdpa_dropout_row_the_ratios_are_none():
 
     rows = summarize([{"kernel": "eager, no dropout", "length": 8, "step_seconds": [1.0, 3.0], "peak_rss_mb": 100.0}])
     assert rows[0]["step_seconds_median"] == 2.0 and rows[0]["seconds_ratio_vs_sdpa_dropout"] is None
+
+
+def test_a_recorded_command_quotes_arguments_with_spaces(monkeypatch):
+    import shlex
+    import sys
+
+    from benchmarks.common import command
+
+    argv = ["--kernels", "sdpa, no dropout", "eager+dropout", "--threads", "1"]
+    monkeypatch.setattr(sys, "argv", ["attention_kernel.py", *argv])
+    recorded = command()
+    assert shlex.split(recorded)[2:] == argv            # `python attention_kernel.py ARGS` splits back to ARGS
