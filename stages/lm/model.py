@@ -23,6 +23,7 @@ from stages.lm.load import is_encoder, load_lm, quiet_transformers
 from stages.lm.prompt import INSTRUCTION, PromptBatch, PromptTemplate, interleave_text
 
 CONFIG_KEY = "__config__"
+EAGER_MAX_POSITIONS = 256   # see PromptLM.training_kernel
 ADAPTER_FORMAT = 1
 
 
@@ -67,23 +68,40 @@ class PromptLM(nn.Module):
         self.register_buffer("text_ids", None, persistent=False)   # (N+1, Tt) item text tokens (sft.item_text), see with_text
         self.register_buffer("text_len", None, persistent=False)   # (N+1,)
         self.attn_own = getattr(lm.config, "_attn_implementation", None)    # the model's own kernel, e.g. 'sdpa'
-        self.eager_training = True                                           # see train(); False: attn_own always
+        self.eager_training = True                                           # see training_kernel; False: attn_own always
 
     def train(self, mode: bool = True) -> "PromptLM":
-        """Train mode on the CPU with attention dropout attends eagerly; eval mode with the model's own kernel.
-
-        Why: CPU SDPA has no kernel with dropout and falls back to a math path that keeps float32 copies of
-        every (B, heads, T, T) matrix. MiniLM at (B, T) = (32, 512), bf16, one thread: a training step took
-        23 s and 10.3 GiB under SDPA, 16 s and 6.4 GiB eagerly with the same dropout (attention-kernel-minilm.json);
-        Beauty's title SFT epoch, 1.24x faster at 8 tokens (text-cost-beauty-kernels.json). Without dropout
-        (eval, or sft.lm_dropout=0) SDPA is the faster. GPUs have SDPA kernels with dropout: nothing changes there."""
+        """Train mode attends with `training_kernel` (decided again per step by the prompt's length); eval mode
+        with the model's own kernel."""
         super().train(mode)
-        if self.attn_own not in (None, "eager") and self.item_weight.device.type == "cpu" \
-                and attention_dropout(self.lm.config) > 0:
-            eager = mode and self.eager_training
-            with quiet_transformers():       # it warns of its own internals' deprecations
-                self.lm.set_attn_implementation("eager" if eager else self.attn_own)
+        self._attend(self.training_kernel(None) if mode else self.attn_own)
         return self
+
+    def training_kernel(self, length: int | None) -> str | None:
+        """The attention kernel of a training step over `length` positions (None: not known yet).
+
+        On the CPU, where the LM has attention dropout: eager. CPU SDPA has no kernel with dropout and falls back
+        to a math path that keeps float32 copies of every (B, heads, T, T) matrix. MiniLM at (B, T) = (32, 512),
+        bf16, one thread: a training step took 23 s and 10.3 GiB under SDPA, 16 s and 6.4 GiB eagerly with the
+        same dropout (attention-kernel-minilm.json); Beauty's title SFT epoch, 1.24x faster at 8 tokens
+        (text-cost-beauty-kernels.json).
+        On the CPU, an encoder without attention dropout (sft.lm_dropout=0): eager up to EAGER_MAX_POSITIONS,
+        SDPA above. CPU SDPA's fused backward is the slower one on short prompts: a MiniLM step without dropout
+        took 0.69x SDPA's time eagerly at T=64, 0.81x at 128, 0.83x at 256, but 1.04x at 512, where SDPA also
+        peaks at 0.59x the memory (attention-kernel-minilm-nodrop.json). Decoders (untimed) and GPUs keep the
+        model's own kernel."""
+        if self.attn_own in (None, "eager") or self.item_weight.device.type != "cpu" or not self.eager_training:
+            return self.attn_own
+        if attention_dropout(self.lm.config) > 0:
+            return "eager"
+        if not self.causal and (length is None or length <= EAGER_MAX_POSITIONS):
+            return "eager"
+        return self.attn_own
+
+    def _attend(self, kernel: str | None) -> None:
+        if kernel is not None and kernel != getattr(self.lm.config, "_attn_implementation", None):
+            with quiet_transformers():       # it warns of its own internals' deprecations
+                self.lm.set_attn_implementation(kernel)
 
     def with_text(self, ids: torch.Tensor, lengths: torch.Tensor) -> "PromptLM":
         """Show each item as its text tokens (ids (N+1, Tt) right-padded, lengths (N+1,)) before its embedding."""
@@ -120,6 +138,8 @@ class PromptLM(nn.Module):
                 text = self.lm.get_input_embeddings()(self.text_ids[ids])        # (B, L, Tt, H)
             items, counts = interleave_text(text, self.text_len[ids], items, counts)   # (B, C, H)
         batch = self.template.build(items, counts)
+        if self.training:
+            self._attend(self.training_kernel(batch.inputs_embeds.shape[1]))
         if self.shares_prefix:
             states, offset = self._after_shared_prefix(batch), batch.prefix_len  # (B, T-P, H)
         else:

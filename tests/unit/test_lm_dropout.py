@@ -10,6 +10,7 @@ from test_prefix import COUNTS, IDS, N
 from schemas.runtime import Runtime
 from schemas.sft import SftConfig
 from stages.lm.load import load_lm, set_dropout
+from stages.lm.model import EAGER_MAX_POSITIONS
 from stages.lm.tasks import get_task
 from stages.sft import make_model
 
@@ -45,10 +46,18 @@ def test_the_models_own_dropout_stays_by_default():
     assert not torch.allclose(a, b)
 
 
-def test_lm_dropout_zero_keeps_the_models_attention_kernel_in_training():
-    # with no attention dropout left, CPU SDPA has its fused kernel: no reason to train eagerly
-    assert model_with("tiny-bert", 0.0).lm.config._attn_implementation == "sdpa"
-    assert model_with("tiny-bert", "model").lm.config._attn_implementation == "eager"
+def test_without_attention_dropout_an_encoder_trains_eagerly_on_short_prompts_and_with_sdpa_on_long_ones():
+    # CPU SDPA's backward is the slower on short prompts, the faster on long ones (attention-kernel-minilm-nodrop.json)
+    model = model_with("tiny-bert", 0.0)
+    assert model.lm.config._attn_implementation == "eager"
+    assert model.training_kernel(EAGER_MAX_POSITIONS) == "eager" and model.training_kernel(EAGER_MAX_POSITIONS + 1) == "sdpa"
+    model.training_kernel = lambda length: "sdpa" if length > 4 else "eager"     # IDS' prompts are longer than 4
+    model.hidden(IDS, COUNTS)
+    assert model.lm.config._attn_implementation == "sdpa"                       # chosen per step, from its length
+    assert model.eval().lm.config._attn_implementation == "sdpa"
+    with_dropout = model_with("tiny-bert", "model")
+    assert with_dropout.training_kernel(EAGER_MAX_POSITIONS + 1) == "eager"      # with dropout: eager at every length
+    assert model_with("tiny-llama", 0.0).training_kernel(16) == "sdpa"           # decoders keep their own kernel
 
 
 def test_a_rate_reaches_attention_modules_that_hold_a_float():
