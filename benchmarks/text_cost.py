@@ -96,6 +96,8 @@ def main() -> None:
     ap.add_argument("--kernels", nargs="+", choices=["auto", "own"], default=["auto"],
                     help="attention in training: auto, the stage's (eager on the CPU where the LM has attention "
                          "dropout); own, the model's own kernel (SDPA) throughout, as before that choice")
+    ap.add_argument("--lm-dropouts", nargs="+", default=["model"],
+                    help="sft.lm_dropout values to time ('model': the LM's own rates; 0: none, benchmarks/lm_dropout.py)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -105,11 +107,12 @@ def main() -> None:
     seqs, weight, groups = load(args.dataset, args.data_root, 64, 16, 42)
     columns, texts = read_items_tsv(args.data_root / ITEMS[args.dataset], [str(i) for i in range(1, seqs.n_items + 1)])
     item_text = encode_item_text(columns, texts)
-    settings = [(text, budget, kernel) for kernel in args.kernels
+    settings = [(text, budget, kernel, rate) for rate in args.lm_dropouts for kernel in args.kernels
                 for text, budget in [("none", None)] + [("title", b) for b in args.budgets]]
     jobs, strata, facts = [], [], []
-    for text, budget, kernel in settings:
-        cfg = SftConfig(model=args.model, item_text=text, valid_fraction=0.0, **({"item_text_tokens": budget} if budget else {}))
+    for text, budget, kernel, rate in settings:
+        cfg = SftConfig(model=args.model, item_text=text, valid_fraction=0.0, lm_dropout=rate,
+                        **({"item_text_tokens": budget} if budget else {}))
         job, model = train_job(cfg, seqs, weight, groups, rt, 1, item_text if budget else None)
         model.eager_training = kernel == "auto"
         job, st, fa = sampled_job(job, model, cfg, args.steps, args.seed)
@@ -118,19 +121,24 @@ def main() -> None:
         facts.append(fa)
     seconds = interleaved(jobs, args.warmup)   # the warm-up runs each job's first drawn batch once, untimed
     rows = []
-    for (text, budget, kernel), job, st, fa, secs in zip(settings, jobs, strata, facts, seconds):
+    for (text, budget, kernel, rate), job, st, fa, secs in zip(settings, jobs, strata, facts, seconds):
         epoch = estimate(st, secs)
         shown = float(job.lengths.double().mean())
-        rows.append({"item_text": text, "item_text_tokens": budget, "attention": kernel, "steps_total": job.total_steps,
+        rows.append({"item_text": text, "item_text_tokens": budget, "attention": kernel, "lm_dropout": rate,
+                     "steps_total": job.total_steps,
                      "step_seconds": secs, "seconds_per_epoch_extrapolated": epoch, "mean_items_shown": shown, **fa})
-        log(f"item_text={text} tokens={budget} attention={kernel}: {epoch:.0f} s/epoch from {len(secs)} strata of "
+        log(f"item_text={text} tokens={budget} attention={kernel} lm_dropout={rate}: {epoch:.0f} s/epoch from {len(secs)} strata of "
             f"{job.total_steps} batches; {fa['mean_positions']:.1f} positions and {shown:.2f} items per prompt")
     for r in rows:
-        none = next(n for n in rows if n["item_text"] == "none" and n["attention"] == r["attention"])
-        own = next((o for o in rows if o["attention"] == "own" and o["item_text_tokens"] == r["item_text_tokens"]), None)
+        same = [o for o in rows if o["lm_dropout"] == r["lm_dropout"]]
+        none = next(n for n in same if n["item_text"] == "none" and n["attention"] == r["attention"])
+        own = next((o for o in same if o["attention"] == "own" and o["item_text_tokens"] == r["item_text_tokens"]), None)
+        model = next((o for o in rows if o["lm_dropout"] == "model" and o["attention"] == r["attention"]
+                      and o["item_text_tokens"] == r["item_text_tokens"]), None)
         r["ratio_vs_none"] = r["seconds_per_epoch_extrapolated"] / none["seconds_per_epoch_extrapolated"]
         r["positions_ratio_vs_none"] = r["positions_per_epoch"] / none["positions_per_epoch"]
         r["ratio_vs_own_attention"] = r["seconds_per_epoch_extrapolated"] / own["seconds_per_epoch_extrapolated"] if own else None
+        r["ratio_vs_lm_dropout_model"] = r["seconds_per_epoch_extrapolated"] / model["seconds_per_epoch_extrapolated"] if model else None
     record = {**header(args, sys.argv[1:], f"text-cost-{args.dataset}"),
               "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()), "threads": args.threads,
               "model": args.model, "dataset": args.dataset, "data_file": str(args.data_root / DATA[args.dataset]),
