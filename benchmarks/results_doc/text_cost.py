@@ -48,7 +48,8 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             none = None if none_run is None or none_run.get("cached") else _epoch_seconds(none_run)
             mse = any(x.get("valid_mse") is not None for x in runs)
             pos = any(x.get("mean_positions") is not None for x in runs)   # text_cost.py's exact prompt positions
-            att = any(x.get("attention") for x in runs)                      # text_cost.py --kernels
+            att = len({x.get("attention") for x in runs} - {None}) > 1         # text_cost.py --kernels auto own
+            drop = len({x.get("lm_dropout") for x in runs}) > 1               # text_cost.py --lm-dropouts
             rows = []
             for x in runs:
                 s = _epoch_seconds(x)
@@ -56,7 +57,9 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
                 ratio = x.get("ratio_vs_none", s / none if s is not None and none and not x.get("cached") else None)
                 shown = x.get("mean_items_shown")
                 own = x.get("ratio_vs_own_attention")
+                vs_model = x.get("ratio_vs_lm_dropout_model")
                 rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-"] +
+                            ([x.get("lm_dropout"), "-" if vs_model is None else f"{vs_model:.2f}x"] if drop else []) +
                             ([ATTENTION.get(x.get("attention"), "-"), "-" if own is None else f"{own:.2f}x"] if att else []) +
                             [secs(s) + (" (cached: timed by an earlier run)" if x.get("cached") else ""),
                              "-" if ratio is None else f"{ratio:.2f}x", "-" if shown is None else f"{shown:.2f}"] +
@@ -66,8 +69,10 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             method = f" Method: {d['method']}." if d.get("method") else ""
             out.append(f"**What item text costs the SFT, {DATASET_NAMES.get(ds, ds)}** ({d.get('model', 'the default LM')}; "
                        f"`{n}`)\n\n" +
-                       table(["item_text", "item_text_tokens"] + (["attention in training", "time vs SDPA"] if att else []) +
-                             ["seconds per epoch", "ratio vs none (same attention)" if att else "ratio vs none", "mean items shown"] +
+                       table(["item_text", "item_text_tokens"] + (["sft.lm_dropout", "time vs 'model'"] if drop else []) +
+                             (["attention in training", "time vs SDPA"] if att else []) +
+                             ["seconds per epoch", "ratio vs none (same attention)" if att else
+                              "ratio vs none (same lm_dropout)" if drop else "ratio vs none", "mean items shown"] +
                              (["prompt positions (vs none)"] if pos else []) +
                              (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + method + "\n")
         return "\n".join(out)

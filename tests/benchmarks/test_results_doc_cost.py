@@ -54,6 +54,16 @@ def test_attention_kernel_block_shows_seconds_and_memory_by_kernel_and_length(tm
     assert "| eager+dropout | 512 | 27.00 | 0.53x | 5.5 | 0.58x |" in out
 
 
+def test_text_cost_rows_at_two_lm_dropout_rates_say_which(tmp_path):
+    rows = [{"item_text": t, "item_text_tokens": b, "attention": "auto", "lm_dropout": rate, "seconds_per_epoch_extrapolated": sec,
+             "ratio_vs_none": sec / none, "ratio_vs_lm_dropout_model": sec / model, "mean_items_shown": 6.72}
+            for rate, none in (("model", 400.0), ("0", 360.0))
+            for t, b, sec, model in (("none", None, none, 400.0), ("title", 8, 1500.0 if rate == "model" else 1050.0, 1500.0))]
+    out = text_cost.text_cost_block()(text_results(tmp_path, {"text-cost-beauty.json": {"dataset": "beauty", "rows": rows}}))
+    assert "| item_text | item_text_tokens | sft.lm_dropout | time vs 'model' | seconds per epoch | ratio vs none (same lm_dropout) |" in out
+    assert "| title | 8 | 0 | 0.70x | 1,050 s | 2.92x | 6.72 |" in out
+
+
 def test_lm_dropout_block_shows_both_rates_and_the_choice_on_validation(tmp_path):
     from benchmarks import lm_dropout
 
