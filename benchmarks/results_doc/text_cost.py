@@ -117,10 +117,11 @@ def lm_dropout_block(name: str = "lm-dropout-beauty.json") -> Callable[[Results]
             p = lambda k: "-" if s.get(k) is None else f"{s[k]:.3g}"   # noqa: E731
             said = (f"chosen on validation: `{s['choice_on_valid']}` (p = {p('p_valid')} on validation, {p('p_test')} on test)"
                     if s.get("choice_on_valid") else "no choice yet: the two rates lack the same seeds")
-            ratio = f"; SFT time {s['sft_seconds_ratio']:.2f}x" if s.get("sft_seconds_ratio") else ""
+            ratio = f"; SFT time {s['sft_seconds_ratio']:.2f}x" if s.get("sft_seconds_ratio") and not d.get("sft_seconds_note") else ""
             out.append(f"**The LM's own dropout in the SFT, item text `{setting}`** (SASRec `{c['fusion']}` on "
                        f"`{c['source']}`; {said}{ratio})\n\n" +
                        table(["sft.lm_dropout", "SFT valid MSE / mean baseline", "SFT seconds per epoch", "SFT peak RSS (GiB)",
                               "seeds", "valid NDCG@10", "test NDCG@10"], rows))
-        return "\n\n".join(out) + "\n\n" + caption(r, name) + "\n"
+        note = f" {d['sft_seconds_note']}" if d.get("sft_seconds_note") else ""
+        return "\n\n".join(out) + "\n\n" + caption(r, name) + note + "\n"
     return block
