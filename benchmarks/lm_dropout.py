@@ -30,6 +30,7 @@ import torch
 
 from benchmarks.common import RESULTS, command, log_runtime, provenance, write_json
 from benchmarks.fusion import run_cell, source_sets
+from pipeline.datasets import DatasetError
 from pipeline.overrides import build_config
 from pipeline.runner import Runner
 from pipeline.stats import ttest_p
@@ -100,6 +101,21 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[])
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    from pydantic import ValidationError
+
+    from schemas.sft import SftConfig
+    for rate in args.rates:
+        try:
+            SftConfig(lm_dropout=rate)
+        except ValidationError:
+            ap.error(f"--rates: {rate!r} is not an sft.lm_dropout value ('model' or a rate in [0, 1))")
+    try:
+        run(args)
+    except (ValueError, DatasetError) as e:          # a bad config or dataset: one line, exit 1
+        sys.exit(f"error: {e}")
+
+
+def run(args: argparse.Namespace) -> None:
     out = args.out or RESULTS / f"lm-dropout-{args.dataset}.json"
     if args.threads:
         torch.set_num_threads(args.threads)

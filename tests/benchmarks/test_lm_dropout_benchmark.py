@@ -37,3 +37,19 @@ def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_pat
     run_main(lm_dropout, monkeypatch, *argv)                                # everything is in the file or the cache
     again = json.loads(out.read_text())
     assert again["runs"] == body["runs"] and all(v["cached"] for s in again["sft"].values() for v in s.values())
+
+
+def test_a_bad_rate_or_a_dataset_without_text_is_a_one_line_error_and_no_file(dirs, tmp_path, monkeypatch, capsys):
+    import pytest
+    from conftest import toy
+
+    cache, data = dirs
+    toy(data)                                              # no toy.items.tsv
+    out = tmp_path / "out.json"
+    with pytest.raises(SystemExit) as bad_rate:
+        run_main(lm_dropout, monkeypatch, "--dataset", "toy", "--rates", "model", "2", "--cache-dir", cache, "--out", out)
+    assert bad_rate.value.code == 2 and "'2' is not an sft.lm_dropout value" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as no_text:
+        run_main(lm_dropout, monkeypatch, "--dataset", "toy", "--seeds", 42, "--cache-dir", cache, "--out", out,
+                 *(a for s in TINY for a in ("--set", s)))
+    assert str(no_text.value.code).startswith("error: dataset 'toy' has no item text") and not out.exists()
