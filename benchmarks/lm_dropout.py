@@ -65,24 +65,21 @@ def mean_std(xs: list[float]) -> dict[str, float]:
 def summarize(setting: str, rates: list[str], sft: dict[str, dict], runs: list[dict], lm: str = "minilm") -> dict[str, Any]:
     """One setting: the SFT per rate, the cell per rate (validation and test NDCG@10 over seeds), the p-values
     of the last rate against the first, and the choice on validation."""
-    cells = {}
-    for rate in rates:
-        rs = sorted((r for r in runs if r["setting"] == setting and r["rate"] == rate), key=lambda r: r["seed"])
-        if rs:
-            cells[rate] = {"seeds": [r["seed"] for r in rs], "n_seeds": len(rs),
-                           "valid_ndcg10": mean_std([r["valid"]["ndcg10"] for r in rs]),
-                           "test_ndcg10": mean_std([r["test"]["ndcg10"] for r in rs]),
-                           "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in rs)}
+    by_rate = {rate: sorted((r for r in runs if r["setting"] == setting and r["rate"] == rate), key=lambda r: r["seed"])
+               for rate in rates}
+    ndcg = {rate: {split: [r[split]["ndcg10"] for r in rs] for split in ("valid", "test")} for rate, rs in by_rate.items()}
+    cells = {rate: {"seeds": [r["seed"] for r in rs], "n_seeds": len(rs), "valid_ndcg10": mean_std(ndcg[rate]["valid"]),
+                    "test_ndcg10": mean_std(ndcg[rate]["test"]),
+                    "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in rs)}
+             for rate, rs in by_rate.items() if rs}
     out: dict[str, Any] = {"cell": dict(zip(("backbone", "fusion", "source"), cell(setting, lm))),
                            "sft": {k: v for k, v in sft.items() if k in rates}, "cells": cells}
     a, b = rates[0], rates[-1]
     if a in sft and b in sft:
         out["sft_seconds_ratio"] = sft[b]["seconds_per_epoch"] / sft[a]["seconds_per_epoch"]
     if a in cells and b in cells and cells[a]["seeds"] == cells[b]["seeds"]:
-        per = {rate: {s: [r[s]["ndcg10"] for r in sorted((r for r in runs if r["setting"] == setting and r["rate"] == rate),
-                                                        key=lambda r: r["seed"])] for s in ("valid", "test")} for rate in (a, b)}
-        out["p_valid"] = ttest_p(per[b]["valid"], per[a]["valid"])
-        out["p_test"] = ttest_p(per[b]["test"], per[a]["test"])
+        out["p_valid"] = ttest_p(ndcg[b]["valid"], ndcg[a]["valid"])
+        out["p_test"] = ttest_p(ndcg[b]["test"], ndcg[a]["test"])
         out["choice_on_valid"] = max((a, b), key=lambda rate: cells[rate]["valid_ndcg10"]["mean"])
     return out
 
