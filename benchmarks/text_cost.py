@@ -19,6 +19,8 @@ cores (another job running) make every step wait at the thread barriers, and the
 
     python -m benchmarks.text_cost --dataset beauty --budgets 8 16 32 --threads 2
 
+`--dropout-draws fast torch` times the stage's CPU dropout masks (stages/lm/dropout.py) against torch's own.
+
 Writes benchmarks/results/text-cost-<dataset>.json.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from schemas.runtime import Runtime
 from schemas.sft import SftConfig
 from stages.core.item_text import encode_item_text, read_items_tsv
 from stages.core.sequences import length_batches
+from stages.lm.dropout import FastDropout
 
 ITEMS = {"beauty": "beauty/Beauty.items.tsv", "ml-1m": "ml-1m/ml-1m.items.tsv", "yelp": "yelp/Yelp.items.tsv"}
 PROXY_T = 128   # positions at which the proxy's quadratic (attention) term equals its linear one
@@ -83,6 +86,14 @@ def sampled_job(job: Job, model: torch.nn.Module, cfg: SftConfig, k: int, seed: 
     return replace(job, batches=[batches[i] for i in drawn], total_steps=len(batches)), strata, facts
 
 
+def torch_dropout(model: torch.nn.Module) -> None:
+    """Undo the SFT's fast dropout (stages/lm/dropout.py) in place: torch's nn.Dropout and eager attention."""
+    for m in model.modules():
+        if type(m) is FastDropout:
+            m.__class__ = torch.nn.Dropout
+    model.eager_kernel = "eager"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=sorted(ITEMS), default="beauty")
@@ -98,6 +109,9 @@ def main() -> None:
                          "dropout); own, the model's own kernel (SDPA) throughout, as before that choice")
     ap.add_argument("--lm-dropouts", nargs="+", default=["model"],
                     help="sft.lm_dropout values to time ('model': the LM's own rates; 0: none, benchmarks/lm_dropout.py)")
+    ap.add_argument("--dropout-draws", nargs="+", choices=["fast", "torch"], default=["fast"],
+                    help="how the SFT's dropout masks are drawn: fast, the stage's on the CPU (stages/lm/dropout.py); "
+                         "torch, torch's own dropout and eager attention, as before")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -107,38 +121,44 @@ def main() -> None:
     seqs, weight, groups = load(args.dataset, args.data_root, 64, 16, 42)
     columns, texts = read_items_tsv(args.data_root / ITEMS[args.dataset], [str(i) for i in range(1, seqs.n_items + 1)])
     item_text = encode_item_text(columns, texts)
-    settings = [(text, budget, kernel, rate) for rate in args.lm_dropouts for kernel in args.kernels
-                for text, budget in [("none", None)] + [("title", b) for b in args.budgets]]
+    settings = [(text, budget, kernel, rate, draws) for draws in args.dropout_draws for rate in args.lm_dropouts
+                for kernel in args.kernels for text, budget in [("none", None)] + [("title", b) for b in args.budgets]]
     jobs, strata, facts = [], [], []
-    for text, budget, kernel, rate in settings:
+    for text, budget, kernel, rate, draws in settings:
         cfg = SftConfig(model=args.model, item_text=text, valid_fraction=0.0, lm_dropout=rate,
                         **({"item_text_tokens": budget} if budget else {}))
         job, model = train_job(cfg, seqs, weight, groups, rt, 1, item_text if budget else None)
         model.eager_training = kernel == "auto"
+        if draws == "torch":
+            torch_dropout(model)
         job, st, fa = sampled_job(job, model, cfg, args.steps, args.seed)
         jobs.append(job)
         strata.append(st)
         facts.append(fa)
     seconds = interleaved(jobs, args.warmup)   # the warm-up runs each job's first drawn batch once, untimed
     rows = []
-    for (text, budget, kernel, rate), job, st, fa, secs in zip(settings, jobs, strata, facts, seconds):
+    for (text, budget, kernel, rate, draws), job, st, fa, secs in zip(settings, jobs, strata, facts, seconds):
         epoch = estimate(st, secs)
         shown = float(job.lengths.double().mean())
         rows.append({"item_text": text, "item_text_tokens": budget, "attention": kernel, "lm_dropout": rate,
+                     "dropout_draws": draws,
                      "steps_total": job.total_steps,
                      "step_seconds": secs, "seconds_per_epoch_extrapolated": epoch, "mean_items_shown": shown, **fa})
-        log(f"item_text={text} tokens={budget} attention={kernel} lm_dropout={rate}: {epoch:.0f} s/epoch from {len(secs)} strata of "
+        log(f"item_text={text} tokens={budget} attention={kernel} lm_dropout={rate} draws={draws}: {epoch:.0f} s/epoch from {len(secs)} strata of "
             f"{job.total_steps} batches; {fa['mean_positions']:.1f} positions and {shown:.2f} items per prompt")
     for r in rows:
-        same = [o for o in rows if o["lm_dropout"] == r["lm_dropout"]]
+        same = [o for o in rows if o["lm_dropout"] == r["lm_dropout"] and o["dropout_draws"] == r["dropout_draws"]]
         none = next(n for n in same if n["item_text"] == "none" and n["attention"] == r["attention"])
         own = next((o for o in same if o["attention"] == "own" and o["item_text_tokens"] == r["item_text_tokens"]), None)
         model = next((o for o in rows if o["lm_dropout"] == "model" and o["attention"] == r["attention"]
-                      and o["item_text_tokens"] == r["item_text_tokens"]), None)
+                      and o["item_text_tokens"] == r["item_text_tokens"] and o["dropout_draws"] == r["dropout_draws"]), None)
+        native = next((o for o in rows if o["dropout_draws"] == "torch" and o["attention"] == r["attention"]
+                       and o["item_text_tokens"] == r["item_text_tokens"] and o["lm_dropout"] == r["lm_dropout"]), None)
         r["ratio_vs_none"] = r["seconds_per_epoch_extrapolated"] / none["seconds_per_epoch_extrapolated"]
         r["positions_ratio_vs_none"] = r["positions_per_epoch"] / none["positions_per_epoch"]
         r["ratio_vs_own_attention"] = r["seconds_per_epoch_extrapolated"] / own["seconds_per_epoch_extrapolated"] if own else None
         r["ratio_vs_lm_dropout_model"] = r["seconds_per_epoch_extrapolated"] / model["seconds_per_epoch_extrapolated"] if model else None
+        r["ratio_vs_torch_draws"] = r["seconds_per_epoch_extrapolated"] / native["seconds_per_epoch_extrapolated"] if native else None
     record = {**header(args, sys.argv[1:], f"text-cost-{args.dataset}"),
               "bf16_native": bool(torch.cpu._is_avx512_bf16_supported()), "threads": args.threads,
               "model": args.model, "dataset": args.dataset, "data_file": str(args.data_root / DATA[args.dataset]),

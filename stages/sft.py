@@ -32,6 +32,7 @@ from stages.core.distributed import parallel
 from stages.core.item_text import item_text_tokens
 from stages.core.sequences import Sequences, length_batches
 from stages.lm import e4srec
+from stages.lm.dropout import FAST_EAGER, use_fast_dropout
 from stages.lm.load import load_lm, prepare_for_training, quiet_transformers, set_dropout
 from stages.lm.model import PromptLM, build_prompt_lm, pack_adapter
 from stages.lm.precision import grad_scaler
@@ -41,7 +42,7 @@ from stages.lm.tasks import Instances, Task, get_task, window_targets
 
 VERSION = 1
 MODULES = ["stages.sft", "stages.core.evaluate", "stages.core.item_text", "stages.core.precision",
-           "stages.core.preference", "stages.core.sequences", "stages.lm.load", "stages.lm.precision",
+           "stages.core.preference", "stages.core.sequences", "stages.lm.load", "stages.lm.dropout", "stages.lm.precision",
            "stages.lm.prompt", "stages.lm.model", "stages.lm.tasks", "stages.lm.e4srec", "stages.lm.schedule"]
 
 
@@ -98,6 +99,9 @@ def make_model(cfg: SftConfig, task: Task, item_weight: torch.Tensor, n_out: int
                                 instruction=task.instruction,
                                 # the prefix's KV cache needs use_cache, which checkpointing turns off
                                 share_prefix=cfg.share_prefix and not cfg.gradient_checkpointing)
+    if torch.device(rt.device).type == "cpu":        # torch's CPU dropout draws its masks slowly, on one thread
+        use_fast_dropout(model)                      # the LM's own dropouts and LoRA's
+        model.eager_kernel = FAST_EAGER
     if cfg.item_text != "none":
         model.with_text(*item_text_tokens(cfg.item_text, cfg.item_text_tokens, tok, item_text, item_weight.shape[0]))
     return model.to(rt.device)

@@ -69,6 +69,7 @@ class PromptLM(nn.Module):
         self.register_buffer("text_len", None, persistent=False)   # (N+1,)
         self.attn_own = getattr(lm.config, "_attn_implementation", None)    # the model's own kernel, e.g. 'sdpa'
         self.eager_training = True                                           # see training_kernel; False: attn_own always
+        self.eager_kernel = "eager"                                          # or dropout.FAST_EAGER (use_fast_dropout)
 
     def train(self, mode: bool = True) -> "PromptLM":
         """Train mode attends with `training_kernel` (decided again per step by the prompt's length); eval mode
@@ -89,13 +90,14 @@ class PromptLM(nn.Module):
         SDPA above. CPU SDPA's fused backward is the slower one on short prompts: a MiniLM step without dropout
         took 0.69x SDPA's time eagerly at T=64, 0.81x at 128, 0.83x at 256, but 1.04x at 512, where SDPA also
         peaks at 0.59x the memory (attention-kernel-minilm-nodrop.json). Decoders (untimed) and GPUs keep the
-        model's own kernel."""
+        model's own kernel. "Eager" is `eager_kernel`: stages/lm/dropout.py's FAST_EAGER where the SFT draws its
+        dropout masks with fewer random bits (the same eager attention)."""
         if self.attn_own in (None, "eager") or self.item_weight.device.type != "cpu" or not self.eager_training:
             return self.attn_own
         if attention_dropout(self.lm.config) > 0:
-            return "eager"
+            return self.eager_kernel
         if not self.causal and (length is None or length <= EAGER_MAX_POSITIONS):
-            return "eager"
+            return self.eager_kernel
         return self.attn_own
 
     def _attend(self, kernel: str | None) -> None:

@@ -9,6 +9,7 @@ from test_prefix import COUNTS, IDS, N
 
 from schemas.runtime import Runtime
 from schemas.sft import SftConfig
+from stages.lm.dropout import FAST_EAGER
 from stages.lm.load import load_lm, set_dropout
 from stages.lm.model import EAGER_MAX_POSITIONS
 from stages.lm.tasks import get_task
@@ -48,15 +49,16 @@ def test_the_models_own_dropout_stays_by_default():
 
 def test_without_attention_dropout_an_encoder_trains_eagerly_on_short_prompts_and_with_sdpa_on_long_ones():
     # CPU SDPA's backward is the slower on short prompts, the faster on long ones (attention-kernel-minilm-nodrop.json)
+    # on the CPU "eager" is FAST_EAGER: the eager attention with stages/lm/dropout.py's masks
     model = model_with("tiny-bert", 0.0)
-    assert model.lm.config._attn_implementation == "eager"
-    assert model.training_kernel(EAGER_MAX_POSITIONS) == "eager" and model.training_kernel(EAGER_MAX_POSITIONS + 1) == "sdpa"
-    model.training_kernel = lambda length: "sdpa" if length > 4 else "eager"     # IDS' prompts are longer than 4
+    assert model.lm.config._attn_implementation == FAST_EAGER
+    assert model.training_kernel(EAGER_MAX_POSITIONS) == FAST_EAGER and model.training_kernel(EAGER_MAX_POSITIONS + 1) == "sdpa"
+    model.training_kernel = lambda length: "sdpa" if length > 4 else FAST_EAGER  # IDS' prompts are longer than 4
     model.hidden(IDS, COUNTS)
     assert model.lm.config._attn_implementation == "sdpa"                       # chosen per step, from its length
     assert model.eval().lm.config._attn_implementation == "sdpa"
     with_dropout = model_with("tiny-bert", "model")
-    assert with_dropout.training_kernel(EAGER_MAX_POSITIONS + 1) == "eager"      # with dropout: eager at every length
+    assert with_dropout.training_kernel(EAGER_MAX_POSITIONS + 1) == FAST_EAGER   # with dropout: eager at every length
     assert model_with("tiny-llama", 0.0).training_kernel(16) == "sdpa"           # decoders keep their own kernel
 
 
