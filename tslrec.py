@@ -118,6 +118,7 @@ def run_cmd(
     backbones: Optional[str] = typer.Option(None, "--backbones", help="(all) comma-separated train backbones (default: the pretrain backbone)."),
     variants: str = typer.Option(",".join(VARIANTS), "--variants", help="(all) comma-separated train variants."),
     reseed_chain: bool = typer.Option(False, "--reseed-chain", help="(all) seed s re-runs pretrain, group, sft and augment with seed s too (default: only train varies)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="(all) train runs computed at once, in worker processes that split --threads (default: on the CPU, every uncached one, up to the threads; 1: one after another)."),
 ) -> None:
     from pipeline.runner import Runner
 
@@ -138,7 +139,7 @@ def run_cmd(
     if stage == "all":
         from pipeline.experiment import run_all
         summary = run_all(runner, cfg, seeds=seeds, backbones=_split(backbones), variants=_split(variants),
-                          reseed_chain=reseed_chain)
+                          reseed_chain=reseed_chain, jobs=jobs)
         emit(summary, as_json, plain=summary.get("table_tsv", ""))
         return
     record = runner.run(stage, cfg)

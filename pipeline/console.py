@@ -19,6 +19,10 @@ def set_level(level: str) -> None:
     _level["value"] = level
 
 
+def level() -> str:
+    return _level["value"]
+
+
 def log(msg: str) -> None:
     """A status line with rich markup: escape (rich.markup.escape) any user text in it."""
     if _level["value"] != "quiet":

@@ -3,6 +3,9 @@
 Not a stage: it only asks the runner for stage results and summarizes them. The summary is also
 saved under <cache>/experiments/ so `tslrec report` can find it.
 
+The train runs are independent: on the CPU the uncached ones train at once in worker processes, the threads
+split between them (pipeline/concurrent.py; `jobs`: how many at most, None 'auto', 1 one after another).
+
 Seeds: by default only the downstream training varies with the seed; pretrain, group, sft and
 augment run once (at their configured seeds) and every seed's train run shares them. With
 `reseed_chain`, seed s re-runs the whole chain: pretrain, group (k-means), sft and augment with
@@ -20,6 +23,7 @@ from pydantic import ValidationError
 from rich.table import Table
 
 from pipeline.cache import cache_key
+from pipeline.concurrent import compute_concurrently
 from pipeline.console import err, log
 from pipeline.overrides import ConfigError, deep_set, format_validation
 from pipeline.precision import resolve_precision
@@ -95,7 +99,7 @@ def upstream_summary(upstream: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list[str] | None = None,
-            variants: list[str] | None = None, reseed_chain: bool = False) -> dict[str, Any]:
+            variants: list[str] | None = None, reseed_chain: bool = False, jobs: int | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     backbones = backbones or [cfg.train.backbone.name]
     variants = variants or list(VARIANTS)
@@ -114,6 +118,9 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
             log(f"[bold]stage {i} of {total}[/bold]: {s}" + (f" seed {c.train.trainer.seed}" if reseed_chain else ""))
             upstreams[c.train.trainer.seed][s] = runner.run(s, c)
     upstream = next(iter(upstreams.values()))
+    pretrain = upstream.get("pretrain")                       # a training of the same data: how long one takes
+    workers = compute_concurrently(runner, "train", [c for c in tcfgs if not is_pretrain_twin(c)], jobs,
+                                   expected_s=pretrain.wall_s if pretrain is not None else 0.0)   # then hits below
     runs = []
     for i, tcfg in enumerate(tcfgs, i + 1):
         t = tcfg.train
@@ -129,6 +136,7 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         "seed_mode": "chain" if reseed_chain else "downstream",
         "upstream": upstream_summary(upstream),
         **({"upstream_by_seed": {str(s): upstream_summary(u) for s, u in upstreams.items()}} if reseed_chain else {}),
+        "train_workers": workers,           # train runs computed at once in worker processes (0: one after another)
         "runs": runs, "summary": rows, "significance": significance(rows), "significance_vs_each": versus_each(rows),
         # the settings that ran: 'auto' precisions as this device resolved them (the records say the same)
         "pipeline": resolve_precision(cfg, runner.rt).model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),

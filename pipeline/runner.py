@@ -109,7 +109,14 @@ class Runner:
             record = record.model_copy(update={"pipeline": pipeline})
         return record.sealed()
 
-    def _run(self, stage: str, cfg: PipelineConfig, *, top: bool) -> RunRecord:
+    def is_cached(self, stage: str, cfg: PipelineConfig) -> bool:
+        """Whether `stage` under `cfg` is a verified cache hit (its upstream runs are computed if they are not)."""
+        cfg = resolve_precision(cfg, self.rt)
+        key = self._plan(stage, cfg)[-1]
+        return key in self._done or self._verified_hit(key) is not None
+
+    def _plan(self, stage: str, cfg: PipelineConfig) -> tuple:
+        """(spec, module, stage_cfg, parts, input_digests, refs, path, key) of `stage` under `cfg`."""
         spec = STAGES[stage]
         upstream = [self.run(dep, cfg, top=False) for dep in spec.deps(cfg)]
         refs = self._input_refs(spec.inputs.model_fields, upstream)
@@ -128,7 +135,10 @@ class Runner:
         }
         if hasattr(module, "identity"):   # e.g. sft: the model's weights, not only its name
             parts["identity"] = module.identity(stage_cfg, self.rt)
-        key = cache_key(parts)
+        return spec, module, stage_cfg, parts, input_digests, refs, path, cache_key(parts)
+
+    def _run(self, stage: str, cfg: PipelineConfig, *, top: bool) -> RunRecord:
+        spec, module, stage_cfg, parts, input_digests, refs, path, key = self._plan(stage, cfg)
         if key in self._done:
             return self._done[key]
         hit = None if (self.force and top) else self._verified_hit(key)

@@ -1,0 +1,57 @@
+"""`run all` trains its independent train runs at once in worker processes (pipeline/concurrent.py): the same
+runs, keys and metrics as one after another; 'auto' only where it pays."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from test_experiment import TINY
+
+from pipeline.concurrent import MIN_RUN_SECONDS, plan
+from schemas.runtime import Runtime
+
+
+def run_all(cli, threads: int, *extra: str) -> dict:
+    r = cli("--threads", str(threads), "run", "all", "--dataset", "toy", *TINY, "--json", *extra)
+    assert r.code == 0, r.err
+    return {"summary": json.loads(r.out), "err": r.err}
+
+
+def test_two_workers_give_the_runs_of_one_after_another(cli, dirs, tmp_path, monkeypatch):
+    assert cli("data", "synth", "--name", "toy", "--users", "40", "--items", "24").code == 0
+    workers = run_all(cli, 2, "--jobs", "2")
+    assert "computing 2 train runs at once: 2 processes x 1 torch threads" in workers["err"]
+    monkeypatch.setenv("TSLREC_CACHE_DIR", str(tmp_path / "other-cache"))
+    serial = run_all(cli, 1, "--jobs", "1")
+    assert "at once" not in serial["err"]
+    assert (workers["summary"]["train_workers"], serial["summary"]["train_workers"]) == (2, 0)
+    by = {name: {(r["variant"], r["seed"]): r for r in got["summary"]["runs"]} for name, got in
+          (("workers", workers), ("serial", serial))}
+    assert by["workers"].keys() == by["serial"].keys() == {("base", 42), ("ci", 42), ("tslrec", 42)}
+    for run, w in by["workers"].items():
+        s = by["serial"][run]
+        assert w["key"] == s["key"]                              # the same runs ...
+        assert w["test"] == pytest.approx(s["test"], abs=1e-6)   # ... computed alike (one thread each)
+        assert w["cached"] == (run[0] != "base")                 # the parent found the workers' runs in the cache
+
+
+def runner(device: str = "cpu", threads: int | None = 4, force: bool = False, cached: set[str] = frozenset()):
+    return SimpleNamespace(rt=Runtime(device=device, threads=threads, progress=False), force=force,
+                           dist=SimpleNamespace(enabled=False), is_cached=lambda stage, cfg: cfg in cached)
+
+
+def test_auto_splits_the_threads_between_the_uncached_runs_of_long_trainings():
+    long = MIN_RUN_SECONDS
+    p = plan(runner(cached={"b"}), "train", ["a", "b", "c"], None, expected_s=long)
+    assert (p.todo, p.workers, p.threads) == (["a", "c"], 2, 2)
+    assert plan(runner(threads=2), "train", ["a", "b", "c"], None, expected_s=long).workers == 2   # up to the threads
+    assert plan(runner(threads=5), "train", ["a", "b"], None, expected_s=long).threads == 2
+    assert plan(runner(), "train", ["a", "b"], 3, expected_s=0).workers == 2                   # --jobs: asked for
+
+
+@pytest.mark.parametrize("why", ["short", "gpu", "force", "jobs=1"])
+def test_runs_stay_one_after_another(why):
+    r = runner(device="cuda" if why == "gpu" else "cpu", force=why == "force")
+    jobs = 1 if why == "jobs=1" else None
+    assert plan(r, "train", ["a", "b"], jobs, expected_s=1.0 if why == "short" else MIN_RUN_SECONDS).workers == 1
