@@ -112,7 +112,9 @@ def main() -> None:
                           "within_limit": not stopped and seconds <= args.limit_s, "stopped_at_limit": stopped,
                           "stage_at_limit": current if stopped else None, "load_avg_1m_before": load_before,
                           "load_avg_1m_after": os.getloadavg()[0],
-                          "stage_seconds": done if stopped else stage_seconds(record)})
+                          "stage_seconds": done if stopped else stage_seconds(record),
+                          # train runs computed at once in worker processes (pipeline/concurrent.py); 0: one by one
+                          "train_workers": None if stopped else record.get("train_workers")})
     print(json.dumps({"wall_s": seconds, "within_limit": not stopped and seconds <= args.limit_s,
                       "stopped_at_limit": stopped}))
 

@@ -14,6 +14,7 @@ def _epoch_seconds(x: dict[str, Any] | None) -> float | None:
 
 
 NODROP_TITLE = "Which kernel without dropout (sft.lm_dropout=0): eager on short prompts, SDPA on long ones"
+DRAWS = {"fast": "16 random bits an element (the stage's, stages/lm/dropout.py)", "torch": "torch's bernoulli_ (before)"}
 ATTENTION = {"auto": "eager (the stage's, on the CPU)", "own": "SDPA (the model's own, as before)"}
 
 
@@ -50,6 +51,7 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             pos = any(x.get("mean_positions") is not None for x in runs)   # text_cost.py's exact prompt positions
             att = len({x.get("attention") for x in runs} - {None}) > 1         # text_cost.py --kernels auto own
             drop = len({x.get("lm_dropout") for x in runs}) > 1               # text_cost.py --lm-dropouts
+            draws = len({x.get("dropout_draws") for x in runs} - {None}) > 1    # text_cost.py --dropout-draws
             rows = []
             for x in runs:
                 s = _epoch_seconds(x)
@@ -58,7 +60,9 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
                 shown = x.get("mean_items_shown")
                 own = x.get("ratio_vs_own_attention")
                 vs_model = x.get("ratio_vs_lm_dropout_model")
+                vs_torch = x.get("ratio_vs_torch_draws")
                 rows.append([x.get("item_text", "-"), x.get("item_text_tokens") or "-"] +
+                            ([DRAWS.get(x.get("dropout_draws"), "-"), "-" if vs_torch is None else f"{vs_torch:.2f}x"] if draws else []) +
                             ([x.get("lm_dropout"), "-" if vs_model is None else f"{vs_model:.2f}x"] if drop else []) +
                             ([ATTENTION.get(x.get("attention"), "-"), "-" if own is None else f"{own:.2f}x"] if att else []) +
                             [secs(s) + (" (cached: timed by an earlier run)" if x.get("cached") else ""),
@@ -69,10 +73,12 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
             method = f" Method: {d['method']}." if d.get("method") else ""
             out.append(f"**What item text costs the SFT, {DATASET_NAMES.get(ds, ds)}** ({d.get('model', 'the default LM')}; "
                        f"`{n}`)\n\n" +
-                       table(["item_text", "item_text_tokens"] + (["sft.lm_dropout", "time vs 'model'"] if drop else []) +
+                       table(["item_text", "item_text_tokens"] + (["dropout masks", "time vs torch's"] if draws else []) +
+                             (["sft.lm_dropout", "time vs 'model'"] if drop else []) +
                              (["attention in training", "time vs SDPA"] if att else []) +
                              ["seconds per epoch", "ratio vs none (same attention)" if att else
-                              "ratio vs none (same lm_dropout)" if drop else "ratio vs none", "mean items shown"] +
+                              "ratio vs none (same lm_dropout)" if drop else
+                              "ratio vs none (same masks)" if draws else "ratio vs none", "mean items shown"] +
                              (["prompt positions (vs none)"] if pos else []) +
                              (["valid MSE / mean baseline"] if mse else []), rows) + "\n\n" + caption(r, n) + method + "\n")
         return "\n".join(out)
@@ -92,6 +98,8 @@ def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Res
                     f" (stages finished: {stages or 'none'})")
         else:
             said = f"{secs(d['wall_s'])}, {'within' if d.get('within_limit') else 'over'} {secs(d['limit_s'])} ({stages})"
+            if d.get("train_workers"):
+                said += f"; the train runs trained at once in {d['train_workers']} worker processes, so their seconds overlap"
         return f"**{title}**: {said}.\n\n" + caption(r, name) + "\n"
     return block
 
