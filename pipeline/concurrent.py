@@ -51,7 +51,7 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
     if p.workers < 2:
         return 0
     log(f"computing {len(p.todo)} {stage} runs at once: {p.workers} processes x {p.threads} torch threads")
-    rt = runner.rt.model_copy(update={"threads": p.threads, "progress": False, "tracker": None})
+    rt = runner.rt.model_copy(update={"threads": p.threads, "tracker": None})
     ctx = multiprocessing.get_context("spawn")     # fork would copy torch's thread pools mid-use
     with ctx.Pool(p.workers) as pool:              # leaving it terminates the workers: an error or Ctrl-C stops all
         runs = [pool.apply_async(compute_one, (stage, c.model_dump(mode="json"), rt.model_dump(mode="json"), level()))
@@ -62,8 +62,11 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
 
 
 def compute_one(stage: str, cfg: dict, rt: dict, level: str) -> str:
-    """A worker: `stage` under `cfg` through its own Runner (into the cache); the run's key."""
+    """A worker: `stage` under `cfg` through its own Runner (into the cache); the run's key. Its progress is
+    plain lines (two bars from two processes would overwrite each other), each naming its run."""
+    from pipeline.progress import LineTracker
     from pipeline.runner import Runner
 
     set_level(level)
-    return Runner(Runtime.model_validate(rt)).run(stage, PipelineConfig.model_validate(cfg)).key
+    runtime = Runtime.model_validate(rt).model_copy(update={"tracker": LineTracker})
+    return Runner(runtime).run(stage, PipelineConfig.model_validate(cfg)).key
