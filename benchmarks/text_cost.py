@@ -41,6 +41,7 @@ from schemas.sft import SftConfig
 from stages.core.item_text import encode_item_text, read_items_tsv
 from stages.core.sequences import length_batches
 from stages.lm.dropout import FastDropout
+from stages.sft import positions_of
 
 ITEMS = {"beauty": "beauty/Beauty.items.tsv", "ml-1m": "ml-1m/ml-1m.items.tsv", "yelp": "yelp/Yelp.items.tsv"}
 PROXY_T = 128   # positions at which the proxy's quadratic (attention) term equals its linear one
@@ -67,9 +68,7 @@ def estimate(strata: list[list[int]], seconds: list[float]) -> float:
 def prompt_positions(job: Job, model: torch.nn.Module) -> torch.Tensor:
     """(n,) real prompt positions of every instance of the epoch: prefix + suffix + each shown item's cost."""
     ids, counts = job.inputs(torch.arange(job.lengths.numel()))
-    used = torch.arange(ids.shape[1]).unsqueeze(0) < counts.unsqueeze(1)                # (n, L)
-    cost = torch.where(used, model.item_cost()[ids], torch.zeros_like(ids))              # (n, L)
-    return model.template.lengths(torch.zeros_like(counts)) + cost.sum(1)
+    return model.template.lengths(torch.zeros_like(counts)) + positions_of(model, ids, counts)
 
 
 def sampled_job(job: Job, model: torch.nn.Module, cfg: SftConfig, k: int, seed: int) -> tuple[Job, list[list[int]], dict]:

@@ -130,7 +130,11 @@ def fit_to_context(model: PromptLM, task: Task, inst: Instances, items: torch.Te
 def shown_positions(model: PromptLM, items: torch.Tensor, inst: Instances, max_items: int) -> torch.Tensor:
     """(n,) prompt positions the items of each instance take (each item's text tokens + its embedding): the
     length batches are sorted by, so that a batch pads little. Without item text, the item count itself."""
-    ids, counts = recent_items(items, inst.starts, inst.ends, max_items)                  # (n, L), (n,)
+    return positions_of(model, *recent_items(items, inst.starts, inst.ends, max_items))
+
+
+def positions_of(model: PromptLM, ids: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """(n,) prompt positions of the first counts[i] items of ids[i] (ids (n, L), counts (n,))."""
     shown = torch.arange(ids.shape[1]).unsqueeze(0) < counts.unsqueeze(1)                # (n, L)
     return (model.item_cost()[ids] * shown).sum(1)
 
