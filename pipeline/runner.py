@@ -115,6 +115,14 @@ class Runner:
         key = self._plan(stage, cfg)[-1]
         return key in self._done or self._verified_hit(key) is not None
 
+    def stage_inputs(self, stage: str, cfg: PipelineConfig) -> tuple[Any, Any]:
+        """(typed config, typed inputs) that `stage` under `cfg` would run on (upstream from the cache, or
+        computed), without running or storing it: for studies that call a stage's `run` under a variation its
+        key does not see (benchmarks/dropout_draws.py)."""
+        spec, _, stage_cfg, _, _, refs, path, _ = self._plan(stage, resolve_precision(cfg, self.rt))
+        tensors = {name: self._load(ref) for name, ref in refs.items()}
+        return stage_cfg, spec.inputs(**tensors, **({"path": path} if path is not None else {}))
+
     def _plan(self, stage: str, cfg: PipelineConfig) -> tuple:
         """(spec, module, stage_cfg, parts, input_digests, refs, path, key) of `stage` under `cfg`."""
         spec = STAGES[stage]
