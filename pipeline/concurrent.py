@@ -11,6 +11,7 @@ Under --force, under torchrun, on a GPU or for short runs the runs stay one afte
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,12 +54,23 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
     log(f"computing {len(p.todo)} {stage} runs at once: {p.workers} processes x {p.threads} torch threads")
     rt = runner.rt.model_copy(update={"threads": p.threads, "tracker": None})
     ctx = multiprocessing.get_context("spawn")     # fork would copy torch's thread pools mid-use
-    with ctx.Pool(p.workers) as pool:              # leaving it terminates the workers: an error or Ctrl-C stops all
+    with ctx.Pool(p.workers, initializer=quiet_worker) as pool:   # leaving it terminates the workers (SIGTERM)
         runs = [pool.apply_async(compute_one, (stage, c.model_dump(mode="json"), rt.model_dump(mode="json"), level()))
                 for c in p.todo]
         for r in runs:
             r.get()                                # re-raises a worker's error
     return p.workers
+
+
+def quiet_worker() -> None:
+    """A worker leaves Ctrl-C to the parent (which terminates it) and ends on SIGTERM as on an error: its cache
+    claim released, its resume point kept, no traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit)
+
+
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def compute_one(stage: str, cfg: dict, rt: dict, level: str) -> str:

@@ -55,3 +55,42 @@ def test_runs_stay_one_after_another(why):
     r = runner(device="cuda" if why == "gpu" else "cpu", force=why == "force")
     jobs = 1 if why == "jobs=1" else None
     assert plan(r, "train", ["a", "b"], jobs, expected_s=1.0 if why == "short" else MIN_RUN_SECONDS).workers == 1
+
+
+def test_ctrl_c_stops_the_workers_without_tracebacks_and_a_rerun_resumes(dirs, cli):
+    """SIGINT to the whole process group, as a terminal's Ctrl-C: one line, every process gone, no claim left to
+    report as stale, and the rerun resumes the workers' runs from their last epoch."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    cache, _ = dirs
+    assert cli("data", "synth", "--name", "toy", "--users", "60", "--items", "30").code == 0
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, str(root / "tslrec.py"), "--threads", "2", "--no-progress", "run", "all", "--dataset", "toy",
+            *TINY, "--set", "train.trainer.epochs=500", "--set", "train.trainer.patience=500", "--jobs", "2"]
+    def start() -> subprocess.Popen:
+        return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def read_until(p: subprocess.Popen, phrase: str, count: int) -> str:
+        lines = []
+        while sum(phrase in line for line in lines) < count:
+            lines.append(p.stderr.readline())
+            assert lines[-1], "".join(lines)                 # EOF before the phrase: it ended on its own
+        return "".join(lines)
+
+    p = start()
+    seen = read_until(p, "computing train", 2)
+    time.sleep(3)                                          # an epoch or more, so there is a resume point
+    os.killpg(p.pid, signal.SIGINT)
+    err = seen + p.communicate(timeout=60)[1]
+    assert p.returncode != 0 and "Traceback" not in err and err.rstrip().endswith("interrupted"), err
+    assert not list(cache.rglob("*.owner"))
+    again = start()
+    seen = read_until(again, "resuming  train", 2)         # each worker's run goes on from its last epoch
+    os.killpg(again.pid, signal.SIGINT)
+    again.communicate(timeout=60)
+    assert "stale lock" not in seen
