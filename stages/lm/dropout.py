@@ -5,6 +5,7 @@ torch's thread count: 7.7 ns an element here, 26% of Beauty's title SFT (MiniLM'
 0.1). `keep_mask` draws 64 random bits per four elements instead and compares 16 of them with the rate, so each
 element is kept independently with probability 1 - p' and scaled by 1 / (1 - p'), where p' is p rounded to a
 multiple of 2^-16 (0.1 -> 0.100006): the same dropout, up to that rounding, from a different random stream.
+A bf16 input gets its scale in bf16 (1/0.9 -> 1.109375, 0.16% low), where torch scales in float32 before rounding.
 
 `use_fast_dropout(model)` swaps its nn.Dropout modules for `FastDropout` (same `p`, same module tree) and
 registers `FAST_EAGER`, the eager attention (softmax(QK^T * scale + mask) V) with this dropout on the attention
