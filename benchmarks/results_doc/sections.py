@@ -14,7 +14,8 @@ from .item_text import TEXT_DATASETS, text_dataset_block, text_profile_block, te
 from .load import Results
 from .speed import main_job_block, quality_bf16_block, scaling_block, speed_block, startup_block
 from .tables import DATASET_NAMES, cells_block, cells_diff_block, figure_list
-from .text_cost import NODROP_TITLE, attention_kernel_block, lm_dropout_block, run_all_text_block, text_cost_block
+from .text_cost import (NODROP_TITLE, attention_kernel_block, dropout_draws_block, lm_dropout_block, run_all_text_block,
+                        text_cost_block)
 
 
 @dataclass
@@ -212,7 +213,8 @@ dataset and backbone.
 """,
         [beside_table2_block(), text_target_block()] + [text_dataset_block(ds) for ds in TEXT_DATASETS] +
         [text_profile_block(), text_cost_block(), attention_kernel_block(),
-         attention_kernel_block("attention-kernel-minilm-nodrop.json", NODROP_TITLE), lm_dropout_block(), run_all_text_block()],
+         attention_kernel_block("attention-kernel-minilm-nodrop.json", NODROP_TITLE), lm_dropout_block(), dropout_draws_block(),
+         run_all_text_block()],
     ),
     Section(
         "The paper's LLM baselines beside TSLRec",

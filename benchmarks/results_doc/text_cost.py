@@ -133,3 +133,24 @@ def lm_dropout_block(name: str = "lm-dropout-beauty.json") -> Callable[[Results]
         note = f" {d['sft_seconds_note']}" if d.get("sft_seconds_note") else ""
         return "\n\n".join(out) + "\n\n" + caption(r, name) + note + "\n"
     return block
+
+
+def dropout_draws_block(name: str = "dropout-draws-beauty.json") -> Callable[[Results], str]:
+    """The SFT's held-out MSE per seed with the stage's fast dropout masks and with torch's (benchmarks/dropout_draws.py)."""
+    def block(r: Results) -> str:
+        if not r.has(name):
+            return ""
+        d = r(name)
+        by = {(x["seed"], x["draws"]): x for x in d["rows"]}
+        rows = [[seed] + [f"{f4(by[seed, k]['valid_mse'])} ({secs(by[seed, k]['seconds_per_epoch'])})" if (seed, k) in by
+                          else "-" for k in ("fast", "torch")] for seed in d["seeds"]]
+        s = d.get("summary", {})
+        mean = lambda k: "-" if k not in s else f"{s[k]['valid_mse_mean']:.4f} ± {s[k]['valid_mse_std']:.4f}"   # noqa: E731
+        rows.append(["mean ± std", mean("fast"), mean("torch")])
+        p, ratio = s.get("p_valid_mse"), s.get("seconds_ratio_fast_vs_torch")
+        said = (f"p = {p:.2g} (t-test over seeds)" if p is not None else "no t-test") + \
+               (f"; SFT epoch {ratio:.2f}x torch's (medians)" if ratio else "")
+        return (f"**The SFT's dropout masks: fast against torch's** ({DATASET_NAMES.get(d['dataset'], d['dataset'])}, "
+                f"no item text, the held-out users' MSE and the epoch's seconds per `sft.seed`; {said})\n\n" +
+                table(["sft.seed", "fast masks (the stage's)", "torch's bernoulli_"], rows) + "\n\n" + caption(r, name) + "\n")
+    return block

@@ -79,3 +79,16 @@ def test_lm_dropout_block_shows_both_rates_and_the_choice_on_validation(tmp_path
     assert "| 0 | 0.0601 / 0.3570 | 450 s | 4.0 | 2 | 0.0605 ± 0.0007 | 0.0505 ± 0.0007 |" in out
     (tmp_path / "empty").mkdir()
     assert text_cost.lm_dropout_block()(text_results(tmp_path / "empty", {})) == ""
+
+
+def test_dropout_draws_block_shows_each_seed_both_ways_and_the_means(tmp_path):
+    from benchmarks import dropout_draws
+
+    rows = [{"draws": d, "seed": s, "valid_mse": mse, "seconds_per_epoch": sec}
+            for s, d, mse, sec in ((42, "fast", 0.0629, 266.0), (42, "torch", 0.0589, 320.0),
+                                   (43, "torch", 0.0656, 360.0), (43, "fast", 0.0662, 270.0))]
+    body = {"dataset": "beauty", "seeds": [42, 43], "rows": rows, "summary": dropout_draws.summarize(rows)}
+    out = text_cost.dropout_draws_block()(text_results(tmp_path, {"dropout-draws-beauty.json": body}))
+    assert "| 42 | 0.0629 (266 s) | 0.0589 (320 s) |" in out and "| 43 | 0.0662 (270 s) | 0.0656 (360 s) |" in out
+    assert "| mean ± std | 0.0645 ± 0.0023 | 0.0622 ± 0.0047 |" in out
+    assert "SFT epoch 0.79x torch's (medians)" in out
