@@ -6,6 +6,9 @@ thread each end about 1.4x sooner than one after the other on two.
 
 Each worker is a fresh (spawned) process with its own Runner, which computes its run into the shared cache; the
 cache's claim locks keep two processes off one key. The parent then takes every record from the cache, as hits.
+When a run ends, the runs still going take its threads at their next step (`Rebalancing`): early stopping ends
+CI's and TSLRec's trainings far apart (Beauty with titles: 296 s and 570 s on one thread each,
+run-all-beauty-title.json at 51ee319, where the second then ran on one of two idle cores).
 Under --force, under torchrun, on a GPU or for short runs the runs stay one after another (see `plan`).
 """
 from __future__ import annotations
@@ -13,13 +16,14 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 
 from pipeline.console import level, log, set_level
 from schemas.pipeline import PipelineConfig
-from schemas.runtime import Runtime
+from schemas.runtime import NoProgress, Runtime
 
 
 MIN_RUN_SECONDS = 30.0   # 'auto' runs in workers only trainings expected to take this long (toy data does not)
@@ -54,7 +58,8 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
     log(f"computing {len(p.todo)} {stage} runs at once: {p.workers} processes x {p.threads} torch threads")
     rt = runner.rt.model_copy(update={"threads": p.threads, "tracker": None})
     ctx = multiprocessing.get_context("spawn")     # fork would copy torch's thread pools mid-use
-    with ctx.Pool(p.workers, initializer=quiet_worker) as pool:   # leaving it terminates the workers (SIGTERM)
+    left = ctx.Value("i", len(p.todo))             # runs not finished: their workers share the threads
+    with ctx.Pool(p.workers, initializer=worker_init, initargs=(left, p.workers, p.workers * p.threads)) as pool:
         runs = [pool.apply_async(compute_one, (stage, c.model_dump(mode="json"), rt.model_dump(mode="json"), level()))
                 for c in p.todo]
         for r in runs:
@@ -62,23 +67,57 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
     return p.workers
 
 
-def quiet_worker() -> None:
+_shared: dict[str, Any] = {}   # in a worker: the count of unfinished runs, the workers, the threads they share
+
+
+def worker_init(left: Any, workers: int, threads: int) -> None:
     """A worker leaves Ctrl-C to the parent (which terminates it) and ends on SIGTERM as on an error: its cache
     claim released, its resume point kept, no traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit)
+    _shared.update(left=left, workers=workers, threads=threads)
 
 
 def _exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+class Rebalancing(NoProgress):
+    """A progress handle that, at every step, gives this worker its share of the threads among the runs still
+    going: when CI's training ends, TSLRec's goes on with both cores instead of one. It shows plain lines (two bars
+    from two processes would overwrite each other), each naming its run, if `show`."""
+
+    def __init__(self, description: str, total: int | None, show: bool = True):
+        from pipeline.progress import LineTracker
+
+        self.lines = LineTracker(description, total) if show else NoProgress()
+
+    def __enter__(self) -> "Rebalancing":
+        self.lines.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.lines.__exit__(*exc)
+
+    def advance(self, n: int = 1, **fields: Any) -> None:
+        share = max(1, _shared["threads"] // max(1, min(_shared["workers"], _shared["left"].value)))
+        if share != torch.get_num_threads():
+            torch.set_num_threads(share)
+        self.lines.advance(n, **fields)
+
+    def update(self, **fields: Any) -> None:
+        self.lines.update(**fields)
+
+
 def compute_one(stage: str, cfg: dict, rt: dict, level: str) -> str:
-    """A worker: `stage` under `cfg` through its own Runner (into the cache); the run's key. Its progress is
-    plain lines (two bars from two processes would overwrite each other), each naming its run."""
-    from pipeline.progress import LineTracker
+    """A worker: `stage` under `cfg` through its own Runner (into the cache); the run's key."""
     from pipeline.runner import Runner
 
     set_level(level)
-    runtime = Runtime.model_validate(rt).model_copy(update={"tracker": LineTracker})
-    return Runner(runtime).run(stage, PipelineConfig.model_validate(cfg)).key
+    runtime = Runtime.model_validate(rt)
+    runtime = runtime.model_copy(update={"tracker": partial(Rebalancing, show=runtime.progress), "progress": True})
+    try:
+        return Runner(runtime).run(stage, PipelineConfig.model_validate(cfg)).key
+    finally:
+        with _shared["left"].get_lock():
+            _shared["left"].value -= 1

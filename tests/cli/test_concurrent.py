@@ -94,3 +94,23 @@ def test_ctrl_c_stops_the_workers_without_tracebacks_and_a_rerun_resumes(dirs, c
     os.killpg(again.pid, signal.SIGINT)
     again.communicate(timeout=60)
     assert "stale lock" not in seen
+
+
+def test_a_worker_takes_the_threads_of_runs_that_ended(monkeypatch):
+    import multiprocessing
+
+    import torch
+
+    from pipeline import concurrent
+
+    left = multiprocessing.get_context("spawn").Value("i", 3)              # 3 runs on 2 workers sharing 4 threads
+    monkeypatch.setattr(concurrent, "_shared", {"left": left, "workers": 2, "threads": 4})
+    with concurrent.Rebalancing("train", 5, show=False) as bar:
+        bar.advance()
+        assert torch.get_num_threads() == 2
+        left.value = 2                                                     # one run ended: still two going
+        bar.advance()
+        assert torch.get_num_threads() == 2
+        left.value = 1                                                     # this one is the last
+        bar.advance(loss=1.0)
+        assert torch.get_num_threads() == 4
