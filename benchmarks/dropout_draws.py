@@ -8,6 +8,7 @@ stage's `run` is called directly on its cached inputs and nothing is stored: 'to
 hits both alike.
 
     python -m benchmarks.dropout_draws --dataset beauty --seeds 42 43 44 --threads 1 --cache-dir CACHE
+    python -m benchmarks.dropout_draws --merge FILE_42_44 FILE_45_47 --out FILE     # one study, more seeds
 
 Writes benchmarks/results/dropout-draws-<dataset>.json.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import statistics
 import sys
 import time
@@ -61,6 +63,27 @@ def sft_once(runner: Runner, dataset: str, seed: int, draws: str, sets: list[str
             **{k: getattr(r, k) for k in ("valid_mse", "valid_mse_mean_baseline", "train_loss", "seconds_per_epoch")}}
 
 
+def paired_p(diffs: list[float]) -> float | None:
+    """Two-sided p of a paired t-test (mean difference 0) over seeds; None under 2 pairs."""
+    if len(diffs) < 2:
+        return None
+    from scipy.stats import ttest_1samp
+
+    return float(ttest_1samp(diffs, 0.0).pvalue)
+
+
+def merge(paths: list[Path]) -> dict:
+    """One record from files of the same study on other seeds: their rows, the summary over all of them."""
+    records = [json.loads(p.read_text()) for p in paths]
+    for key in ("dataset", "sets", "commit"):
+        if len({json.dumps(r[key]) for r in records}) > 1:
+            raise SystemExit(f"error: the files differ in {key}; merge only one study's runs")
+    rows = [row for r in records for row in r["rows"]]
+    return {**records[0], "command": command(), "merged_from": [str(p) for p in paths],
+            "commands": [r["command"] for r in records], "seeds": [s for r in records for s in r["seeds"]],
+            "rows": rows, "summary": summarize(rows), "wall_seconds": sum(r["wall_seconds"] for r in records)}
+
+
 def summarize(rows: list[dict]) -> dict:
     """Per draws: mean and std of the held-out MSE and the median seconds per epoch; fast against torch."""
     out = {}
@@ -73,6 +96,10 @@ def summarize(rows: list[dict]) -> dict:
     if len(out) == 2:
         fast, torch_ = ([r["valid_mse"] for r in rows if r["draws"] == d] for d in DRAWS)
         out["p_valid_mse"] = ttest_p(fast, torch_)
+        by = {(r["seed"], r["draws"]): r["valid_mse"] for r in rows}
+        diffs = [by[s, "fast"] - by[s, "torch"] for s in sorted({r["seed"] for r in rows}) if (s, "fast") in by and (s, "torch") in by]
+        out["valid_mse_diff_by_seed"] = diffs        # same seed: same initialisation and batches, other masks
+        out["p_valid_mse_paired"] = paired_p(diffs)
         out["seconds_ratio_fast_vs_torch"] = out["fast"]["seconds_per_epoch_median"] / out["torch"]["seconds_per_epoch_median"]
     return out
 
@@ -84,8 +111,15 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a --set for the SFT (KEY=VALUE)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--cache-dir", type=Path, default=None, help="where the SFT's inputs are (or are computed)")
+    ap.add_argument("--merge", type=Path, nargs="+", default=None, help="files of this study on other seeds: "
+                    "write one with all their rows and the summary over them (nothing is run)")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
+    out = args.out or RESULTS / f"dropout-draws-{args.dataset}.json"
+    if args.merge:
+        write_json(out, merge(args.merge))
+        print(out)
+        return
     torch.set_num_threads(args.threads)            # the stage runs outside the runner, which would set it
     runner = Runner(Runtime(progress=True, tracker=LineTracker, threads=args.threads,
                             **({"cache_dir": args.cache_dir} if args.cache_dir else {})))
@@ -96,7 +130,6 @@ def main() -> None:
             rows.append(sft_once(runner, args.dataset, seed, draws, args.sets))
             print(f"{draws} seed {seed}: valid MSE {rows[-1]['valid_mse']:.5f}, "
                   f"{rows[-1]['seconds_per_epoch']:.0f} s/epoch", file=sys.stderr)
-    out = args.out or RESULTS / f"dropout-draws-{args.dataset}.json"
     write_json(out, {"benchmark": "dropout-draws", "command": command(), **provenance("cpu", args.threads),
                      "dataset": args.dataset, "sets": args.sets, "seeds": args.seeds, "rows": rows,
                      "summary": summarize(rows), "wall_seconds": round(time.perf_counter() - t0, 1)})

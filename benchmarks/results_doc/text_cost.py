@@ -147,8 +147,9 @@ def dropout_draws_block(name: str = "dropout-draws-beauty.json") -> Callable[[Re
         s = d.get("summary", {})
         mean = lambda k: "-" if k not in s else f"{s[k]['valid_mse_mean']:.4f} ± {s[k]['valid_mse_std']:.4f}"   # noqa: E731
         rows.append(["mean ± std", mean("fast"), mean("torch")])
-        p, ratio = s.get("p_valid_mse"), s.get("seconds_ratio_fast_vs_torch")
+        p, paired, ratio = s.get("p_valid_mse"), s.get("p_valid_mse_paired"), s.get("seconds_ratio_fast_vs_torch")
         said = (f"p = {p:.2g} (t-test over seeds)" if p is not None else "no t-test") + \
+               (f", paired by seed p = {paired:.2g}" if paired is not None else "") + \
                (f"; SFT epoch {ratio:.2f}x torch's (medians)" if ratio else "")
         return (f"**The SFT's dropout masks: fast against torch's** ({DATASET_NAMES.get(d['dataset'], d['dataset'])}, "
                 f"no item text, the held-out users' MSE and the epoch's seconds per `sft.seed`; {said})\n\n" +

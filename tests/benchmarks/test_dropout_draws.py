@@ -2,6 +2,7 @@
 the cached inputs and never stored (the key cannot tell the two apart)."""
 import json
 
+import pytest
 import torch
 from conftest import run_main, toy
 
@@ -34,3 +35,20 @@ def test_torch_draws_undo_the_swap_inside_only():
         sft.use_fast_dropout(model)
         assert type(model[0]) is torch.nn.Dropout and sft.FAST_EAGER == "eager"
     assert sft.FAST_EAGER == FAST_EAGER
+
+
+def test_files_on_other_seeds_merge_into_one_summary(tmp_path, monkeypatch):
+    rows = lambda seed, fast, torch_: [{"draws": "fast", "seed": seed, "valid_mse": fast, "seconds_per_epoch": 2.0},   # noqa: E731
+                                       {"draws": "torch", "seed": seed, "valid_mse": torch_, "seconds_per_epoch": 3.0}]
+    head = {"dataset": "beauty", "sets": [], "commit": "c", "command": "x", "wall_seconds": 1.0}
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps({**head, "seeds": [42, 43], "rows": rows(42, 0.061, 0.060) + rows(43, 0.066, 0.064)}))
+    b.write_text(json.dumps({**head, "seeds": [45], "rows": rows(45, 0.062, 0.061)}))
+    run_main(dropout_draws, monkeypatch, "--merge", a, b, "--out", tmp_path / "m.json")
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["seeds"] == [42, 43, 45] and m["summary"]["fast"]["n_seeds"] == 3
+    assert m["summary"]["valid_mse_diff_by_seed"] == [pytest.approx(0.001), pytest.approx(0.002), pytest.approx(0.001)]
+    assert 0 < m["summary"]["p_valid_mse_paired"] < m["summary"]["p_valid_mse"]
+    b.write_text(json.dumps({**head, "commit": "d", "seeds": [45], "rows": rows(45, 0.062, 0.061)}))
+    with pytest.raises(SystemExit, match="differ in commit"):
+        run_main(dropout_draws, monkeypatch, "--merge", a, b, "--out", tmp_path / "m.json")
