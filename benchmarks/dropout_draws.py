@@ -26,7 +26,8 @@ from typing import Iterator
 import torch
 
 from benchmarks.common import RESULTS, command, provenance, write_json
-from pipeline.overrides import build_config
+from pipeline.datasets import DatasetError
+from pipeline.overrides import ConfigError, build_config
 from pipeline.progress import LineTracker
 from pipeline.runner import Runner
 from pipeline.stats import ttest_p
@@ -74,7 +75,10 @@ def paired_p(diffs: list[float]) -> float | None:
 
 def merge(paths: list[Path]) -> dict:
     """One record from files of the same study on other seeds: their rows, the summary over all of them."""
-    records = [json.loads(p.read_text()) for p in paths]
+    try:
+        records = [json.loads(p.read_text()) for p in paths]
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"error: cannot read a file to merge: {e}") from e
     for key in ("dataset", "sets", "commit"):
         if len({json.dumps(r[key]) for r in records}) > 1:
             raise SystemExit(f"error: the files differ in {key}; merge only one study's runs")
@@ -127,7 +131,10 @@ def main() -> None:
     rows = []
     for i, seed in enumerate(args.seeds):
         for draws in DRAWS if i % 2 == 0 else DRAWS[::-1]:
-            rows.append(sft_once(runner, args.dataset, seed, draws, args.sets))
+            try:
+                rows.append(sft_once(runner, args.dataset, seed, draws, args.sets))
+            except (DatasetError, ConfigError) as e:   # before any file is written
+                raise SystemExit(f"error: {e}") from e
             print(f"{draws} seed {seed}: valid MSE {rows[-1]['valid_mse']:.5f}, "
                   f"{rows[-1]['seconds_per_epoch']:.0f} s/epoch", file=sys.stderr)
     write_json(out, {"benchmark": "dropout-draws", "command": command(), **provenance("cpu", args.threads),

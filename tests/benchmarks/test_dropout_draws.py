@@ -52,3 +52,13 @@ def test_files_on_other_seeds_merge_into_one_summary(tmp_path, monkeypatch):
     b.write_text(json.dumps({**head, "commit": "d", "seeds": [45], "rows": rows(45, 0.062, 0.061)}))
     with pytest.raises(SystemExit, match="differ in commit"):
         run_main(dropout_draws, monkeypatch, "--merge", a, b, "--out", tmp_path / "m.json")
+
+
+def test_an_unknown_dataset_or_an_unreadable_file_is_one_line_and_no_file(dirs, tmp_path, monkeypatch):
+    cache, _ = dirs
+    out = tmp_path / "out.json"
+    with pytest.raises(SystemExit, match="^error: unknown dataset 'nosuch'"):
+        run_main(dropout_draws, monkeypatch, "--dataset", "nosuch", "--seeds", 42, "--cache-dir", cache, "--out", out)
+    with pytest.raises(SystemExit, match="^error: cannot read a file to merge"):
+        run_main(dropout_draws, monkeypatch, "--merge", tmp_path / "missing.json", "--out", out)
+    assert not out.exists()
