@@ -70,6 +70,11 @@ def command(argv: list[str] | None = None) -> str:
     return " ".join([head, shlex.join(sys.argv[1:] if argv is None else argv)]).rstrip()
 
 
+def set_flags(sets) -> list[str]:
+    """["--set", s, ...] for each override in `sets`: how a benchmark passes its overrides on to a command."""
+    return [flag for s in sets for flag in ("--set", s)]
+
+
 def log_runtime(device: str = "cpu", threads: int | None = None, cache_dir: Path | None = None, **kw: Any):
     """A Runtime whose progress is one stderr line per advance (an epoch): readable in a nohup log."""
     from pipeline.progress import LineTracker

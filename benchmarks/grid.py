@@ -27,7 +27,7 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT
+from benchmarks.common import RESULTS, ROOT, set_flags
 from schemas.names import BACKBONES, FUSIONS as ALL_FUSIONS
 
 SEEDS = [42, 43, 44]
@@ -180,7 +180,7 @@ def job_command(name: str, args: list[str], out: Path, device: str, sets: list[s
     what = args[0]
     if what == "tslrec.py":   # a CLI run: global options first; its JSON record goes to stdout (the log)
         return [sys.executable, str(ROOT / what), "--device", device, "--threads", "1", "--no-progress", *args[1:],
-                *[a for s in sets for a in ("--set", s)]]
+                *set_flags(sets)]
     if "--reseed-chain" in args:     # its own file: a re-seeded chain is another experiment, not Table 2's seeds
         target = out / "chain"
     elif what == TABLE2:
@@ -188,7 +188,7 @@ def job_command(name: str, args: list[str], out: Path, device: str, sets: list[s
     else:                            # one file per job, named after it
         target = out / "fusion" / f"{name}.json"
     extra = ["--threads", "1", "--device", device, "--out", str(target)]
-    return [sys.executable, "-m", what, *args[1:], *extra, *[a for s in sets for a in ("--set", s)]]
+    return [sys.executable, "-m", what, *args[1:], *extra, *set_flags(sets)]
 
 
 def run(args: argparse.Namespace) -> None:

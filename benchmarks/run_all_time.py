@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from benchmarks.common import ROOT, command, provenance, write_json
+from benchmarks.common import ROOT, command, provenance, set_flags, write_json
 
 
 STORED = re.compile(r"^stored\s+(\S+)\s+[0-9a-f]+ in ([0-9.]+)s")     # the runner's log line of a finished stage
@@ -41,7 +41,7 @@ def time_run_all(dataset: str, threads: int, device: str, sets: list[str], cache
         t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(cache_dir or tmp),
                                  "--threads", str(threads), "--device", device, "--no-progress", "run", "all",
-                                 "--dataset", dataset, *[a for s in sets for a in ("--set", s)], "--json"],
+                                 "--dataset", dataset, *set_flags(sets), "--json"],
                                 stdout=out, stderr=subprocess.PIPE, text=True)
         log: list[str] = []
         tee = threading.Thread(target=_tee, args=(proc.stderr, log), daemon=True)   # progress stays visible

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import RESULTS, ROOT, command, provenance, write_json
+from benchmarks.common import RESULTS, ROOT, command, provenance, set_flags, write_json
 from benchmarks.scaling_sample import SAMPLED
 
 STAGES = ["data", "pretrain", "group", "sft", "augment", "train"]
@@ -69,7 +69,7 @@ def run_whole(stage: str, name: str, dirs: dict, args: argparse.Namespace) -> di
     """The stage through the CLI; -> its record's timing and memory."""
     cmd = [sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(dirs["cache"]), "--data-dir", str(dirs["data"]),
            "--device", args.device, "--threads", str(args.threads), "--no-progress", "-q", "run", stage, "-d", name,
-           *[a for s in stage_sets(args) for a in ("--set", s)], "--cached-inputs", "--force", "--json"]
+           *set_flags(stage_sets(args)), "--cached-inputs", "--force", "--json"]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env(args))
     if p.returncode != 0:
         raise RuntimeError(f"{stage} failed: {p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode}")

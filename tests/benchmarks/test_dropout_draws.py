@@ -7,6 +7,7 @@ import torch
 from conftest import run_main, toy
 
 from benchmarks import dropout_draws
+from benchmarks.common import set_flags
 
 TINY = ["pretrain.trainer.epochs=2", "pretrain.backbone.dim=16", "sft.model=tiny-bert", "sft.batch_size=8",
         "sft.valid_fraction=0.2", "group.k=4"]
@@ -17,7 +18,7 @@ def test_each_seed_trains_with_both_draws_and_nothing_is_stored(dirs, tmp_path, 
     toy(data)
     out = tmp_path / "out.json"
     run_main(dropout_draws, monkeypatch, "--dataset", "toy", "--seeds", 42, 43, "--cache-dir", cache, "--out", out,
-             *(a for s in TINY for a in ("--set", s)))
+             *set_flags(TINY))
     body = json.loads(out.read_text())
     assert [(r["seed"], r["draws"]) for r in body["rows"]] == [(42, "fast"), (42, "torch"), (43, "torch"), (43, "fast")]
     mse = {(r["seed"], r["draws"]): r["valid_mse"] for r in body["rows"]}

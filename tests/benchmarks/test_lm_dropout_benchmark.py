@@ -5,6 +5,7 @@ import json
 from conftest import run_main, toy_with_titles
 
 from benchmarks import lm_dropout
+from benchmarks.common import set_flags
 
 TINY = ["pretrain.trainer.epochs=2", "train.trainer.epochs=2", "pretrain.backbone.dim=16", "train.backbone.dim=16",
         "sft.batch_size=8", "sft.valid_fraction=0.2"]
@@ -15,7 +16,7 @@ def test_both_rates_per_setting_on_every_seed_chosen_on_validation(dirs, tmp_pat
     toy_with_titles(data)
     out = tmp_path / "out.json"
     argv = ["--dataset", "toy", "--lm", "tiny-bert", "--seeds", 42, 43, "--threads", 1, "--cache-dir", cache,
-            "--out", out, *(a for s in TINY for a in ("--set", s))]
+            "--out", out, *set_flags(TINY)]
     run_main(lm_dropout, monkeypatch, *argv)
     body = json.loads(out.read_text())
     assert {(r["setting"], r["rate"], r["seed"]) for r in body["runs"]} == \
@@ -51,5 +52,5 @@ def test_a_bad_rate_or_a_dataset_without_text_is_a_one_line_error_and_no_file(di
     assert bad_rate.value.code == 2 and "'2' is not an sft.lm_dropout value" in capsys.readouterr().err
     with pytest.raises(SystemExit) as no_text:
         run_main(lm_dropout, monkeypatch, "--dataset", "toy", "--seeds", 42, "--cache-dir", cache, "--out", out,
-                 *(a for s in TINY for a in ("--set", s)))
+                 *set_flags(TINY))
     assert str(no_text.value.code).startswith("error: dataset 'toy' has no item text") and not out.exists()

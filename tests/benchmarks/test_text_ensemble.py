@@ -7,6 +7,7 @@ from conftest import run_main as main
 from conftest import toy_with_titles
 
 from benchmarks import text, text_ensemble
+from benchmarks.common import set_flags
 from stages.core.ensemble import WEIGHTS
 
 TINY = ["pretrain.trainer.epochs=2", "train.trainer.epochs=2", "pretrain.backbone.dim=16", "train.backbone.dim=16",
@@ -18,7 +19,7 @@ def test_the_ensemble_of_cached_base_and_text_models_and_its_control(dirs, tmp_p
     toy_with_titles(data)
     runs = tmp_path / "runs.json"
     main(text, monkeypatch, "run", "--dataset", "toy", "--backbones", "sasrec", "--seeds", 42, 43, "--cells",
-         "add:text-tiny-bert", "--threads", 1, "--cache-dir", cache, "--out", runs, *(a for s in TINY for a in ("--set", s)))
+         "add:text-tiny-bert", "--threads", 1, "--cache-dir", cache, "--out", runs, *set_flags(TINY))
     ens, ctrl = tmp_path / "ens.json", tmp_path / "ctrl.json"
     main(text_ensemble, monkeypatch, runs, "--cache-dir", cache, "--cell", "add:text-tiny-bert", "--out", ens)
     main(text_ensemble, monkeypatch, runs, "--cache-dir", cache, "--seeds", 42, 43, "--control-seeds", 43, 42, "--out", ctrl)

@@ -10,8 +10,9 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-
 from test_experiment import TINY
+
+from benchmarks.common import set_flags
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -68,7 +69,7 @@ def test_sft_and_augment_in_half_precision_on_cuda(cli, dirs, extra):
     """Half-precision weights under autocast (fp16 with loss scaling) and checkpointing, on the GPU."""
     _synth(cli)
     tiny = [a if a != "sft.model=tiny-bert" else "sft.model=tiny-llama" for a in TINY]
-    sets = [a for s in extra for a in ("--set", s)]
+    sets = set_flags(extra)
     r = cli("--device", "cuda", "run", "augment", "--dataset", "toy", *tiny, *sets, "--json")
     assert r.code == 0, r.err
     rec = json.loads(r.out)

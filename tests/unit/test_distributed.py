@@ -17,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from benchmarks.common import set_flags
 from stages.core.distributed import Dist
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -25,7 +26,7 @@ SETS = ["pretrain.trainer.epochs=2", "pretrain.trainer.batch_size=12", "pretrain
         "sft.lora_dropout=0", "sft.batch_size=7", "sft.max_items=8", "sft.epochs=2", "augment.batch_size=5",
         # fp32: a sharded batch sums in another order; bf16's rounding would hide a real mismatch in noise
         "pretrain.trainer.precision=fp32", "sft.precision=fp32"]
-ARGS = [a for s in SETS for a in ("--set", s)]
+ARGS = set_flags(SETS)
 NEXT_ITEM = ["--set", "sft.task=next_item"]
 
 
