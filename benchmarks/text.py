@@ -175,8 +175,10 @@ def merge(files: list[Path], out: Path) -> None:
     shared = [s for s in metas[0].get("sets", []) if all(s in m.get("sets", []) for m in metas)]
     record = {**{k: metas[0][k] for k in ("command", "dataset", "commit", "machine", "versions", "popularity")},
               "sets": shared,      # every input file's; a cell's own are in its `sets`
-              "commands": [m["command"] for m in metas], "commits": [m.get("commit") for m in metas],
-              "inputs": [str(f) for f in files],
+              # a merged file given again (its inputs gone with their machine) brings its own provenance lists
+              "commands": [c for m in metas for c in m.get("commands", [m["command"]])],
+              "commits": [c for m in metas for c in m.get("commits", [m.get("commit")])],
+              "inputs": [i for f, m in zip(files, metas) for i in m.get("inputs", [str(f)])],
               "cells": cells, "choice_on_valid": choice(cells), "runs": runs}
     write_json(out, record)
 

@@ -72,3 +72,17 @@ def test_a_files_settings_follow_its_cells_and_mixed_settings_in_one_cell_stop_t
     other = write_sets(tmp_path / "c.json", [run("add", "enhanced-minilm-title", 44, 0.05)], ["x=1"])
     with pytest.raises(SystemExit, match="different --set"):
         merge([base, enh, other], tmp_path / "m2.json")
+
+
+def test_a_merged_file_merges_again_with_its_commands_and_inputs(tmp_path):
+    first = tmp_path / "first.json"
+    merge([write(tmp_path / "a.json", [run("base", None, s, 0.05) for s in (42, 43)]),
+           write(tmp_path / "b.json", [run("add", "text-minilm", 42, 0.06)])], first)
+    late = tmp_path / "late.json"
+    late.write_text(json.dumps({**META, "command": "c44", "commit": "y", "runs": [run("add", "text-minilm", 43, 0.06)]}))
+    again = tmp_path / "again.json"
+    merge([first, late], again)
+    rec = json.loads(again.read_text())
+    assert rec["commands"] == ["c", "c", "c44"] and rec["commits"] == ["x", "x", "y"]
+    assert rec["inputs"] == [str(tmp_path / "a.json"), str(tmp_path / "b.json"), str(late)]
+    assert {(c["fusion"], c["n_seeds"]) for c in rec["cells"]} == {("base", 2), ("add", 2)}
