@@ -89,6 +89,16 @@ def stage_seconds(record: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+def stage_epochs(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Epochs run and seconds per epoch of each stage that trains, from `run all --json`: a cold run's wall
+    time moves with where early stopping ends as much as with the speed of an epoch."""
+    results = {s: u.get("result") or {} for s, u in (record.get("upstream") or {}).items()}
+    results |= {f"train {r.get('backbone')}/{r.get('variant')}/{r.get('seed')}": r.get("result") or r
+                for r in record.get("runs") or []}
+    return {s: {"epochs_run": r.get("epochs_run"), "seconds_per_epoch": r.get("seconds_per_epoch")}
+            for s, r in results.items() if r.get("seconds_per_epoch") is not None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty")
@@ -103,16 +113,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     load_before = os.getloadavg()[0]
+    prov = provenance(args.device, args.threads)        # the commit that runs, not HEAD when the run ends
     seconds, record, log = time_run_all(args.dataset, args.threads, args.device, args.sets, args.cache_dir,
                                         args.limit_s if args.stop_at_limit else None)
     stopped = record is None
     done, current = stages_from_log(log)
-    write_json(args.out, {"benchmark": "run-all-time", "command": command(), **provenance(args.device, args.threads),
+    write_json(args.out, {"benchmark": "run-all-time", "command": command(), **prov,
                           "dataset": args.dataset, "sets": args.sets, "wall_s": seconds, "limit_s": args.limit_s,
                           "within_limit": not stopped and seconds <= args.limit_s, "stopped_at_limit": stopped,
                           "stage_at_limit": current if stopped else None, "load_avg_1m_before": load_before,
                           "load_avg_1m_after": os.getloadavg()[0],
                           "stage_seconds": done if stopped else stage_seconds(record),
+                          "stage_epochs": None if stopped else stage_epochs(record),
                           # train runs computed at once in worker processes (pipeline/concurrent.py); 0: one by one
                           "train_workers": None if stopped else record.get("train_workers")})
     print(json.dumps({"wall_s": seconds, "within_limit": not stopped and seconds <= args.limit_s,

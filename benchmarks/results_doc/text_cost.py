@@ -92,7 +92,14 @@ def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Res
         if not r.has(name):
             return f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
         d = r(name)
-        stages = ", ".join(f"{k} {secs(v)}" for k, v in (d.get("stage_seconds") or {}).items())
+        epochs = d.get("stage_epochs") or {}
+
+        def took(k: str, v: float) -> str:
+            e = epochs.get(k) or {}
+            per = f"{secs(e['seconds_per_epoch'])}/epoch" if e.get("seconds_per_epoch") is not None else ""
+            n = f"{e['epochs_run']} epochs at " if e.get("epochs_run") is not None else ""
+            return f"{k} {secs(v)}" + (f" ({n}{per})" if per else "")
+        stages = ", ".join(took(k, v) for k, v in (d.get("stage_seconds") or {}).items())
         if d.get("stopped_at_limit"):
             said = (f"not within {secs(d['limit_s'])}: stopped at {secs(d['wall_s'])} while still in `{d.get('stage_at_limit')}`"
                     f" (stages finished: {stages or 'none'})")

@@ -92,3 +92,12 @@ def test_dropout_draws_block_shows_each_seed_both_ways_and_the_means(tmp_path):
     assert "| 42 | 0.0629 (266 s) | 0.0589 (320 s) |" in out and "| 43 | 0.0662 (270 s) | 0.0656 (360 s) |" in out
     assert "| mean ± std | 0.0645 ± 0.0023 | 0.0622 ± 0.0047 |" in out
     assert "SFT epoch 0.79x torch's (medians)" in out
+
+
+def test_run_all_block_gives_each_training_its_epochs_and_seconds_per_epoch(tmp_path):
+    d = {"command": "python -m benchmarks.run_all_time", "wall_s": 1300.0, "limit_s": 1200.0, "within_limit": False,
+         "stage_seconds": {"data": 0.2, "pretrain": 277.2, "sft": 600.0},
+         "stage_epochs": {"pretrain": {"epochs_run": 38, "seconds_per_epoch": 5.5465},
+                          "sft": {"epochs_run": None, "seconds_per_epoch": 590.0}}}
+    out = text_cost.run_all_text_block()(text_results(tmp_path, {"run-all-beauty-title.json": d}))
+    assert "1,300 s, over 1,200 s (data 0.20 s, pretrain 277 s (38 epochs at 5.55 s/epoch), sft 600 s (590 s/epoch))" in out

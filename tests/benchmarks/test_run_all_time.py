@@ -1,7 +1,7 @@
 """benchmarks.run_all_time: `tslrec run all` timed from a cold cache, with each stage's seconds."""
 import pytest
 
-from benchmarks.run_all_time import stage_seconds, stages_from_log, time_run_all
+from benchmarks.run_all_time import stage_epochs, stage_seconds, stages_from_log, time_run_all
 from conftest import toy
 
 TINY = ["pretrain.trainer.epochs=2", "train.trainer.epochs=2", "sft.model=tiny-bert", "group.k=4",
@@ -17,6 +17,10 @@ def test_times_a_cold_run_all_and_refuses_a_warm_cache(dirs, tmp_path):
     assert seconds > 0 and {"data", "pretrain", "group", "sft", "augment"} <= set(stages)
     assert any(k.startswith("train sasrec/tslrec/") for k in stages) and all(v >= 0 for v in stages.values())
     assert sum(stages.values()) <= seconds                                 # the parts fit in the whole
+    epochs = stage_epochs(record)                                         # every training stage, with its epochs
+    assert epochs["pretrain"]["epochs_run"] == 2 and epochs["sft"]["seconds_per_epoch"] > 0
+    assert {k for k in stages if k.startswith("train ")} <= set(epochs)
+    assert all(v["seconds_per_epoch"] > 0 for v in epochs.values())
     done, current = stages_from_log(log)                                  # the log names the same stages
     assert current is None and {"data", "pretrain", "sft"} <= set(done)
     with pytest.raises(SystemExit, match="not empty"):
