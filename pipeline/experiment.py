@@ -128,7 +128,7 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         rec, r = train_run(runner, tcfg)
         runs.append({"backbone": r["backbone"], "variant": r["variant"], "seed": r["seed"], "key": rec.key, "stage": rec.stage,
                      "test": r["test"], "test_alt": r.get("test_alt"), "valid": r["valid"], "best_epoch": r["best_epoch"],
-                     "seconds_per_epoch": r["seconds_per_epoch"], "cached": rec.cached, "wall_s": rec.wall_s})
+                     "epochs_run": r.get("epochs_run"), "seconds_per_epoch": r["seconds_per_epoch"], "cached": rec.cached, "wall_s": rec.wall_s})
     rows = summarize(runs)
     summary = {
         "dataset": cfg.data.dataset,

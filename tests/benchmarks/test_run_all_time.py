@@ -21,6 +21,7 @@ def test_times_a_cold_run_all_and_refuses_a_warm_cache(dirs, tmp_path):
     assert epochs["pretrain"]["epochs_run"] == 2 and epochs["sft"]["seconds_per_epoch"] > 0
     assert {k for k in stages if k.startswith("train ")} <= set(epochs)
     assert all(v["seconds_per_epoch"] > 0 for v in epochs.values())
+    assert all(epochs[k]["epochs_run"] == 2 for k in epochs if k.startswith("train sasrec/tslrec/"))
     done, current = stages_from_log(log)                                  # the log names the same stages
     assert current is None and {"data", "pretrain", "sft"} <= set(done)
     with pytest.raises(SystemExit, match="not empty"):
