@@ -81,22 +81,25 @@ def stages_from_log(log: str) -> tuple[dict[str, float], str | None]:
     return done, current
 
 
+def named_stages(record: dict[str, Any]) -> dict[str, tuple[float, dict[str, Any]]]:
+    """{stage name: (wall seconds, result)} from `run all --json`: each upstream stage, then each training
+    (named 'train BACKBONE/VARIANT/SEED'; a run's summary is its result)."""
+    out = {s: (u["wall_s"], u.get("result") or {}) for s, u in (record.get("upstream") or {}).items()}
+    for r in record.get("runs") or []:
+        out[f"train {r.get('backbone')}/{r.get('variant')}/{r.get('seed')}"] = (r.get("wall_s"), r)
+    return out
+
+
 def stage_seconds(record: dict[str, Any]) -> dict[str, float]:
     """Each upstream stage's wall seconds, then each training's, from `run all --json`."""
-    out = {s: u["wall_s"] for s, u in (record.get("upstream") or {}).items()}
-    for r in record.get("runs") or []:
-        out[f"train {r.get('backbone')}/{r.get('variant')}/{r.get('seed')}"] = r.get("wall_s")
-    return out
+    return {s: wall for s, (wall, _) in named_stages(record).items()}
 
 
 def stage_epochs(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Epochs run and seconds per epoch of each stage that trains, from `run all --json`: a cold run's wall
     time moves with where early stopping ends as much as with the speed of an epoch."""
-    results = {s: u.get("result") or {} for s, u in (record.get("upstream") or {}).items()}
-    results |= {f"train {r.get('backbone')}/{r.get('variant')}/{r.get('seed')}": r.get("result") or r
-                for r in record.get("runs") or []}
     return {s: {"epochs_run": r.get("epochs_run"), "seconds_per_epoch": r.get("seconds_per_epoch")}
-            for s, r in results.items() if r.get("seconds_per_epoch") is not None}
+            for s, (_, r) in named_stages(record).items() if r.get("seconds_per_epoch") is not None}
 
 
 def main() -> None:
