@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from schemas.backbone import BackboneConfig
-from stages.backbones.embedding import ItemEmbedding
+from stages.backbones.embedding import ItemEmbedding, rows
 
 NAMES = {"sasrec": "SASRec", "gru4rec": "GRU4Rec", "caser": "Caser", "fmlprec": "FMLPRec"}
 
@@ -46,7 +46,7 @@ class Backbone(nn.Module):
         if seq.shape[1] > self.max_len:
             seq = seq[:, -self.max_len:]
         table = self.embedding.all() if table is None else table   # (N+1, d)
-        return self.encode(table[seq], seq)                         # (B, L, d)
+        return self.encode(rows(table, seq), seq)                   # (B, L, d)
 
     def scores(self, h: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
         """(..., d) -> (..., N+1) logits over all items, padding column at -inf."""

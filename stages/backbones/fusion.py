@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from schemas.backbone import BackboneConfig
 from stages.backbones import Backbone, build
-from stages.backbones.embedding import GateEmbedding, ItemEmbedding
+from stages.backbones.embedding import GateEmbedding, ItemEmbedding, rows
 
 ID_STD = 0.02   # the base table's init scale (SASRec / RecBole), which every ID part starts from
 
@@ -90,7 +90,7 @@ class Fusion(nn.Module):
         raise NotImplementedError
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:  # (...,) -> (..., d)
-        return self.all()[ids]
+        return rows(self.all(), ids)
 
 
 class AddEmbedding(Fusion):
@@ -188,8 +188,8 @@ class DualBackbone(Backbone):
             seq = seq[:, -self.max_len:]
         table = self.embedding.all() if table is None else table           # (N+1, 2d)
         id_view, llm_view = table.split(self.cfg.dim, -1)                   # 2 x (N+1, d)
-        return torch.cat([self.inner.encode(id_view[seq], seq),
-                          self.inner.encode(llm_view[seq], seq)], -1)       # (B, L, 2d)
+        return torch.cat([self.inner.encode(rows(id_view, seq), seq),
+                          self.inner.encode(rows(llm_view, seq), seq)], -1)  # (B, L, 2d)
 
 
 class NullspaceEmbedding(Fusion):

@@ -138,3 +138,25 @@ def test_padding_row_stays_zero_after_a_training_step(name, variant):
     seq = torch.tensor([[11, 12, 13]])
     padded = torch.tensor([[0, 0, 0, 11, 12, 13]])
     torch.testing.assert_close(model(seq)[:, -1], model(padded)[:, -1])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_a_training_step_is_bit_exact_run_to_run_on_two_threads(name):
+    """The table's gradient sums many lookups of the same ids (padding above all). `table[seq]`'s backward
+    added them with atomic float adds on more than one thread, so on two threads the same step gave a
+    different gradient from run to run (14 of 20 repeats distinct); `rows` sums them in a fixed order."""
+    g = torch.Generator().manual_seed(0)
+    n_items, dim = 3000, 64
+    batch = torch.randint(1, n_items + 1, (256, 51), generator=g)
+    batch[:128, :30] = 0                                           # left padding: id 0 looked up 3,840 times
+
+    def table_gradient() -> torch.Tensor:
+        torch.manual_seed(0)
+        model = build(BackboneConfig(name=name, dim=dim, max_len=50, dropout=0.0), ItemEmbedding(n_items, dim))
+        model(batch[:, :-1]).square().mean().backward()
+        return model.embedding.item.weight.grad
+
+    torch.set_num_threads(2)                                       # the autouse fixture restores one thread
+    first = table_gradient()
+    for _ in range(6):
+        assert torch.equal(table_gradient(), first)
