@@ -12,6 +12,10 @@ a subsample of LlamaRec's training users is `--set llamarec.user_fraction=F`, re
 Each run records valid, test and test_alt (the other history-masking setting), seconds per epoch, the stage's
 wall seconds and peak memory (RSS; CUDA where it ran there). The file is rewritten after every run, and a rerun
 resumes: finished runs are cache hits. Writes benchmarks/results/llm-runs-<dataset>.json unless --out.
+
+Seeds run in parallel processes (one per core) each write their own file; `--merge A B ...` folds them into
+--out (a later file's run of the same method and seed replaces an earlier one's), each run keeping the command,
+commit and machine of the file it came from.
 """
 from __future__ import annotations
 
@@ -54,6 +58,25 @@ def run_one(runner: Runner, dataset: str, method: str, seed: int, sets: list[str
             "user_fraction": r.get("user_fraction")}        # LlamaRec's documented subsample of training users
 
 
+def merge(files: list[Path], out: Path, dataset: str) -> dict[str, Any]:
+    """One runs file from several: runs keyed by (method, seed), each tagged with its file's command, commit and
+    machine; the merged file's commit is theirs when they share one."""
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for f in files:
+        d = json.loads(f.read_text())
+        if d.get("dataset") != dataset:
+            raise SystemExit(f"{f}: runs of dataset {d.get('dataset')!r}, not {dataset!r}")
+        for r in d.get("runs", []):
+            origin = {k: r.get(k, d.get(k)) for k in ("command", "commit", "machine")}
+            runs[(r["method"], r["seed"])] = {**r, **origin}
+    commits = sorted({r["commit"] for r in runs.values() if r.get("commit")})
+    record = {"command": command(), "dataset": dataset, **provenance(),
+              "commit": commits[0] if len(commits) == 1 else None, "commits": commits,
+              "merged_from": [f.name for f in files], "runs": sorted(runs.values(), key=lambda r: (r["method"], r["seed"]))}
+    write_json(out, record)
+    return record
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="beauty")
@@ -65,7 +88,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache-dir", type=Path, default=None)
     ap.add_argument("--deadline-s", type=float, default=None, help="start no run after this many seconds")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--merge", nargs="+", type=Path, default=None, metavar="FILE",
+                    help="fold these runs files into --out instead of running anything")
     args = ap.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out or RESULTS / runs_file(args.dataset), args.dataset)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     out = args.out or RESULTS / runs_file(args.dataset)

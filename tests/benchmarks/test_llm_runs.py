@@ -2,6 +2,7 @@
 file into the baselines file (mean, std, test_alt, seconds, peak memory), in place of the measured cost."""
 import json
 
+import pytest
 from conftest import toy
 
 import benchmarks.llm_baselines as llm_baselines
@@ -31,3 +32,26 @@ def test_e4srec_runs_two_seeds_resumes_and_becomes_the_baselines_row(dirs, tmp_p
     assert abs(row["mean"]["ndcg10"] - sum(ndcg) / 2) < 1e-12 and row["std"]["ndcg10"] >= 0
     assert row["test_alt"] is not None and row["source"] == "llm-runs-toy.json"
     assert llm_baselines.ran("toy", "llamarec") is None                    # no runs: the cost file speaks for it
+
+
+def test_merge_folds_per_seed_files_keeping_each_runs_origin(tmp_path):
+    def runs_file(name, seed, commit, ndcg):
+        run = {"method": "e4srec", "seed": seed, "test": {"ndcg10": ndcg}}
+        f = tmp_path / name
+        f.write_text(json.dumps({"command": f"run {seed}", "commit": commit, "machine": {"cpu": "x"},
+                                 "dataset": "toy", "runs": [run]}))
+        return f
+
+    a, b = runs_file("a.json", 43, "c1", 0.1), runs_file("b.json", 42, "c1", 0.2)
+    again = runs_file("c.json", 43, "c2", 0.3)                      # a later file's run replaces an earlier one's
+    out = tmp_path / "merged.json"
+    llm_runs.main(["--dataset", "toy", "--merge", str(a), str(b), "--out", str(out)])
+    d = json.loads(out.read_text())
+    assert [(r["seed"], r["command"], r["commit"]) for r in d["runs"]] == [(42, "run 42", "c1"), (43, "run 43", "c1")]
+    assert d["commit"] == "c1" and d["merged_from"] == ["a.json", "b.json"]
+    llm_runs.main(["--dataset", "toy", "--merge", str(out), str(again), "--out", str(out)])   # a merged file merges too
+    d = json.loads(out.read_text())
+    assert [(r["seed"], r["commit"], r["test"]["ndcg10"]) for r in d["runs"]] == [(42, "c1", 0.2), (43, "c2", 0.3)]
+    assert d["commit"] is None and d["commits"] == ["c1", "c2"]
+    with pytest.raises(SystemExit, match="not 'beauty'"):
+        llm_runs.main(["--dataset", "beauty", "--merge", str(a), "--out", str(out)])
