@@ -17,7 +17,7 @@ import multiprocessing
 import signal
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -59,22 +59,39 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
     rt = runner.rt.model_copy(update={"threads": p.threads, "tracker": None})
     ctx = multiprocessing.get_context("spawn")     # fork would copy torch's thread pools mid-use
     left = ctx.Value("i", len(p.todo))             # runs not finished: their workers share the threads
-    with ctx.Pool(p.workers, initializer=worker_init, initargs=(left, p.workers, p.workers * p.threads)) as pool:
-        runs = [pool.apply_async(compute_one, (stage, c.model_dump(mode="json"), rt.model_dump(mode="json"), level()))
-                for c in p.todo]
-        for r in runs:
-            r.get()                                # re-raises a worker's error
+    calls = [(compute_one, (stage, c.model_dump(mode="json"), rt.model_dump(mode="json"), level())) for c in p.todo]
+    in_pool(ctx.Pool(p.workers, initializer=worker_init, initargs=(left, p.workers, p.workers * p.threads)), calls)
     return p.workers
+
+
+def in_pool(pool: Any, calls: list[tuple[Callable[..., Any], tuple]]) -> list[Any]:
+    """The results of calls [(function, args)] run in `pool`'s processes; the first failed call's error (in order) is raised and
+    stops the others. After success the workers exit on their own: a SIGTERM at their exit interrupted torch's
+    atexit hooks, with a traceback."""
+    try:
+        results = [pool.apply_async(f, args) for f, args in calls]
+        out = [r.get() for r in results]
+        pool.close()
+        return out
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
 
 
 _shared: dict[str, Any] = {}   # in a worker: the count of unfinished runs, the workers, the threads they share
 
 
-def worker_init(left: Any, workers: int, threads: int) -> None:
+def worker_signals() -> None:
     """A worker leaves Ctrl-C to the parent (which terminates it) and ends on SIGTERM as on an error: its cache
     claim released, its resume point kept, no traceback."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit)
+
+
+def worker_init(left: Any, workers: int, threads: int) -> None:
+    worker_signals()
     _shared.update(left=left, workers=workers, threads=threads)
 
 

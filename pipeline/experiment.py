@@ -25,6 +25,7 @@ from rich.table import Table
 from pipeline.cache import cache_key
 from pipeline.concurrent import compute_concurrently
 from pipeline.console import err, log
+from pipeline.data_parallel import compute_data_parallel
 from pipeline.overrides import ConfigError, deep_set, format_validation
 from pipeline.precision import resolve_precision
 from pipeline.registry import ORDER
@@ -110,12 +111,15 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     tcfgs = train_configs(cfg, seeds=seeds, backbones=backbones, variants=variants, reseed_chain=reseed_chain)
     needed = upstream_stages(tcfgs)
     total = len(needed) * len(chains) + len(tcfgs)
-    upstreams, i = {}, 0
+    upstreams, ranks, i = {}, {}, 0
     for c in chains:                                         # seed -> stage -> record
         upstreams[c.train.trainer.seed] = {}
         for s in needed:
             i += 1
             log(f"[bold]stage {i} of {total}[/bold]: {s}" + (f" seed {c.train.trainer.seed}" if reseed_chain else ""))
+            pretrain = upstreams[c.train.trainer.seed].get("pretrain")
+            if n := compute_data_parallel(runner, s, c, jobs, expected_s=pretrain.wall_s if pretrain is not None else 0.0):
+                ranks[s] = n                                 # computed by n rank processes (then a hit here)
             upstreams[c.train.trainer.seed][s] = runner.run(s, c)
     upstream = next(iter(upstreams.values()))
     pretrain = upstream.get("pretrain")                       # a training of the same data: how long one takes
@@ -137,6 +141,7 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         "upstream": upstream_summary(upstream),
         **({"upstream_by_seed": {str(s): upstream_summary(u) for s, u in upstreams.items()}} if reseed_chain else {}),
         "train_workers": workers,           # train runs computed at once in worker processes (0: one after another)
+        "data_parallel": ranks,             # stage -> rank processes that trained it (pipeline/data_parallel.py)
         "runs": runs, "summary": rows, "significance": significance(rows), "significance_vs_each": versus_each(rows),
         # the settings that ran: 'auto' precisions as this device resolved them (the records say the same)
         "pipeline": resolve_precision(cfg, runner.rt).model_dump(mode="json"), "wall_s": round(time.perf_counter() - t0, 2),

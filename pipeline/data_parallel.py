@@ -1,0 +1,131 @@
+"""`run all`'s SFT, data-parallel on the CPU: one process per torch thread, a gloo group between them.
+
+Why: one SFT process uses two cores poorly (its steps are many small matmuls, elementwise passes and the
+dropout masks' random draws, which torch makes on one thread), while two processes of one thread each run
+two halves of every batch side by side. `torchrun` already trains a stage data-parallel
+(pipeline/distributed.py); here `run all` starts such a group itself, for the stage that dominates its time
+on the CPU, so that the one command a user types gets it.
+
+Each rank is a spawned process that joins the group through the same environment variables torchrun sets and
+asks its own Runner for the stage: every rank draws the same global batches and takes its slice, gradients are
+summed before each step (stages/core/distributed.py), rank 0 alone writes the cache. The parent then takes the
+record from the cache as a hit. The same training as in one process, bit for bit only with dropout 0 (each
+rank draws its own masks), and no per-epoch resume point (none under torch.distributed).
+When: as `run all`'s train workers (pipeline/concurrent.py): on the CPU, without --force, when the pretrain
+took 30 s or more, one rank per thread up to `--jobs`; `--jobs 1` keeps the SFT in this process.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import socket
+import time
+from typing import Any
+
+import torch
+
+from pipeline.concurrent import MIN_RUN_SECONDS, worker_signals
+from pipeline.console import level, log, set_level
+from schemas.pipeline import PipelineConfig
+from schemas.runtime import Runtime
+
+STAGES = ("sft",)   # the stages run all trains data-parallel (its longest on the CPU)
+
+
+def ranks_for(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None, expected_s: float) -> int:
+    """How many processes compute `stage` under `cfg`: 1 (this one) when it is cached, under --force, under
+    torchrun, off the CPU, for --jobs 1, or ('auto') when the pretrain was short; else one per thread."""
+    if stage not in STAGES or runner.is_cached(stage, cfg) or runner.force or runner.dist.enabled:
+        return 1
+    if runner.rt.device != "cpu" or jobs == 1 or (jobs is None and expected_s < MIN_RUN_SECONDS):
+        return 1
+    threads = runner.rt.threads or torch.get_num_threads()
+    return max(1, min(jobs or threads, threads))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def compute_data_parallel(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None = None,
+                          expected_s: float = 0.0) -> int:
+    """Compute `stage` under `cfg` in a group of rank processes (`ranks_for`) into the cache; how many ranks
+    ran it (0: none, the caller computes it itself). A rank's error stops the others and is raised here."""
+    ranks = ranks_for(runner, stage, cfg, jobs, expected_s)
+    if ranks < 2:
+        return 0
+    threads = max(1, (runner.rt.threads or torch.get_num_threads()) // ranks)
+    log(f"training {stage} data-parallel: {ranks} processes x {threads} torch threads (gloo)")
+    rt = runner.rt.model_copy(update={"threads": threads, "tracker": None}).model_dump(mode="json")
+    env = {"WORLD_SIZE": str(ranks), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    ctx = multiprocessing.get_context("spawn")       # fork would copy torch's thread pools mid-use
+    errors = ctx.SimpleQueue()
+    procs = [ctx.Process(target=rank_main, args=(errors, r, env, stage, cfg.model_dump(mode="json"), rt, level()))
+             for r in range(ranks)]
+    try:
+        for p in procs:
+            p.start()
+        while any(p.is_alive() for p in procs) and all(p.exitcode in (None, 0) for p in procs):
+            time.sleep(0.2)
+        if any(p.exitcode not in (None, 0) for p in procs):
+            raise first_error(errors, procs)
+    finally:
+        stop(procs)
+    return ranks
+
+
+def stop(procs: list[Any], grace_s: float = 5.0) -> None:
+    """End the ranks still running: SIGTERM first (a rank in Python code exits cleanly: no temp file, no lock
+    left), then SIGKILL for a rank that outlives the grace: one whose peer failed waits in a collective, deaf to
+    SIGTERM's Python handler (its cache claim, an flock, dies with it)."""
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+
+
+def first_error(errors: Any, procs: list[Any]) -> BaseException:
+    """The first error a rank reported: the cause (a rank that fails leaves its peers a lost connection to
+    report after it; a follower of a failed rank 0 only exits), else one naming the rank and its exit code."""
+    if not errors.empty():
+        return errors.get()[1]
+    rank, p = next((r, p) for r, p in enumerate(procs) if p.exitcode not in (None, 0))
+    return RuntimeError(f"data-parallel rank {rank} ended with exit code {p.exitcode}")
+
+
+def rank_main(errors: Any, rank: int, env: dict[str, str], stage: str, cfg: dict, rt: dict, log_level: str) -> None:
+    """A rank's process: `compute_rank`; an error goes to the parent (pickled, else as its one line), exit 1."""
+    worker_signals()
+    try:
+        compute_rank(rank, env, stage, cfg, rt, log_level)
+    except SystemExit as e:                           # a follower whose leader failed: nothing to report
+        raise SystemExit(e.code or 1) from None
+    except BaseException as e:                        # noqa: BLE001: every error must reach the parent
+        try:
+            pickle.dumps(e)
+        except Exception:                             # noqa: BLE001
+            e = RuntimeError(f"{type(e).__name__}: {e}")
+        errors.put((rank, e))
+        raise SystemExit(1) from None
+
+
+def compute_rank(rank: int, env: dict[str, str], stage: str, cfg: dict, rt: dict, log_level: str) -> str:
+    """One rank: join the group (as under torchrun), run `stage` through its own Runner, leave; the run's key."""
+    from pipeline.distributed import join, shutdown
+    from pipeline.progress import LineTracker
+    from pipeline.runner import Runner
+
+    os.environ.update(env, RANK=str(rank), LOCAL_RANK=str(rank))
+    set_level(log_level)
+    runtime = join(Runtime.model_validate(rt).model_copy(update={"tracker": LineTracker}))   # rank > 0: quiet
+    key = Runner(runtime).run(stage, PipelineConfig.model_validate(cfg)).key
+    shutdown()       # not after an error: its barrier would wait for a rank stuck in a collective
+    return key

@@ -1,0 +1,97 @@
+"""`run all` trains the SFT data-parallel on the CPU, one rank process per thread (pipeline/data_parallel.py): the
+same training as one process (dropout 0: the same loss), a rank's error as its one line, Ctrl-C with nothing left."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from test_experiment import TINY
+
+from pipeline.concurrent import MIN_RUN_SECONDS
+from pipeline.data_parallel import ranks_for
+from schemas.runtime import Runtime
+
+EXACT = ["--set", "sft.lora_dropout=0", "--set", "sft.lm_dropout=0", "--set", "sft.precision=fp32"]
+
+
+def run_all(cli, threads: int, jobs: int, *extra: str):
+    return cli("--threads", str(threads), "run", "all", "--dataset", "toy", "--variants", "tslrec", *TINY, *EXACT,
+               "--jobs", str(jobs), "--json", *extra)
+
+
+def test_two_ranks_train_the_sft_of_one_process_and_leave_it_in_the_cache(cli, dirs, tmp_path, monkeypatch):
+    assert cli("data", "synth", "--name", "toy", "--users", "40", "--items", "24").code == 0
+    r = run_all(cli, 2, 2)
+    assert r.code == 0 and "Traceback" not in r.err, r.err
+    assert "training sft data-parallel: 2 processes x 1 torch threads (gloo)" in r.err
+    ranks = json.loads(r.out)
+    assert ranks["data_parallel"] == {"sft": 2} and ranks["upstream"]["sft"]["cached"]   # the parent: a hit
+    again = json.loads(run_all(cli, 2, 2).out)
+    assert again["data_parallel"] == {} and again["upstream"]["sft"]["key"] == ranks["upstream"]["sft"]["key"]
+    monkeypatch.setenv("TSLREC_CACHE_DIR", str(tmp_path / "other-cache"))
+    one = json.loads(run_all(cli, 2, 1).out)                                # --jobs 1: in this process
+    assert one["data_parallel"] == {}
+    a, b = (x["upstream"]["sft"]["result"] for x in (ranks, one))
+    assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)    # summation order only
+    assert a["valid_mse"] == pytest.approx(b["valid_mse"], rel=1e-4)
+
+
+def test_a_ranks_error_is_its_one_line_and_ends_the_group(cli, dirs, tmp_path):
+    assert cli("data", "synth", "--name", "toy", "--users", "40", "--items", "24").code == 0
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
+    t0 = time.monotonic()
+    r = run_all(cli, 2, 2, "--set", f"sft.model={broken}")
+    assert r.code != 0 and "Traceback" not in r.err and "connection closed" not in r.err.lower(), r.err
+    assert r.err.rstrip().splitlines()[-1].startswith("error: Unrecognized model"), r.err
+    assert time.monotonic() - t0 < 120                                     # the other rank did not hang
+
+
+def test_ctrl_c_ends_every_rank_and_leaves_no_claim(dirs, cli):
+    cache, _ = dirs
+    assert cli("data", "synth", "--name", "toy", "--users", "60", "--items", "30").code == 0
+    root = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, str(root / "tslrec.py"), "--threads", "2", "--no-progress", "run", "all", "--dataset", "toy",
+            *TINY, "--set", "sft.epochs=500", "--jobs", "2"]
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    lines = []
+    while not any("computing sft" in line for line in lines):
+        lines.append(p.stderr.readline())
+        assert lines[-1], "".join(lines)
+    time.sleep(3)
+    os.killpg(p.pid, signal.SIGINT)                                        # a terminal's Ctrl-C: the whole group
+    err = "".join(lines) + p.communicate(timeout=60)[1]
+    assert p.returncode == 130 and "Traceback" not in err and err.rstrip().endswith("interrupted"), err
+    assert not list(cache.rglob("*.owner")) and not list(cache.rglob("*.tmp*"))
+    with pytest.raises(ProcessLookupError):                               # no rank left behind
+        for _ in range(50):
+            os.killpg(p.pid, 0)
+            time.sleep(0.1)
+
+
+def runner(device: str = "cpu", threads: int = 2, force: bool = False, cached: bool = False):
+    return SimpleNamespace(rt=Runtime(device=device, threads=threads, progress=False), force=force,
+                           dist=SimpleNamespace(enabled=False), is_cached=lambda stage, cfg: cached)
+
+
+def test_auto_gives_the_sft_one_rank_per_thread_when_the_pretrain_was_long():
+    assert ranks_for(runner(), "sft", None, None, MIN_RUN_SECONDS) == 2
+    assert ranks_for(runner(threads=4), "sft", None, 3, 0.0) == 3                 # --jobs: asked for
+    assert ranks_for(runner(threads=2), "sft", None, 4, 0.0) == 2                 # up to the threads
+    assert ranks_for(runner(), "pretrain", None, None, MIN_RUN_SECONDS) == 1      # the SFT only
+
+
+@pytest.mark.parametrize("why", ["short", "gpu", "force", "jobs=1", "cached", "one thread"])
+def test_the_sft_stays_in_this_process(why):
+    r = runner(device="cuda" if why == "gpu" else "cpu", force=why == "force", cached=why == "cached",
+               threads=1 if why == "one thread" else 2)
+    jobs = 1 if why == "jobs=1" else None
+    assert ranks_for(r, "sft", None, jobs, 1.0 if why == "short" else MIN_RUN_SECONDS) == 1
