@@ -129,7 +129,9 @@ def main() -> None:
                           "stage_seconds": done if stopped else stage_seconds(record),
                           "stage_epochs": None if stopped else stage_epochs(record),
                           # train runs computed at once in worker processes (pipeline/concurrent.py); 0: one by one
-                          "train_workers": None if stopped else record.get("train_workers")})
+                          "train_workers": None if stopped else record.get("train_workers"),
+                          # stage -> rank processes that trained it (pipeline/data_parallel.py); {}: none
+                          "data_parallel": None if stopped else record.get("data_parallel")})
     print(json.dumps({"wall_s": seconds, "within_limit": not stopped and seconds <= args.limit_s,
                       "stopped_at_limit": stopped}))
 
