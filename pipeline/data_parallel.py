@@ -11,8 +11,8 @@ asks its own Runner for the stage: every rank draws the same global batches and 
 summed before each step (stages/core/distributed.py), rank 0 alone writes the cache. The parent then takes the
 record from the cache as a hit. The same training as in one process, bit for bit only with dropout 0 (each
 rank draws its own masks), and no per-epoch resume point (none under torch.distributed).
-When: as `run all`'s train workers (pipeline/concurrent.py): on the CPU, without --force, when the pretrain
-took 30 s or more, one rank per thread up to `--jobs`; `--jobs 1` keeps the SFT in this process.
+When: on the CPU, without --force, with `run all --jobs N` (N >= 2): one rank per thread, up to N. Not by default
+('auto' keeps the SFT in this process): its speed on Beauty is not measured yet.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from pipeline.concurrent import MIN_RUN_SECONDS, worker_signals
+from pipeline.concurrent import worker_signals
 from pipeline.console import level, log, set_level
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
@@ -35,10 +35,11 @@ STAGES = ("sft",)   # the stages run all trains data-parallel (its longest on th
 
 def ranks_for(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None, expected_s: float) -> int:
     """How many processes compute `stage` under `cfg`: 1 (this one) when it is cached, under --force, under
-    torchrun, off the CPU, for --jobs 1, or ('auto') when the pretrain was short; else one per thread."""
+    torchrun, off the CPU, or without --jobs N >= 2; else one per thread, up to N."""
     if stage not in STAGES or runner.is_cached(stage, cfg) or runner.force or runner.dist.enabled:
         return 1
-    if runner.rt.device != "cpu" or jobs == 1 or (jobs is None and expected_s < MIN_RUN_SECONDS):
+    # Opt-in (--jobs N >= 2) until a Beauty run measures its speed against one process of two threads
+    if runner.rt.device != "cpu" or jobs is None or jobs == 1:
         return 1
     threads = runner.rt.threads or torch.get_num_threads()
     return max(1, min(jobs or threads, threads))

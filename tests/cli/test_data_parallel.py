@@ -82,16 +82,16 @@ def runner(device: str = "cpu", threads: int = 2, force: bool = False, cached: b
                            dist=SimpleNamespace(enabled=False), is_cached=lambda stage, cfg: cached)
 
 
-def test_auto_gives_the_sft_one_rank_per_thread_when_the_pretrain_was_long():
-    assert ranks_for(runner(), "sft", None, None, MIN_RUN_SECONDS) == 2
+def test_jobs_gives_the_sft_one_rank_per_thread():
+    assert ranks_for(runner(), "sft", None, 2, MIN_RUN_SECONDS) == 2
     assert ranks_for(runner(threads=4), "sft", None, 3, 0.0) == 3                 # --jobs: asked for
     assert ranks_for(runner(threads=2), "sft", None, 4, 0.0) == 2                 # up to the threads
-    assert ranks_for(runner(), "pretrain", None, None, MIN_RUN_SECONDS) == 1      # the SFT only
+    assert ranks_for(runner(), "pretrain", None, 2, MIN_RUN_SECONDS) == 1         # the SFT only
 
 
-@pytest.mark.parametrize("why", ["short", "gpu", "force", "jobs=1", "cached", "one thread"])
+@pytest.mark.parametrize("why", ["auto", "gpu", "force", "jobs=1", "cached", "one thread"])
 def test_the_sft_stays_in_this_process(why):
     r = runner(device="cuda" if why == "gpu" else "cpu", force=why == "force", cached=why == "cached",
                threads=1 if why == "one thread" else 2)
-    jobs = 1 if why == "jobs=1" else None
-    assert ranks_for(r, "sft", None, jobs, 1.0 if why == "short" else MIN_RUN_SECONDS) == 1
+    jobs = {"jobs=1": 1, "auto": None}.get(why, 2)
+    assert ranks_for(r, "sft", None, jobs, MIN_RUN_SECONDS) == 1
