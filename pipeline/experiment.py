@@ -117,8 +117,7 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
         for s in needed:
             i += 1
             log(f"[bold]stage {i} of {total}[/bold]: {s}" + (f" seed {c.train.trainer.seed}" if reseed_chain else ""))
-            pretrain = upstreams[c.train.trainer.seed].get("pretrain")
-            if n := compute_data_parallel(runner, s, c, jobs, expected_s=pretrain.wall_s if pretrain is not None else 0.0):
+            if n := compute_data_parallel(runner, s, c, jobs):
                 ranks[s] = n                                 # computed by n rank processes (then a hit here)
             upstreams[c.train.trainer.seed][s] = runner.run(s, c)
     upstream = next(iter(upstreams.values()))

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 import pytest
 from test_experiment import TINY
 
-from pipeline.concurrent import MIN_RUN_SECONDS
 from pipeline.data_parallel import ranks_for
 from schemas.runtime import Runtime
 
@@ -83,10 +82,10 @@ def runner(device: str = "cpu", threads: int = 2, force: bool = False, cached: b
 
 
 def test_jobs_gives_the_sft_one_rank_per_thread():
-    assert ranks_for(runner(), "sft", None, 2, MIN_RUN_SECONDS) == 2
-    assert ranks_for(runner(threads=4), "sft", None, 3, 0.0) == 3                 # --jobs: asked for
-    assert ranks_for(runner(threads=2), "sft", None, 4, 0.0) == 2                 # up to the threads
-    assert ranks_for(runner(), "pretrain", None, 2, MIN_RUN_SECONDS) == 1         # the SFT only
+    assert ranks_for(runner(), "sft", None, 2) == 2
+    assert ranks_for(runner(threads=4), "sft", None, 3) == 3                 # --jobs: asked for
+    assert ranks_for(runner(threads=2), "sft", None, 4) == 2                 # up to the threads
+    assert ranks_for(runner(), "pretrain", None, 2) == 1         # the SFT only
 
 
 @pytest.mark.parametrize("why", ["auto", "gpu", "force", "jobs=1", "cached", "one thread"])
@@ -94,4 +93,4 @@ def test_the_sft_stays_in_this_process(why):
     r = runner(device="cuda" if why == "gpu" else "cpu", force=why == "force", cached=why == "cached",
                threads=1 if why == "one thread" else 2)
     jobs = {"jobs=1": 1, "auto": None}.get(why, 2)
-    assert ranks_for(r, "sft", None, jobs, MIN_RUN_SECONDS) == 1
+    assert ranks_for(r, "sft", None, jobs) == 1
