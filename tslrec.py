@@ -231,7 +231,13 @@ def main() -> None:
     atexit.unregister(gc.freeze)   # once, however often main() runs in one process
     atexit.register(gc.freeze)
     with handled_signals():
-        _main()
+        try:
+            _main()
+        except SystemExit as e:
+            dist = sys.modules.get("pipeline.distributed")   # imported only by `run`
+            if dist is not None and dist.joined():            # a torchrun rank: no teardown (see end_process)
+                dist.end_process(e.code if isinstance(e.code, int) else int(e.code is not None))
+            raise
 
 
 def _main() -> None:

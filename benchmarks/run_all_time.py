@@ -32,7 +32,7 @@ COMPUTING = re.compile(r"^computing\s+(\S+)")
 
 
 def time_run_all(dataset: str, threads: int, device: str, sets: list[str], cache_dir: Path | None,
-                 stop_after_s: float | None = None) -> tuple[float, dict[str, Any] | None, str]:
+                 stop_after_s: float | None = None, jobs: int | None = None) -> tuple[float, dict[str, Any] | None, str]:
     """(wall seconds, the run's --json record, its log) of `tslrec run all` in a cold cache. With stop_after_s
     the run is interrupted (SIGINT, as Ctrl-C) when it is still going then, and the record is None."""
     if cache_dir is not None and cache_dir.exists() and any(cache_dir.iterdir()):
@@ -41,7 +41,8 @@ def time_run_all(dataset: str, threads: int, device: str, sets: list[str], cache
         t = time.perf_counter()
         proc = subprocess.Popen([sys.executable, str(ROOT / "tslrec.py"), "--cache-dir", str(cache_dir or tmp),
                                  "--threads", str(threads), "--device", device, "--no-progress", "run", "all",
-                                 "--dataset", dataset, *set_flags(sets), "--json"],
+                                 "--dataset", dataset, *set_flags(sets), "--json",
+                                 *(["--jobs", str(jobs)] if jobs is not None else [])],
                                 stdout=out, stderr=subprocess.PIPE, text=True)
         log: list[str] = []
         tee = threading.Thread(target=_tee, args=(proc.stderr, log), daemon=True)   # progress stays visible
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument("--set", dest="sets", action="append", default=[], help="a --set for the run (KEY=VALUE)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=None, help="run all's --jobs (default: its own, 'auto')")
     ap.add_argument("--cache-dir", type=Path, default=None, help="an empty folder to run in (kept)")
     ap.add_argument("--limit-s", type=float, default=1200.0, help="the bound the file reports against (seconds)")
     ap.add_argument("--stop-at-limit", action="store_true",
@@ -118,11 +120,11 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     prov = provenance(args.device, args.threads)        # the commit that runs, not HEAD when the run ends
     seconds, record, log = time_run_all(args.dataset, args.threads, args.device, args.sets, args.cache_dir,
-                                        args.limit_s if args.stop_at_limit else None)
+                                        args.limit_s if args.stop_at_limit else None, args.jobs)
     stopped = record is None
     done, current = stages_from_log(log)
     write_json(args.out, {"benchmark": "run-all-time", "command": command(), **prov,
-                          "dataset": args.dataset, "sets": args.sets, "wall_s": seconds, "limit_s": args.limit_s,
+                          "dataset": args.dataset, "sets": args.sets, "jobs": args.jobs, "wall_s": seconds, "limit_s": args.limit_s,
                           "within_limit": not stopped and seconds <= args.limit_s, "stopped_at_limit": stopped,
                           "stage_at_limit": current if stopped else None, "load_avg_1m_before": load_before,
                           "load_avg_1m_after": os.getloadavg()[0],

@@ -13,11 +13,13 @@ Under --force, under torchrun, on a GPU or for short runs the runs stay one afte
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import signal
+import threading
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -60,7 +62,9 @@ def compute_concurrently(runner: Any, stage: str, cfgs: list[PipelineConfig], jo
     ctx = multiprocessing.get_context("spawn")     # fork would copy torch's thread pools mid-use
     left = ctx.Value("i", len(p.todo))             # runs not finished: their workers share the threads
     calls = [(compute_one, (stage, c.model_dump(mode="json"), rt.model_dump(mode="json"), level())) for c in p.todo]
-    in_pool(ctx.Pool(p.workers, initializer=worker_init, initargs=(left, p.workers, p.workers * p.threads)), calls)
+    with children_ignore_ctrl_c():
+        pool = ctx.Pool(p.workers, initializer=worker_init, initargs=(left, p.workers, p.workers * p.threads))
+    in_pool(pool, calls)
     return p.workers
 
 
@@ -81,6 +85,22 @@ def in_pool(pool: Any, calls: list[tuple[Callable[..., Any], tuple]]) -> list[An
 
 
 _shared: dict[str, Any] = {}   # in a worker: the count of unfinished runs, the workers, the threads they share
+
+
+@contextlib.contextmanager
+def children_ignore_ctrl_c() -> Iterator[None]:
+    """Processes spawned inside start with SIGINT ignored, a disposition that exec keeps: a terminal's Ctrl-C
+    reaches the whole process group, and one that lands while a child still imports torch, before its
+    `worker_signals`, would print a KeyboardInterrupt traceback. The parent ignores SIGINT only while it
+    starts them (milliseconds), then ends them itself on Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():   # signal.signal: the main thread's only
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def worker_signals() -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from pipeline.concurrent import worker_signals
+from pipeline.concurrent import children_ignore_ctrl_c, worker_signals
 from pipeline.console import level, log, set_level
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
@@ -66,8 +66,9 @@ def compute_data_parallel(runner: Any, stage: str, cfg: PipelineConfig, jobs: in
     procs = [ctx.Process(target=rank_main, args=(errors, r, env, stage, cfg.model_dump(mode="json"), rt, level()))
              for r in range(ranks)]
     try:
-        for p in procs:
-            p.start()
+        with children_ignore_ctrl_c():
+            for p in procs:
+                p.start()
         while any(p.is_alive() for p in procs) and all(p.exitcode in (None, 0) for p in procs):
             time.sleep(0.2)
         if any(p.exitcode not in (None, 0) for p in procs):
@@ -102,19 +103,24 @@ def first_error(errors: Any, procs: list[Any]) -> BaseException:
 
 
 def rank_main(errors: Any, rank: int, env: dict[str, str], stage: str, cfg: dict, rt: dict, log_level: str) -> None:
-    """A rank's process: `compute_rank`; an error goes to the parent (pickled, else as its one line), exit 1."""
+    """A rank's process: `compute_rank`; an error goes to the parent (pickled, else as its one line), exit 1.
+    It ends through `end_process`, without the interpreter's teardown, which aborts now and then once a process
+    has joined a group (the parent would see exit code -6 after a good SFT)."""
+    from pipeline.distributed import end_process
+
     worker_signals()
     try:
         compute_rank(rank, env, stage, cfg, rt, log_level)
     except SystemExit as e:                           # a follower whose leader failed: nothing to report
-        raise SystemExit(e.code or 1) from None
+        end_process(e.code if isinstance(e.code, int) and e.code else 1)
     except BaseException as e:                        # noqa: BLE001: every error must reach the parent
         try:
             pickle.dumps(e)
         except Exception:                             # noqa: BLE001
             e = RuntimeError(f"{type(e).__name__}: {e}")
-        errors.put((rank, e))
-        raise SystemExit(1) from None
+        errors.put((rank, e))                         # a SimpleQueue: written to the pipe before put returns
+        end_process(1)
+    end_process(0)
 
 
 def compute_rank(rank: int, env: dict[str, str], stage: str, cfg: dict, rt: dict, log_level: str) -> str:

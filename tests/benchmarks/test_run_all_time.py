@@ -28,6 +28,13 @@ def test_times_a_cold_run_all_and_refuses_a_warm_cache(dirs, tmp_path):
         time_run_all("toy", 1, "cpu", TINY, cache)
 
 
+def test_jobs_reaches_run_all(dirs, tmp_path):
+    _, data = dirs
+    toy(data, users=40)
+    _, record, log = time_run_all("toy", 2, "cpu", TINY, tmp_path / "cold", jobs=2)   # the SFT's ranks: opt-in
+    assert record["data_parallel"] == {"sft": 2}, log
+
+
 def test_a_run_stopped_at_the_limit_is_interrupted_and_its_log_read(dirs, tmp_path):
     _, data = dirs
     toy(data, users=40)

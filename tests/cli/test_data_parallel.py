@@ -3,6 +3,7 @@ same training as one process (dropout 0: the same loss), a rank's error as its o
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from test_experiment import TINY
 
+from pipeline.concurrent import children_ignore_ctrl_c
 from pipeline.data_parallel import ranks_for
 from schemas.runtime import Runtime
 
@@ -94,3 +96,41 @@ def test_the_sft_stays_in_this_process(why):
                threads=1 if why == "one thread" else 2)
     jobs = {"jobs=1": 1, "auto": None}.get(why, 2)
     assert ranks_for(r, "sft", None, jobs) == 1
+
+
+def sigint_disposition():
+    return signal.getsignal(signal.SIGINT)
+
+
+def test_a_spawned_child_ignores_ctrl_c_from_its_start():
+    """A Ctrl-C that reaches a worker or rank while it still imports torch must not print a traceback."""
+    ctx = multiprocessing.get_context("spawn")
+    before = signal.getsignal(signal.SIGINT)
+    with children_ignore_ctrl_c():
+        pool = ctx.Pool(1)
+    assert signal.getsignal(signal.SIGINT) is before                      # the parent's handler is back
+    try:
+        assert pool.apply(sigint_disposition) == signal.SIG_IGN
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def test_a_process_that_joined_a_group_ends_without_teardown(monkeypatch):
+    """Under torchrun, main() ends through end_process (the interpreter's teardown aborted now and then)."""
+    import pipeline.distributed as dist
+    import tslrec
+
+    ended = []
+    monkeypatch.setattr(dist, "_joined", True)
+    monkeypatch.setattr(dist, "end_process", lambda code: ended.append(code) or sys.exit(code))
+    monkeypatch.setattr(sys, "argv", ["tslrec", "cache", "--help"])
+    with pytest.raises(SystemExit):
+        tslrec.main()
+    assert ended == [0]
+
+
+def test_end_process_flushes_and_exits_with_the_code():
+    code = "import sys; from pipeline.distributed import end_process; sys.stdout.write('result'); end_process(3)"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(__file__).parents[2])
+    assert (p.returncode, p.stdout) == (3, "result"), p.stderr
