@@ -124,7 +124,7 @@ def main() -> None:
     stopped = record is None
     done, current = stages_from_log(log)
     write_json(args.out, {"benchmark": "run-all-time", "command": command(), **prov,
-                          "dataset": args.dataset, "sets": args.sets, "jobs": args.jobs, "wall_s": seconds, "limit_s": args.limit_s,
+                          "dataset": args.dataset, "sets": args.sets, "run_all_jobs": args.jobs, "wall_s": seconds, "limit_s": args.limit_s,
                           "within_limit": not stopped and seconds <= args.limit_s, "stopped_at_limit": stopped,
                           "stage_at_limit": current if stopped else None, "load_avg_1m_before": load_before,
                           "load_avg_1m_after": os.getloadavg()[0],

@@ -85,12 +85,14 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
     return block
 
 
-def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Results], str]:
-    """`run all` with item text from a cold cache against its time bound (benchmarks/run_all_time.py)."""
+def run_all_text_block(name: str = "run-all-beauty-title.json", jobs: int | None = None) -> Callable[[Results], str]:
+    """`run all` with item text from a cold cache against its time bound (benchmarks/run_all_time.py); with
+    `jobs`, the file of the run under `--jobs N` (nothing while it does not exist)."""
     def block(r: Results) -> str:
-        title = "`tslrec run all --dataset beauty --set sft.item_text=title` from a cold cache"
+        title = ("`tslrec run all --dataset beauty --set sft.item_text=title" + (f" --jobs {jobs}" if jobs else "")
+                 + "` from a cold cache")
         if not r.has(name):
-            return f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
+            return "" if jobs else f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
         d = r(name)
         epochs = d.get("stage_epochs") or {}
 
@@ -107,6 +109,8 @@ def run_all_text_block(name: str = "run-all-beauty-title.json") -> Callable[[Res
             said = f"{secs(d['wall_s'])}, {'within' if d.get('within_limit') else 'over'} {secs(d['limit_s'])} ({stages})"
             if d.get("train_workers"):
                 said += f"; the train runs trained at once in {d['train_workers']} worker processes, so their seconds overlap"
+            for stage, ranks in (d.get("data_parallel") or {}).items():
+                said += f"; the {stage} trained data-parallel in {ranks} rank processes"
         return f"**{title}**: {said}.\n\n" + caption(r, name) + "\n"
     return block
 
