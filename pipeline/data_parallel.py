@@ -79,19 +79,26 @@ def compute_data_parallel(runner: Any, stage: str, cfg: PipelineConfig, jobs: in
     return ranks
 
 
-def stop(procs: list[Any], grace_s: float = 5.0) -> None:
+def stop(procs: list[Any], grace_s: float = 2.0) -> None:
     """End the ranks still running: SIGTERM first (a rank in Python code exits cleanly: no temp file, no lock
     left), then SIGKILL for a rank that outlives the grace: one whose peer failed waits in a collective, deaf to
-    SIGTERM's Python handler (its cache claim, an flock, dies with it)."""
-    for p in procs:
-        if p.is_alive():
-            p.terminate()
-    deadline = time.monotonic() + grace_s
-    for p in procs:
-        p.join(max(0.0, deadline - time.monotonic()))
-        if p.is_alive():
-            p.kill()
-            p.join()
+    SIGTERM's Python handler (its cache claim, an flock, dies with it). The grace is shorter than the interrupt
+    watchdog's retry (pipeline/interrupt.py, 3 s), and a second signal during it only cuts it short: a rank left
+    running would outlive this process, holding the terminal (CI saw one, 60 s after Ctrl-C)."""
+    try:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        deadline = time.monotonic() + grace_s
+        for p in procs:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+        for p in procs:
+            if p.pid is not None:
+                p.join()
 
 
 def first_error(errors: Any, procs: list[Any]) -> BaseException:

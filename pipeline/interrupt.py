@@ -35,6 +35,12 @@ _unwound = threading.Event()          # set once the entry point has caught Inte
 _watchdog_started = threading.Event()
 
 
+def is_signal(e: BaseException) -> bool:
+    """Whether `e` is a signal unwinding the process (ours, Ctrl-C's KeyboardInterrupt, or a worker's
+    SIGTERM as SystemExit: pipeline/concurrent.py), not an error of the computation."""
+    return isinstance(e, (Interrupted, KeyboardInterrupt, SystemExit))
+
+
 def unwound() -> None:
     """The entry point caught Interrupted: the watchdog lets the exit finish (for up to FORCE_S)."""
     _unwound.set()

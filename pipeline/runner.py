@@ -21,6 +21,7 @@ from rich.markup import escape
 from pipeline.cache import Cache, CorruptObject, CorruptRecord, cache_key, code_digest
 from pipeline.console import debug, log
 from pipeline.distributed import PARALLEL_STAGES
+from pipeline.interrupt import is_signal
 from pipeline.memory import track_peak
 from pipeline.precision import resolve_precision, warn_emulated_bf16
 from pipeline.registry import STAGES
@@ -76,7 +77,10 @@ class Runner:
         try:
             record = self._as_requested(self._run(stage, cfg, top=top), cfg)
         except BaseException as e:
-            if self.dist.enabled and not getattr(e, "_followers_told", False):
+            # An error is broadcast so the followers stop waiting; a signal is not: it reached every rank, and a
+            # follower it left inside a training's all-reduce would never meet this broadcast (both ranks hung
+            # in gloo, deaf to SIGTERM, after a Ctrl-C of `run all --jobs 2`)
+            if self.dist.enabled and not getattr(e, "_followers_told", False) and not is_signal(e):
                 e._followers_told = True    # the callers up the recursion must not broadcast it again
                 self.dist.broadcast({"error": f"{type(e).__name__}: {e}"})
             raise

@@ -16,7 +16,10 @@ import pytest
 from test_experiment import TINY
 
 from pipeline.concurrent import children_ignore_ctrl_c
-from pipeline.data_parallel import ranks_for
+from pipeline.data_parallel import ranks_for, stop
+from pipeline.interrupt import Interrupted
+from pipeline.runner import Runner
+from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
 
 EXACT = ["--set", "sft.lora_dropout=0", "--set", "sft.lm_dropout=0", "--set", "sft.precision=fp32"]
@@ -69,13 +72,50 @@ def test_ctrl_c_ends_every_rank_and_leaves_no_claim(dirs, cli):
         assert lines[-1], "".join(lines)
     time.sleep(3)
     os.killpg(p.pid, signal.SIGINT)                                        # a terminal's Ctrl-C: the whole group
-    err = "".join(lines) + p.communicate(timeout=60)[1]
+    try:
+        err = "".join(lines) + p.communicate(timeout=60)[1]
+    except subprocess.TimeoutExpired:                                     # who still holds its stderr
+        ps = subprocess.run(["ps", "-o", "pid,ppid,stat,etime,args", "-s", str(p.pid)], capture_output=True, text=True)
+        p.kill()
+        raise AssertionError(f"still running 60 s after Ctrl-C (who holds its stderr):\n{ps.stdout}\n{''.join(lines)}") from None
     assert p.returncode == 130 and "Traceback" not in err and err.rstrip().endswith("interrupted"), err
     assert not list(cache.rglob("*.owner")) and not list(cache.rglob("*.tmp*"))
     with pytest.raises(ProcessLookupError):                               # no rank left behind
         for _ in range(50):
             os.killpg(p.pid, 0)
             time.sleep(0.1)
+
+
+@pytest.mark.parametrize("error", [SystemExit(143), KeyboardInterrupt(), Interrupted(15), ValueError("bad")])
+def test_a_leader_broadcasts_an_error_but_not_a_signal(tmp_path, error):
+    """A follower the signal left in a training's all-reduce never meets the leader's broadcast: both hung."""
+    r = Runner(Runtime(cache_dir=tmp_path, progress=False))
+    told = []
+    r.dist = SimpleNamespace(enabled=True, leader=True, broadcast=told.append)
+    r._run = lambda *a, **k: (_ for _ in ()).throw(error)
+    with pytest.raises(type(error)):
+        r.run("data", PipelineConfig())
+    assert [m.get("error") for m in told] == (["ValueError: bad"] if isinstance(error, ValueError) else [])
+
+
+def deaf_to_sigterm():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)                          # as a rank inside a gloo collective
+    time.sleep(120)
+
+
+def test_stop_kills_a_rank_deaf_to_sigterm_even_when_a_second_signal_cuts_its_grace():
+    p = multiprocessing.get_context("spawn").Process(target=deaf_to_sigterm)
+    p.start()
+    time.sleep(3)                                                          # its handler is set
+    previous = signal.signal(signal.SIGALRM, lambda *_: (_ for _ in ()).throw(Interrupted(2)))
+    signal.setitimer(signal.ITIMER_REAL, 0.5)                             # the interrupt watchdog's retry, in the grace
+    try:
+        with pytest.raises(Interrupted):
+            stop([p], grace_s=30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert not p.is_alive() and p.exitcode == -signal.SIGKILL
 
 
 def runner(device: str = "cpu", threads: int = 2, force: bool = False, cached: bool = False):
