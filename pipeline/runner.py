@@ -97,7 +97,9 @@ class Runner:
             inputs = self.dist.broadcast()
             if self.rt.threads:
                 torch.set_num_threads(self.rt.threads)
-            spec.load().run(spec.config(cfg), spec.inputs(**inputs), self.rt)
+            # rank 0's folder: only rank 0 reads or writes it, this rank takes part in its save and restore
+            rt = self.rt.model_copy(update={"checkpoint_dir": msg.get("checkpoint_dir")})
+            spec.load().run(spec.config(cfg), spec.inputs(**inputs), rt)
             msg = self.dist.broadcast()
         if "error" in msg:
             raise SystemExit(1)   # rank 0 reports the error; torchrun shows its line
@@ -177,20 +179,20 @@ class Runner:
         log(f"[yellow]computing[/yellow] {stage:<8} {key[:12]}")
         self._warned_bf16 = self._warned_bf16 or warn_emulated_bf16(stage_cfg, self.rt)
         tensors = {name: self._load(ref) for name, ref in refs.items()}
-        if self.dist.enabled and stage in PARALLEL_STAGES:   # the followers compute it with us
-            self.dist.broadcast({"compute": stage})
+        ckpt = self.cache.checkpoint_dir(key)      # a killed run's resume point, if any (stages/core/checkpoint.py)
+        self._check_resume_point(stage, key, ckpt)
+        together = self.dist.enabled and stage in PARALLEL_STAGES
+        if together:                                # the followers compute it with us, resume point included
+            self.dist.broadcast({"compute": stage, "checkpoint_dir": ckpt})
             self.dist.broadcast(tensors)
         inp = spec.inputs(**tensors, **({"path": path} if path is not None else {}))
-        # A killed run's resume point, if any. Not under torchrun: every rank would have to restore
-        # the same state, and only rank 0 touches the cache.
-        ckpt = None if self.dist.enabled else self.cache.checkpoint_dir(key)
-        if ckpt is not None:
-            self._check_resume_point(stage, key, ckpt)
+        # One process computes a stage the followers do not join: its checkpoint must not wait for them
+        rt = self.rt.model_copy(update={"checkpoint_dir": ckpt, **({} if together else {"rank": 0, "world": 1})})
         if self.rt.threads:
             torch.set_num_threads(self.rt.threads)
         with track_peak(self.rt.device) as peak:
             t0 = time.perf_counter()
-            out = module.run(stage_cfg, inp, self.rt.model_copy(update={"checkpoint_dir": ckpt}))
+            out = module.run(stage_cfg, inp, rt)
             wall = time.perf_counter() - t0
         outputs = {}
         for kind, tensors in out.artifacts.items():

@@ -9,6 +9,14 @@ digests are the same. The runner picks the folder (under the run's cache key) an
 the run is recorded; stages only read and write this file, and without a folder (a stage called
 directly, e.g. in tests) both calls do nothing.
 
+Under torch.distributed every rank calls save and restore (the folder set on every rank); rank 0 alone
+reads and writes the file. Weights, optimizer and the loop's generators are the same on every rank (summed
+gradients, one batch order); torch's global generator is not (each rank draws its own dropout masks), so save
+gathers every rank's and restore gives each rank its own: a resumed data-parallel run draws what an
+uninterrupted one would. Resumed by another number of processes, the epochs are kept, a rank without a
+saved state takes rank 0's, and the run is no longer bit for bit the uninterrupted one (neither are two
+uninterrupted runs with different numbers of processes).
+
 The file carries the sha256 of its payload: a byte flipped in the tensor data (a bad disk, a copy
 gone wrong) still unpickles, and resuming from it stored other artifacts under the same key. The
 runner checks it before the stage runs (`check`), says so in one line and removes a bad one; the
@@ -27,6 +35,7 @@ import torch
 
 from schemas.runtime import Runtime
 from stages.core.atomic import write_atomically
+from stages.core.distributed import parallel
 
 FORMAT = 2
 MAGIC = b"tslrec checkpoint 2\n"
@@ -62,8 +71,12 @@ def save(rt: Runtime, name: str, epoch: int, model: torch.nn.Module, opt: torch.
     path = _path(rt, name)
     if path is None:
         return
+    ranks = parallel(rt)
+    rngs = ranks.gather_objects(_rng_states(gens))   # [one per rank]: their dropout draws differ
+    if not ranks.leader:
+        return
     state = {"format": FORMAT, "epoch": epoch, "weights": _weights(model, trainable_only),
-             "optimizer": opt.state_dict(), "rng": _rng_states(gens), "loop": loop_state}
+             "optimizer": opt.state_dict(), "rng": rngs[0], "rng_ranks": rngs, "loop": loop_state}
     # Serialized in memory, then written by Python: the digest needs the bytes anyway, and a full disk
     # then raises OSError(ENOSPC) instead of torch's "[enforce fail at inline_container.cc] unexpected pos".
     data = _encode(state)
@@ -113,20 +126,29 @@ def restore(rt: Runtime, name: str, model: torch.nn.Module, opt: torch.optim.Opt
     checkpoint; None when there is none (a fresh run) or it fails its digest or does not load (then the
     run starts over; the runner has said so, see `check`)."""
     path = _path(rt, name)
-    if path is None or not path.is_file():
+    if path is None:
         return None
-    try:
-        state = torch.load(io.BytesIO(_payload(path)), map_location="cpu", weights_only=True)
-    except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the epochs it held
-        return None
-    if (state.get("format") != FORMAT or len(state["rng"]["gens"]) != len(gens)
+    ranks = parallel(rt)
+    state = ranks.broadcast(_load(path) if ranks.leader else None)   # rank 0 reads, every rank applies
+    if (state is None or state.get("format") != FORMAT or len(state["rng"]["gens"]) != len(gens)
             or not set(state["weights"]) <= set(model.state_dict())):
-        return None            # written by other code: start over rather than load half of it
+        return None            # none, damaged, or written by other code: start over rather than load half of it
     model.load_state_dict(state["weights"], strict=False)
     opt.load_state_dict(state["optimizer"])
-    torch.set_rng_state(state["rng"]["torch"])
+    per_rank = state.get("rng_ranks") or [state["rng"]]
+    torch.set_rng_state(per_rank[ranks.rank]["torch"] if ranks.rank < len(per_rank) else state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
     for gen, gen_state in zip(gens, state["rng"]["gens"]):
         gen.set_state(gen_state)
     return int(state["epoch"]), state["loop"]
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    """The checkpoint's state; None when there is none or it fails its digest or does not load."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(io.BytesIO(_payload(path)), map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a damaged checkpoint only costs the epochs it held
+        return None
