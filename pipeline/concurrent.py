@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from pipeline.console import level, log, set_level
+from pipeline.interrupt import Terminated, raise_swallowed_signals_again
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import NoProgress, Runtime
 
@@ -106,6 +107,7 @@ def children_ignore_ctrl_c() -> Iterator[None]:
 def worker_signals() -> None:
     """A worker leaves Ctrl-C to the parent (which terminates it) and ends on SIGTERM as on an error: its cache
     claim released, its resume point kept, no traceback."""
+    raise_swallowed_signals_again()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit)
 
@@ -116,7 +118,7 @@ def worker_init(left: Any, workers: int, threads: int) -> None:
 
 
 def _exit(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
+    raise Terminated(signum)
 
 
 class Rebalancing(NoProgress):

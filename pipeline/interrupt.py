@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any, Iterator
@@ -35,10 +36,19 @@ _unwound = threading.Event()          # set once the entry point has caught Inte
 _watchdog_started = threading.Event()
 
 
+class Terminated(SystemExit):
+    """A worker's or rank's SIGTERM (pipeline/concurrent.worker_signals): it exits 128 + signum like the
+    entry point, unwinding on the way as Interrupted does."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
 def is_signal(e: BaseException) -> bool:
-    """Whether `e` is a signal unwinding the process (ours, Ctrl-C's KeyboardInterrupt, or a worker's
-    SIGTERM as SystemExit: pipeline/concurrent.py), not an error of the computation."""
-    return isinstance(e, (Interrupted, KeyboardInterrupt, SystemExit))
+    """Whether `e` is a signal unwinding the process (ours, Ctrl-C's KeyboardInterrupt, a worker's SIGTERM),
+    not an error of the computation."""
+    return isinstance(e, (Interrupted, KeyboardInterrupt, Terminated))
 
 
 def unwound() -> None:
@@ -63,9 +73,27 @@ def _watchdog(signum: int) -> None:
     os._exit(128 + signum)
 
 
+def _raise_again(unraisable: Any) -> None:
+    """sys.unraisablehook: a signal's exception that landed in a finalizer or a weakref callback (seen: the
+    import system's module-lock callback in a rank), where Python swallows it with an 'Exception ignored ...
+    Traceback' on stderr, is raised again as the signal: it lands on a line after, silently. From another
+    thread, a moment later: raised here, its handler would run inside this hook, and be swallowed again."""
+    if isinstance(unraisable.exc_value, (Interrupted, Terminated)):
+        again = threading.Timer(0.01, os.kill, (os.getpid(), unraisable.exc_value.signum))
+        again.daemon = True
+        again.start()
+        return
+    sys.__unraisablehook__(unraisable)
+
+
+def raise_swallowed_signals_again() -> None:
+    sys.unraisablehook = _raise_again
+
+
 @contextlib.contextmanager
 def handled_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise Interrupted inside the block; the previous handlers come back after."""
+    raise_swallowed_signals_again()
     previous = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
