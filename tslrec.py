@@ -118,7 +118,7 @@ def run_cmd(
     backbones: Optional[str] = typer.Option(None, "--backbones", help="(all) comma-separated train backbones (default: the pretrain backbone)."),
     variants: str = typer.Option(",".join(VARIANTS), "--variants", help="(all) comma-separated train variants."),
     reseed_chain: bool = typer.Option(False, "--reseed-chain", help="(all) seed s re-runs pretrain, group, sft and augment with seed s too (default: only train varies)."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="(all) processes computing at once: the uncached train runs, in worker processes that split --threads, and, when given (N >= 2), the SFT's data-parallel ranks, one per thread (default: the train runs on the CPU, up to the threads, when the pretrain took 30 s or more; 1: all in this process, one after another)."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="(all) processes computing at once: the uncached train runs, in worker processes that split --threads, and the SFT's data-parallel ranks, one per thread (default: both on the CPU, up to the threads, when the pretrain took 30 s or more; N >= 2: both, up to N; 1: all in this process, one after another)."),
 ) -> None:
     from pipeline.runner import Runner
 

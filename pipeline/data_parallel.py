@@ -8,12 +8,14 @@ on the CPU, so that the one command a user types gets it.
 
 Each rank is a spawned process that joins the group through the same environment variables torchrun sets and
 asks its own Runner for the stage: every rank draws the same global batches and takes its slice, gradients are
-summed before each step (stages/core/distributed.py), rank 0 alone writes the cache. The parent then takes the
-record from the cache as a hit. The same training as in one process, bit for bit only with dropout 0 (each
-rank draws its own masks), and no per-epoch resume point (none under torch.distributed).
-When: on the CPU, without --force, with `run all --jobs N` (N >= 2): one rank per thread, up to N. Not by default
-('auto' keeps the SFT in this process) until the plain command is timed with it (one cold `run all` with titles under
-`--jobs 2`: 1,177 s, its SFT 519 s against 730 s in one process in an earlier run).
+summed before each step (stages/core/distributed.py), rank 0 alone writes the cache and the per-epoch resume
+point (which holds every rank's generator: stages/core/checkpoint.py). The parent then takes the record from the
+cache as a hit. The same training as in one process, bit for bit only with dropout 0 (each rank draws its own
+masks).
+When: on the CPU, without --force, by default for an SFT expected to take long enough to pay for the ranks' start
+(the pretrain took MIN_RUN_SECONDS or more, as for `run all`'s concurrent trainings), and under `--jobs N`
+(N >= 2) always: one rank per thread, up to N; `--jobs 1` keeps it in this process. Measured: one cold `run all`
+with titles under `--jobs 2` took 1,177 s, its SFT 519 s against 730 s in one process in an earlier run.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from typing import Any
 
 import torch
 
-from pipeline.concurrent import children_ignore_ctrl_c, worker_signals
+from pipeline.concurrent import MIN_RUN_SECONDS, children_ignore_ctrl_c, worker_signals
 from pipeline.console import level, log, set_level
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
@@ -34,13 +36,13 @@ from schemas.runtime import Runtime
 STAGES = ("sft",)   # the stages run all trains data-parallel (its longest on the CPU)
 
 
-def ranks_for(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None) -> int:
+def ranks_for(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None, expected_s: float = 0.0) -> int:
     """How many processes compute `stage` under `cfg`: 1 (this one) when it is cached, under --force, under
-    torchrun, off the CPU, or without --jobs N >= 2; else one per thread, up to N."""
+    torchrun, off the CPU or under --jobs 1; else one per thread, up to --jobs N, by default ('auto') only for a
+    training expected to take MIN_RUN_SECONDS or more (`expected_s`: a rank spends seconds importing torch)."""
     if stage not in STAGES or runner.is_cached(stage, cfg) or runner.force or runner.dist.enabled:
         return 1
-    # Opt-in (--jobs N >= 2) until a Beauty run measures its speed against one process of two threads
-    if runner.rt.device != "cpu" or jobs is None or jobs == 1:
+    if runner.rt.device != "cpu" or jobs == 1 or (jobs is None and expected_s < MIN_RUN_SECONDS):
         return 1
     threads = runner.rt.threads or torch.get_num_threads()
     return max(1, min(jobs or threads, threads))
@@ -52,10 +54,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def compute_data_parallel(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None = None) -> int:
+def compute_data_parallel(runner: Any, stage: str, cfg: PipelineConfig, jobs: int | None = None,
+                          expected_s: float = 0.0) -> int:
     """Compute `stage` under `cfg` in a group of rank processes (`ranks_for`) into the cache; how many ranks
     ran it (0: none, the caller computes it itself). A rank's error stops the others and is raised here."""
-    ranks = ranks_for(runner, stage, cfg, jobs)
+    ranks = ranks_for(runner, stage, cfg, jobs, expected_s)
     if ranks < 2:
         return 0
     threads = max(1, (runner.rt.threads or torch.get_num_threads()) // ranks)

@@ -113,13 +113,14 @@ def run_all(runner: Any, cfg: PipelineConfig, *, seeds: int = 1, backbones: list
     total = len(needed) * len(chains) + len(tcfgs)
     upstreams, ranks, i = {}, {}, 0
     for c in chains:                                         # seed -> stage -> record
-        upstreams[c.train.trainer.seed] = {}
+        upstreams[c.train.trainer.seed] = up = {}
         for s in needed:
             i += 1
             log(f"[bold]stage {i} of {total}[/bold]: {s}" + (f" seed {c.train.trainer.seed}" if reseed_chain else ""))
-            if n := compute_data_parallel(runner, s, c, jobs):
+            took = up["pretrain"].wall_s if "pretrain" in up else 0.0   # a training of the same data: how long one takes
+            if n := compute_data_parallel(runner, s, c, jobs, expected_s=took):
                 ranks[s] = n                                 # computed by n rank processes (then a hit here)
-            upstreams[c.train.trainer.seed][s] = runner.run(s, c)
+            up[s] = runner.run(s, c)
     upstream = next(iter(upstreams.values()))
     pretrain = upstream.get("pretrain")                       # a training of the same data: how long one takes
     workers = compute_concurrently(runner, "train", [c for c in tcfgs if not is_pretrain_twin(c)], jobs,

@@ -17,7 +17,7 @@ from test_experiment import TINY
 
 from pipeline.concurrent import children_ignore_ctrl_c
 from pipeline.data_parallel import ranks_for, stop
-from pipeline.interrupt import Interrupted
+from pipeline.interrupt import Interrupted, Terminated
 from pipeline.runner import Runner
 from schemas.pipeline import PipelineConfig
 from schemas.runtime import Runtime
@@ -45,6 +45,33 @@ def test_two_ranks_train_the_sft_of_one_process_and_leave_it_in_the_cache(cli, d
     a, b = (x["upstream"]["sft"]["result"] for x in (ranks, one))
     assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)    # summation order only
     assert a["valid_mse"] == pytest.approx(b["valid_mse"], rel=1e-4)
+
+
+def sft_record(cache: Path) -> dict:
+    return next(r for r in map(json.loads, map(Path.read_text, cache.glob("runs/*/*.json"))) if r["stage"] == "sft")
+
+
+def test_a_killed_data_parallel_sft_resumes_to_the_uninterrupted_result(cli, dirs, tmp_path):
+    """kill -9 after a checkpoint, the same command again: the artifacts of the run never killed (dropout on: the
+    checkpoint holds each rank's generator)."""
+    assert cli("data", "synth", "--name", "toy", "--users", "40", "--items", "24").code == 0
+    root = Path(__file__).resolve().parents[2]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    argv = lambda cache: [sys.executable, str(root / "tslrec.py"), "--threads", "2", "--no-progress", "--cache-dir",  # noqa: E731
+                          str(cache), "run", "all", "--dataset", "toy", "--variants", "tslrec", *TINY, "--set",
+                          "sft.epochs=12", "--jobs", "2"]
+    assert subprocess.run(argv(whole), capture_output=True).returncode == 0
+    p = subprocess.Popen(argv(cut), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+    while not list(cut.glob("checkpoints/*/sft.pt")):
+        assert p.poll() is None, "the SFT ended before its first checkpoint"
+        time.sleep(0.02)
+    os.killpg(p.pid, signal.SIGKILL)                                      # the parent and both ranks
+    p.wait()
+    again = subprocess.run(argv(cut), capture_output=True, text=True)
+    assert again.returncode == 0 and "resuming" in again.stderr, again.stderr
+    digests = [{kind: out["digest"] for kind, out in sft_record(c)["outputs"].items()} for c in (cut, whole)]
+    assert digests[0] == digests[1]
 
 
 def test_a_ranks_error_is_its_one_line_and_ends_the_group(cli, dirs, tmp_path):
@@ -86,7 +113,7 @@ def test_ctrl_c_ends_every_rank_and_leaves_no_claim(dirs, cli):
             time.sleep(0.1)
 
 
-@pytest.mark.parametrize("error", [SystemExit(143), KeyboardInterrupt(), Interrupted(15), ValueError("bad")])
+@pytest.mark.parametrize("error", [Terminated(15), KeyboardInterrupt(), Interrupted(15), ValueError("bad")])
 def test_a_leader_broadcasts_an_error_but_not_a_signal(tmp_path, error):
     """A follower the signal left in a training's all-reduce never meets the leader's broadcast: both hung."""
     r = Runner(Runtime(cache_dir=tmp_path, progress=False))
@@ -118,6 +145,26 @@ def test_stop_kills_a_rank_deaf_to_sigterm_even_when_a_second_signal_cuts_its_gr
     assert not p.is_alive() and p.exitcode == -signal.SIGKILL
 
 
+SWALLOWED = """
+import os, signal, time
+from pipeline.concurrent import worker_signals
+worker_signals()
+class Finalized:
+    def __del__(self):                      # Python swallows what is raised here, with a traceback
+        os.kill(os.getpid(), signal.SIGTERM)
+        sum(range(100000))                  # the handler runs in here
+Finalized()
+time.sleep(5)
+print("still running")
+"""
+
+
+def test_a_sigterm_that_lands_in_a_finalizer_still_ends_a_rank_and_prints_nothing():
+    root = Path(__file__).resolve().parents[2]
+    p = subprocess.run([sys.executable, "-c", SWALLOWED], cwd=root, capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout, p.stderr) == (143, "", "")
+
+
 def runner(device: str = "cpu", threads: int = 2, force: bool = False, cached: bool = False):
     return SimpleNamespace(rt=Runtime(device=device, threads=threads, progress=False), force=force,
                            dist=SimpleNamespace(enabled=False), is_cached=lambda stage, cfg: cached)
@@ -130,12 +177,17 @@ def test_jobs_gives_the_sft_one_rank_per_thread():
     assert ranks_for(runner(), "pretrain", None, 2) == 1         # the SFT only
 
 
-@pytest.mark.parametrize("why", ["auto", "gpu", "force", "jobs=1", "cached", "one thread"])
+def test_by_default_the_sft_is_data_parallel_when_a_training_took_long_enough():
+    assert ranks_for(runner(), "sft", None, None, expected_s=60) == 2     # the pretrain took a minute
+    assert ranks_for(runner(), "sft", None, None, expected_s=1) == 1      # toy data: a rank's start would cost more
+
+
+@pytest.mark.parametrize("why", ["gpu", "force", "jobs=1", "cached", "one thread"])
 def test_the_sft_stays_in_this_process(why):
     r = runner(device="cuda" if why == "gpu" else "cpu", force=why == "force", cached=why == "cached",
                threads=1 if why == "one thread" else 2)
-    jobs = {"jobs=1": 1, "auto": None}.get(why, 2)
-    assert ranks_for(r, "sft", None, jobs) == 1
+    jobs = {"jobs=1": 1}.get(why, 2)
+    assert ranks_for(r, "sft", None, jobs, expected_s=60) == 1
 
 
 def sigint_disposition():
