@@ -103,12 +103,15 @@ def test_run_all_block_gives_each_training_its_epochs_and_seconds_per_epoch(tmp_
     assert "1,300 s, over 1,200 s (data 0.20 s, pretrain 277 s (38 epochs at 5.55 s/epoch), sft 600 s (590 s/epoch))" in out
 
 
-def test_run_all_block_under_jobs_names_the_data_parallel_sft_and_is_silent_until_measured(tmp_path):
-    d = {"command": "python -m benchmarks.run_all_time --jobs 2", "wall_s": 1250.0, "limit_s": 1200.0,
-         "within_limit": False, "run_all_jobs": 2, "stage_seconds": {"sft": 580.0}, "data_parallel": {"sft": 2}}
-    block = text_cost.run_all_text_block("run-all-beauty-title-jobs2.json", jobs=2)
-    out = block(text_results(tmp_path, {"run-all-beauty-title-jobs2.json": d}))
-    assert "--set sft.item_text=title --jobs 2` from a cold cache" in out
-    assert "1,250 s, over 1,200 s" in out and "the sft trained data-parallel in 2 rank processes" in out
+def test_run_all_block_names_the_data_parallel_sft_and_under_jobs_is_silent_until_measured(tmp_path):
+    d = {"command": "python -m benchmarks.run_all_time", "wall_s": 1150.0, "limit_s": 1200.0,
+         "within_limit": True, "run_all_jobs": None, "stage_seconds": {"sft": 520.0}, "data_parallel": {"sft": 2}}
+    out = text_cost.run_all_text_block()(text_results(tmp_path, {"run-all-beauty-title.json": d}))
+    assert "1,150 s, within 1,200 s" in out and "the sft trained data-parallel in 2 rank processes" in out
+    block = text_cost.run_all_text_block("run-all-beauty-title-jobs1.json", jobs=1)
+    one = dict(d, wall_s=1400.0, within_limit=False, run_all_jobs=1, data_parallel={})
+    out = block(text_results(tmp_path, {"run-all-beauty-title-jobs1.json": one}))
+    assert "--set sft.item_text=title --jobs 1` from a cold cache" in out
+    assert "1,400 s, over 1,200 s" in out and "data-parallel" not in out
     (tmp_path / "none").mkdir()
     assert block(text_results(tmp_path / "none", {})) == ""
