@@ -60,19 +60,25 @@ def run_one(runner: Runner, dataset: str, method: str, seed: int, sets: list[str
 
 def merge(files: list[Path], out: Path, dataset: str) -> dict[str, Any]:
     """One runs file from several: runs keyed by (method, seed), each tagged with its file's command, commit and
-    machine; the merged file's commit is theirs when they share one."""
+    machine; the merged file's commit and machine are theirs when they share one (the merging process's machine,
+    its torch threads included, said nothing about the runs)."""
     runs: dict[tuple[str, int], dict[str, Any]] = {}
+    sources: list[str] = []                                     # a merged file passes on what it was merged from
     for f in files:
         d = json.loads(f.read_text())
+        sources += [s for s in d.get("merged_from", [f.name]) if s not in sources]
         if d.get("dataset") != dataset:
             raise SystemExit(f"{f}: runs of dataset {d.get('dataset')!r}, not {dataset!r}")
         for r in d.get("runs", []):
             origin = {k: r.get(k, d.get(k)) for k in ("command", "commit", "machine")}
             runs[(r["method"], r["seed"])] = {**r, **origin}
     commits = sorted({r["commit"] for r in runs.values() if r.get("commit")})
+    machines = {json.dumps({k: v for k, v in r["machine"].items() if k != "load_avg_1m"}, sort_keys=True)
+                for r in runs.values() if r.get("machine")}                # the load differs from run to run
     record = {"command": command(), "dataset": dataset, **provenance(),
+              **({"machine": json.loads(machines.pop())} if len(machines) == 1 else {}),
               "commit": commits[0] if len(commits) == 1 else None, "commits": commits,
-              "merged_from": [f.name for f in files], "runs": sorted(runs.values(), key=lambda r: (r["method"], r["seed"]))}
+              "merged_from": sources, "runs": sorted(runs.values(), key=lambda r: (r["method"], r["seed"]))}
     write_json(out, record)
     return record
 

@@ -49,9 +49,10 @@ def test_merge_folds_per_seed_files_keeping_each_runs_origin(tmp_path):
     d = json.loads(out.read_text())
     assert [(r["seed"], r["command"], r["commit"]) for r in d["runs"]] == [(42, "run 42", "c1"), (43, "run 43", "c1")]
     assert d["commit"] == "c1" and d["merged_from"] == ["a.json", "b.json"]
+    assert d["machine"] == {"cpu": "x"}                               # the runs', not the merging process's
     llm_runs.main(["--dataset", "toy", "--merge", str(out), str(again), "--out", str(out)])   # a merged file merges too
     d = json.loads(out.read_text())
     assert [(r["seed"], r["commit"], r["test"]["ndcg10"]) for r in d["runs"]] == [(42, "c1", 0.2), (43, "c2", 0.3)]
-    assert d["commit"] is None and d["commits"] == ["c1", "c2"]
+    assert d["commit"] is None and d["commits"] == ["c1", "c2"] and d["merged_from"] == ["a.json", "b.json", "c.json"]
     with pytest.raises(SystemExit, match="not 'beauty'"):
         llm_runs.main(["--dataset", "beauty", "--merge", str(a), "--out", str(out)])
