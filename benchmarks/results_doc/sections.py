@@ -214,7 +214,8 @@ dataset and backbone.
         [beside_table2_block(), text_target_block()] + [text_dataset_block(ds) for ds in TEXT_DATASETS] +
         [text_profile_block(), text_cost_block(), attention_kernel_block(),
          attention_kernel_block("attention-kernel-minilm-nodrop.json", NODROP_TITLE), lm_dropout_block(), dropout_draws_block(),
-         run_all_text_block(), run_all_text_block("run-all-beauty-title-jobs1.json", jobs=1)],
+         run_all_text_block(), run_all_text_block("run-all-beauty-title-repeat.json", again=True),
+         run_all_text_block("run-all-beauty-title-jobs1.json", jobs=1)],
     ),
     Section(
         "The paper's LLM baselines beside TSLRec",

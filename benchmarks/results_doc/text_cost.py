@@ -85,14 +85,16 @@ def text_cost_block(patterns: tuple[str, ...] = ("text-budget-*.json", "text-cos
     return block
 
 
-def run_all_text_block(name: str = "run-all-beauty-title.json", jobs: int | None = None) -> Callable[[Results], str]:
+def run_all_text_block(name: str = "run-all-beauty-title.json", jobs: int | None = None,
+                       again: bool = False) -> Callable[[Results], str]:
     """`run all` with item text from a cold cache against its time bound (benchmarks/run_all_time.py); with
-    `jobs`, the file of the run under `--jobs N` (nothing while it does not exist)."""
+    `jobs`, the file of the run under `--jobs N`, with `again` a repeat of the same command (either: nothing while
+    its file does not exist)."""
     def block(r: Results) -> str:
         title = ("`tslrec run all --dataset beauty --set sft.item_text=title" + (f" --jobs {jobs}" if jobs else "")
-                 + "` from a cold cache")
+                 + "` from a cold cache" + (", again" if again else ""))
         if not r.has(name):
-            return "" if jobs else f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
+            return "" if jobs or again else f"**{title}**: not measured yet (no `{REL}/{name}`).\n"
         d = r(name)
         epochs = d.get("stage_epochs") or {}
 

@@ -113,5 +113,9 @@ def test_run_all_block_names_the_data_parallel_sft_and_under_jobs_is_silent_unti
     out = block(text_results(tmp_path, {"run-all-beauty-title-jobs1.json": one}))
     assert "--set sft.item_text=title --jobs 1` from a cold cache" in out
     assert "1,400 s, over 1,200 s" in out and "data-parallel" not in out
+    again = text_cost.run_all_text_block("run-all-beauty-title-repeat.json", again=True)
+    assert again(text_results(tmp_path, {})) == ""                       # silent until measured
+    assert "sft.item_text=title` from a cold cache, again**: 1,150 s" in again(
+        text_results(tmp_path, {"run-all-beauty-title-repeat.json": d}))
     (tmp_path / "none").mkdir()
     assert block(text_results(tmp_path / "none", {})) == ""
